@@ -1,0 +1,24 @@
+//! Plumbing that every Keelson daemon shares, as upstream's `k8s.io/component-base`.
+//!
+//! - [`init`]: installs the process-wide rustls crypto provider (aws-lc-rs) and the
+//!   tracing subscriber. Every binary calls it first.
+//! - [`tls`]: loads PEM certificates and keys into rustls configs, with and without
+//!   client-certificate verification.
+//! - [`metrics`]: renders a `prometheus` registry in the text exposition format.
+//! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
+
+pub mod metrics;
+pub mod signal;
+pub mod tls;
+
+/// Installs the one rustls crypto provider (aws-lc-rs) and a tracing subscriber that
+/// reads `RUST_LOG` (default `info`). Safe to call more than once.
+pub fn init() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,125 @@
+//! Loading PEM files into rustls configurations.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+/// Errors loading TLS material.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read.
+    #[error("open {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file held no usable PEM block of the expected kind.
+    #[error("{path}: no {what} found")]
+    Empty {
+        /// The file.
+        path: PathBuf,
+        /// What was expected.
+        what: &'static str,
+    },
+    /// rustls refused the material.
+    #[error("tls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client verifier could not be built.
+    #[error("tls: client verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// Reads every certificate in a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
+    let data = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut data.as_slice())
+        .filter_map(Result::ok)
+        .collect();
+    if certs.is_empty() {
+        return Err(Error::Empty {
+            path: path.to_owned(),
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) in a PEM file.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, Error> {
+    let data = std::fs::read(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    rustls_pemfile::private_key(&mut data.as_slice())
+        .ok()
+        .flatten()
+        .ok_or_else(|| Error::Empty {
+            path: path.to_owned(),
+            what: "private key",
+        })
+}
+
+/// Builds a root store from a CA bundle.
+pub fn load_roots(path: &Path) -> Result<RootCertStore, Error> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs(path)? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// A server config. With `client_ca`, clients must present a certificate that chains to it
+/// when `require_client_cert` is set; otherwise one is verified if offered.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+    require_client_cert: bool,
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, Error> {
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => {
+            let roots = Arc::new(load_roots(ca)?);
+            let verifier = if require_client_cert {
+                WebPkiClientVerifier::builder(roots).build()?
+            } else {
+                WebPkiClientVerifier::builder(roots)
+                    .allow_unauthenticated()
+                    .build()?
+            };
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
+/// A client config trusting `ca` (or nothing extra if `None`), presenting `cert`/`key`
+/// when both are given.
+pub fn client_config(
+    ca: Option<&Path>,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<Arc<ClientConfig>, Error> {
+    let roots = match ca {
+        Some(ca) => load_roots(ca)?,
+        None => RootCertStore::empty(),
+    };
+    let builder = ClientConfig::builder().with_root_certificates(roots);
+    let config = match (cert, key) {
+        (Some(c), Some(k)) => builder.with_client_auth_cert(load_certs(c)?, load_key(k)?)?,
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}

@@ -1,0 +1,3 @@
+//! keelson-store: a Raft-replicated key-value store that speaks the etcd v3 API.
+#![allow(dead_code)]
+pub mod engine;
