@@ -97,9 +97,20 @@ impl MvccStore {
     /// Opens the store over `engine`, rebuilding the index from the stored history and
     /// finishing a compaction that was scheduled but not finished.
     pub fn open(engine: Arc<dyn KvEngine>) -> Result<Self> {
+        let store = Self {
+            engine,
+            state: RwLock::new(State::default()),
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Rebuilds the index from the engine (at open, and after a snapshot replaced the
+    /// stored state).
+    pub fn reload(&self) -> Result<()> {
         let mut state = State::default();
         let mut err = None;
-        engine.scan(Table::Kv, b"", None, &mut |k, v| {
+        self.engine.scan(Table::Kv, b"", None, &mut |k, v| {
             let Some((rev, tomb)) = Rev::decode(k) else {
                 err = Some(Error::Corrupt(format!("{k:?}")));
                 return false;
@@ -122,23 +133,37 @@ impl MvccStore {
         if let Some(e) = err {
             return Err(e);
         }
-        let finished = read_i64(&*engine, meta::FINISHED_COMPACT)?;
-        let scheduled = read_i64(&*engine, meta::SCHEDULED_COMPACT)?;
+        let finished = read_i64(&*self.engine, meta::FINISHED_COMPACT)?;
+        let scheduled = read_i64(&*self.engine, meta::SCHEDULED_COMPACT)?;
         state.compact_rev = finished.max(scheduled);
         // A fresh store starts at revision 1, as etcd does.
         state.current_rev = state.current_rev.max(state.compact_rev).max(1);
-        let store = Self {
-            engine,
-            state: RwLock::new(state),
-        };
+        *self.state.write() = state;
         if scheduled > finished {
             tracing::info!(revision = scheduled, "resuming unfinished compaction");
-            let avail = store.state.write().index.compact(scheduled);
-            store.finish_compaction(scheduled, &avail)?;
+            let avail = self.state.write().index.compact(scheduled);
+            self.finish_compaction(scheduled, &avail)?;
         } else if finished > 0 {
-            store.state.write().index.compact(finished);
+            self.state.write().index.compact(finished);
         }
-        Ok(store)
+        Ok(())
+    }
+
+    /// Replaces the stored state: runs `f` (which rewrites the engine's tables) with the
+    /// write lock held, then rebuilds the index, so no reader sees a mix.
+    pub fn restore<E: Into<Error>>(&self, f: impl FnOnce() -> std::result::Result<(), E>) -> Result<()> {
+        let mut g = self.state.write();
+        f().map_err(Into::into)?;
+        let mut state = State::default();
+        std::mem::swap(&mut *g, &mut state);
+        drop(g);
+        self.reload()
+    }
+
+    /// Runs `f` with the read lock held: nothing is applied meanwhile (for snapshots).
+    pub fn with_read_lock<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _g = self.state.read();
+        f()
     }
 
     /// The engine underneath.
