@@ -41,6 +41,8 @@ pub struct PeerClients {
     tls: PeerTls,
     /// The cluster token, for member IDs.
     pub token: String,
+    /// Lazy channels spawn their workers here; the Raft thread has no runtime of its own.
+    rt: tokio::runtime::Handle,
 }
 
 fn endpoint(url: &str, tls: &PeerTls) -> Option<Endpoint> {
@@ -64,18 +66,20 @@ fn endpoint(url: &str, tls: &PeerTls) -> Option<Endpoint> {
 }
 
 impl PeerClients {
-    /// No peers yet.
+    /// No peers yet. Must be called inside a tokio runtime.
     pub fn new(me: u64, tls: PeerTls, token: String) -> Self {
         Self {
             me,
             clients: RwLock::new(HashMap::new()),
             tls,
             token,
+            rt: tokio::runtime::Handle::current(),
         }
     }
 
     /// A client for a peer URL that is not a member yet (joining).
     pub fn connect_url(&self, url: &str) -> Option<PeerClient> {
+        let _rt = self.rt.enter();
         endpoint(url, &self.tls).map(|ep| GenPeerClient::new(ep.connect_lazy()).max_decoding_message_size(usize::MAX))
     }
 
