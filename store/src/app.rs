@@ -88,7 +88,10 @@ pub struct Member {
 
 /// Discovers this member's ID and the cluster's members from running peers
 /// (`--initial-cluster-state existing`).
-async fn join_existing(flags: &Flags, peers: &PeerClients) -> Result<(u64, u64, Vec<proto::etcdserverpb::Member>), Error> {
+async fn join_existing(
+    flags: &Flags,
+    peers: &PeerClients,
+) -> Result<(u64, u64, Vec<proto::etcdserverpb::Member>), Error> {
     let ic = crate::membership::parse_initial_cluster(&flags.initial_cluster())?;
     let urls: Vec<String> = ic
         .iter()
@@ -97,7 +100,9 @@ async fn join_existing(flags: &Flags, peers: &PeerClients) -> Result<(u64, u64, 
         .collect();
     for _ in 0..30 {
         for url in &urls {
-            let Some(mut c) = peers.connect_url(url) else { continue };
+            let Some(mut c) = peers.connect_url(url) else {
+                continue;
+            };
             if let Ok(resp) = c.members(MembersRequest {}).await {
                 let resp = resp.into_inner();
                 let mut mine = flags.initial_advertise_peer_urls.clone();
@@ -123,7 +128,12 @@ async fn join_existing(flags: &Flags, peers: &PeerClients) -> Result<(u64, u64, 
     ))
 }
 
-fn tls_for(cert: &Option<std::path::PathBuf>, key: &Option<std::path::PathBuf>, ca: &Option<std::path::PathBuf>, require: bool) -> Result<Option<Arc<rustls::ServerConfig>>, Error> {
+fn tls_for(
+    cert: &Option<std::path::PathBuf>,
+    key: &Option<std::path::PathBuf>,
+    ca: &Option<std::path::PathBuf>,
+    require: bool,
+) -> Result<Option<Arc<rustls::ServerConfig>>, Error> {
     match (cert, key) {
         (Some(c), Some(k)) => Ok(Some(component_base::tls::server_config(
             c,
@@ -158,11 +168,16 @@ impl Member {
         let sm = Arc::new(StateMachine::open(engine.clone(), lessor)?);
 
         let peer_tls = PeerTls {
-            ca: flags.peer_trusted_ca_file.as_ref().and_then(|p| std::fs::read(p).ok()),
+            ca: flags
+                .peer_trusted_ca_file
+                .as_ref()
+                .and_then(|p| std::fs::read(p).ok()),
             identity: match (&flags.peer_cert_file, &flags.peer_key_file) {
                 (Some(c), Some(k)) => Some((
-                    std::fs::read(c).map_err(|e| Error::Config(format!("open {}: {e}", c.display())))?,
-                    std::fs::read(k).map_err(|e| Error::Config(format!("open {}: {e}", k.display())))?,
+                    std::fs::read(c)
+                        .map_err(|e| Error::Config(format!("open {}: {e}", c.display())))?,
+                    std::fs::read(k)
+                        .map_err(|e| Error::Config(format!("open {}: {e}", k.display())))?,
                 )),
                 _ => None,
             },
@@ -193,8 +208,16 @@ impl Member {
             }
             b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
             b.put(Table::Meta, CLUSTER_ID, cid.to_be_bytes().to_vec());
-            b.put(Table::Meta, crate::mvcc::meta::CONSISTENT_INDEX, 1u64.to_be_bytes().to_vec());
-            b.put(Table::Meta, crate::mvcc::meta::CONSISTENT_TERM, 1u64.to_be_bytes().to_vec());
+            b.put(
+                Table::Meta,
+                crate::mvcc::meta::CONSISTENT_INDEX,
+                1u64.to_be_bytes().to_vec(),
+            );
+            b.put(
+                Table::Meta,
+                crate::mvcc::meta::CONSISTENT_TERM,
+                1u64.to_be_bytes().to_vec(),
+            );
             log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
             engine.write(&b, Durability::Sync)?;
             sm.reload()?;
@@ -233,13 +256,26 @@ impl Member {
         let raw = RawNode::new(&cfg, log.clone(), &logger)?;
 
         let metrics = Arc::new(Metrics::new());
-        metrics.server_info.with_label_values(&[&format!("{id:x}")]).set(1);
+        metrics
+            .server_info
+            .with_label_values(&[&format!("{id:x}")])
+            .set(1);
         let shared = Arc::new(Shared::new(id, applied));
         let hub = Arc::new(WatchHub::new(sm.mvcc().current_rev()));
-        let peers = Arc::new(PeerClients::new(id, peer_tls, flags.initial_cluster_token.clone()));
+        let peers = Arc::new(PeerClients::new(
+            id,
+            peer_tls,
+            flags.initial_cluster_token.clone(),
+        ));
         peers.update(&sm.members());
         let (cmd_tx, cmd_rx) = std::sync::mpsc::channel();
-        let transport = Arc::new(GrpcTransport::new(id, cluster_id, peers.clone(), cmd_tx.clone(), tokio::runtime::Handle::current()));
+        let transport = Arc::new(GrpcTransport::new(
+            id,
+            cluster_id,
+            peers.clone(),
+            cmd_tx.clone(),
+            tokio::runtime::Handle::current(),
+        ));
         let election_timeout = Duration::from_millis(flags.election_timeout);
         let node = Node::new(
             raw,
@@ -284,16 +320,28 @@ impl Member {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut tasks = Vec::new();
         // Peers first, so the cluster can form while clients wait.
-        let peer_tls = tls_for(&flags.peer_cert_file, &flags.peer_key_file, &flags.peer_trusted_ca_file, flags.peer_client_cert_auth)?;
-        let peer_router = tonic::service::Routes::new(PeerServer::new(crate::server::peer::PeerService(core.clone()))
-            .max_decoding_message_size(usize::MAX))
-            .into_axum_router();
+        let peer_tls = tls_for(
+            &flags.peer_cert_file,
+            &flags.peer_key_file,
+            &flags.peer_trusted_ca_file,
+            flags.peer_client_cert_auth,
+        )?;
+        let peer_router = tonic::service::Routes::new(
+            PeerServer::new(crate::server::peer::PeerService(core.clone()))
+                .max_decoding_message_size(usize::MAX),
+        )
+        .into_axum_router();
         for url in &flags.listen_peer_urls {
             let b = crate::serve::bind(url, peer_tls.clone()).await?;
             tracing::info!(address = %url, "starting peer listener");
             tasks.push(tokio::spawn(b.serve(peer_router.clone(), stop_rx.clone())));
         }
-        let client_tls = tls_for(&flags.cert_file, &flags.key_file, &flags.trusted_ca_file, flags.client_cert_auth)?;
+        let client_tls = tls_for(
+            &flags.cert_file,
+            &flags.key_file,
+            &flags.trusted_ca_file,
+            flags.client_cert_auth,
+        )?;
         let client_router = client_router(&core);
         let mut client_bound = Vec::new();
         for url in &flags.listen_client_urls {
@@ -304,7 +352,11 @@ impl Member {
             tracing::info!(address = %url, "serving metrics");
             tasks.push(tokio::spawn(b.serve(http_router(&core), stop_rx.clone())));
         }
-        tasks.push(tokio::spawn(background(core.clone(), auto_compaction, stop_rx.clone())));
+        tasks.push(tokio::spawn(background(
+            core.clone(),
+            auto_compaction,
+            stop_rx.clone(),
+        )));
         // etcd publishes the member's attributes through Raft before serving clients.
         let attrs = MemberAttributes {
             id,
@@ -318,7 +370,9 @@ impl Member {
             if !secure {
                 tracing::warn!(address = %b.url, "serving client traffic insecurely; this is strongly discouraged!");
             }
-            tasks.push(tokio::spawn(b.serve(client_router.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(
+                b.serve(client_router.clone(), stop_rx.clone()),
+            ));
         }
         Ok(Member {
             core,
@@ -395,7 +449,10 @@ fn http_router(core: &Arc<Core>) -> Router {
                 async move {
                     refresh_gauges(&core);
                     (
-                        [(http::header::CONTENT_TYPE, component_base::metrics::TEXT_CONTENT_TYPE)],
+                        [(
+                            http::header::CONTENT_TYPE,
+                            component_base::metrics::TEXT_CONTENT_TYPE,
+                        )],
                         component_base::metrics::render(&core.metrics.registry),
                     )
                 }
@@ -424,11 +481,21 @@ fn client_router(core: &Arc<Core>) -> Router {
     let routes = tonic::service::Routes::new(
         KvServer::new(crate::server::kv::KvService(core.clone())).max_decoding_message_size(max),
     )
-    .add_service(WatchServer::new(crate::server::watch::WatchService(core.clone())).max_decoding_message_size(max))
-    .add_service(LeaseServer::new(crate::server::lease::LeaseService(core.clone())).max_decoding_message_size(max))
-    .add_service(ClusterServer::new(crate::server::cluster::ClusterService(core.clone())).max_decoding_message_size(max))
     .add_service(
-        MaintenanceServer::new(crate::server::maintenance::MaintenanceService(core.clone())).max_decoding_message_size(max),
+        WatchServer::new(crate::server::watch::WatchService(core.clone()))
+            .max_decoding_message_size(max),
+    )
+    .add_service(
+        LeaseServer::new(crate::server::lease::LeaseService(core.clone()))
+            .max_decoding_message_size(max),
+    )
+    .add_service(
+        ClusterServer::new(crate::server::cluster::ClusterService(core.clone()))
+            .max_decoding_message_size(max),
+    )
+    .add_service(
+        MaintenanceServer::new(crate::server::maintenance::MaintenanceService(core.clone()))
+            .max_decoding_message_size(max),
     );
     routes.into_axum_router().merge(http_router(core))
 }
@@ -447,19 +514,34 @@ async fn health(core: &Core, query: String) -> (http::StatusCode, axum::Json<ser
         reason = "QGET ERROR".into();
     }
     let ok = reason.is_empty();
-    let code = if ok { http::StatusCode::OK } else { http::StatusCode::SERVICE_UNAVAILABLE };
-    (code, axum::Json(serde_json::json!({"health": ok.to_string(), "reason": reason})))
+    let code = if ok {
+        http::StatusCode::OK
+    } else {
+        http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(serde_json::json!({"health": ok.to_string(), "reason": reason})),
+    )
 }
 
 fn refresh_gauges(core: &Core) {
     let engine = core.sm.mvcc().engine();
-    core.metrics.db_total_size.set(engine.size_on_disk().unwrap_or(0) as i64);
-    core.metrics.db_in_use.set(engine.size_in_use().unwrap_or(0) as i64);
+    core.metrics
+        .db_total_size
+        .set(engine.size_on_disk().unwrap_or(0) as i64);
+    core.metrics
+        .db_in_use
+        .set(engine.size_in_use().unwrap_or(0) as i64);
     core.metrics.watchers.set(core.hub.watchers() as i64);
 }
 
 /// Leader-only auto-compaction, as etcd's compactor does it.
-async fn background(core: Arc<Core>, policy: Option<AutoCompaction>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn background(
+    core: Arc<Core>,
+    policy: Option<AutoCompaction>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let Some(policy) = policy else {
         let _ = stop.wait_for(|s| *s).await;
         return;

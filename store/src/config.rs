@@ -128,15 +128,16 @@ impl Flags {
     pub fn auto_compaction(&self) -> Result<Option<AutoCompaction>, String> {
         let r = self.auto_compaction_retention.trim();
         if self.auto_compaction_mode == "revision" {
-            let n: i64 = r
-                .parse()
-                .map_err(|_| format!("invalid auto-compaction-retention {r:?} for revision mode"))?;
+            let n: i64 = r.parse().map_err(|_| {
+                format!("invalid auto-compaction-retention {r:?} for revision mode")
+            })?;
             return Ok((n > 0).then_some(AutoCompaction::Revision(n)));
         }
         // periodic: a bare number is hours, as etcd reads it.
         let d = match r.parse::<u64>() {
             Ok(h) => Duration::from_secs(h * 3600),
-            Err(_) => parse_duration(r).map_err(|e| format!("invalid auto-compaction-retention {r:?}: {e}"))?,
+            Err(_) => parse_duration(r)
+                .map_err(|e| format!("invalid auto-compaction-retention {r:?}: {e}"))?,
         };
         Ok((!d.is_zero()).then_some(AutoCompaction::Periodic(d)))
     }
@@ -208,7 +209,10 @@ mod tests {
         assert_eq!(f.max_request_bytes, 1_572_864);
         assert_eq!(f.auto_compaction().unwrap(), None);
         let f = Flags::parse_from(["keelson-store", "--auto-compaction-retention", "1"]);
-        assert_eq!(f.auto_compaction().unwrap(), Some(AutoCompaction::Periodic(Duration::from_secs(3600))));
+        assert_eq!(
+            f.auto_compaction().unwrap(),
+            Some(AutoCompaction::Periodic(Duration::from_secs(3600)))
+        );
         let f = Flags::parse_from([
             "keelson-store",
             "--auto-compaction-mode",
@@ -216,6 +220,9 @@ mod tests {
             "--auto-compaction-retention",
             "1000",
         ]);
-        assert_eq!(f.auto_compaction().unwrap(), Some(AutoCompaction::Revision(1000)));
+        assert_eq!(
+            f.auto_compaction().unwrap(),
+            Some(AutoCompaction::Revision(1000))
+        );
     }
 }

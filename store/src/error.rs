@@ -113,11 +113,14 @@ impl EtcdError {
             Compacted | FutureRev | LeaseTtlTooLarge => Code::OutOfRange,
             NoSpace => Code::ResourceExhausted,
             LeaseNotFound | MemberNotFound => Code::NotFound,
-            LeaseExists | NotLeader | MemberExists | PeerUrlExists | MemberNotLearner | LearnerNotReady
-            | TooManyLearners | NotEnoughStarted => Code::FailedPrecondition,
-            NoLeader | LeaderChanged | Stopped | Timeout | TimeoutDueToLeaderFail | NotSupportedForLearner => {
-                Code::Unavailable
-            }
+            LeaseExists | NotLeader | MemberExists | PeerUrlExists | MemberNotLearner
+            | LearnerNotReady | TooManyLearners | NotEnoughStarted => Code::FailedPrecondition,
+            NoLeader
+            | LeaderChanged
+            | Stopped
+            | Timeout
+            | TimeoutDueToLeaderFail
+            | NotSupportedForLearner => Code::Unavailable,
             Corrupt => Code::DataLoss,
             Internal(_) => Code::Internal,
         }
@@ -128,8 +131,16 @@ impl EtcdError {
     pub fn from_status(s: &Status) -> EtcdError {
         use EtcdError::*;
         let all = [
-            EmptyKey, KeyNotFound, LeaseNotFound, LeaseExists, LeaseTtlTooLarge, NoLeader, NotLeader, Stopped,
-            Timeout, NoSpace,
+            EmptyKey,
+            KeyNotFound,
+            LeaseNotFound,
+            LeaseExists,
+            LeaseTtlTooLarge,
+            NoLeader,
+            NotLeader,
+            Stopped,
+            Timeout,
+            NoSpace,
         ];
         all.into_iter()
             .find(|e| e.to_string() == s.message())
@@ -170,9 +181,15 @@ mod tests {
     fn statuses_carry_etcd_codes_and_texts() {
         let s = Status::from(EtcdError::Compacted);
         assert_eq!(s.code(), Code::OutOfRange);
-        assert_eq!(s.message(), "etcdserver: mvcc: required revision has been compacted");
+        assert_eq!(
+            s.message(),
+            "etcdserver: mvcc: required revision has been compacted"
+        );
         let s = Status::from(EtcdError::NoSpace);
         assert_eq!(s.code(), Code::ResourceExhausted);
-        assert_eq!(EtcdError::from_status(&Status::from(EtcdError::LeaseNotFound)), EtcdError::LeaseNotFound);
+        assert_eq!(
+            EtcdError::from_status(&Status::from(EtcdError::LeaseNotFound)),
+            EtcdError::LeaseNotFound
+        );
     }
 }

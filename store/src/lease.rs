@@ -271,15 +271,28 @@ mod tests {
         assert!(l.grant(1, 5));
         assert!(!l.grant(1, 5), "IDs are unique");
         clock.advance(Duration::from_secs(100));
-        assert!(l.take_expired(10, Duration::from_secs(3)).is_empty(), "followers never expire");
+        assert!(
+            l.take_expired(10, Duration::from_secs(3)).is_empty(),
+            "followers never expire"
+        );
         l.promote(Duration::from_secs(1));
         clock.advance(Duration::from_secs(5));
-        assert!(l.take_expired(10, Duration::from_secs(3)).is_empty(), "TTL plus the extension");
+        assert!(
+            l.take_expired(10, Duration::from_secs(3)).is_empty(),
+            "TTL plus the extension"
+        );
         clock.advance(Duration::from_secs(2));
         assert_eq!(l.take_expired(10, Duration::from_secs(3)), vec![1]);
-        assert!(l.take_expired(10, Duration::from_secs(3)).is_empty(), "not proposed twice");
+        assert!(
+            l.take_expired(10, Duration::from_secs(3)).is_empty(),
+            "not proposed twice"
+        );
         clock.advance(Duration::from_secs(4));
-        assert_eq!(l.take_expired(10, Duration::from_secs(3)), vec![1], "retried");
+        assert_eq!(
+            l.take_expired(10, Duration::from_secs(3)),
+            vec![1],
+            "retried"
+        );
     }
 
     #[test]

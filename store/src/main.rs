@@ -18,10 +18,16 @@ fn main() -> ExitCode {
             eprintln!("Error: unknown command; usage: keelson-store snapshot restore FILE [flags]");
             return ExitCode::from(2);
         }
-        let r = RestoreArgs::parse_from(std::iter::once("restore".to_owned()).chain(args.into_iter().skip(3)));
+        let r = RestoreArgs::parse_from(
+            std::iter::once("restore".to_owned()).chain(args.into_iter().skip(3)),
+        );
         return match restore::run(&r) {
             Ok(dir) => {
-                println!("restored snapshot {} into {}", r.file.display(), dir.display());
+                println!(
+                    "restored snapshot {} into {}",
+                    r.file.display(),
+                    dir.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -94,7 +94,9 @@ pub fn initial_members(
     advertised: &[String],
 ) -> Result<Vec<Member>, Error> {
     let parsed = parse_initial_cluster(initial_cluster)?;
-    let mine = parsed.get(name).ok_or_else(|| Error::NameNotFound { name: name.to_owned() })?;
+    let mine = parsed.get(name).ok_or_else(|| Error::NameNotFound {
+        name: name.to_owned(),
+    })?;
     let (mut a, mut b) = (mine.clone(), advertised.to_vec());
     a.sort();
     b.sort();
@@ -131,7 +133,11 @@ pub fn load(engine: &dyn KvEngine) -> Result<Vec<Member>, Error> {
 
 /// Adds a member's record to a batch.
 pub fn put(batch: &mut WriteBatch, m: &Member) {
-    batch.put(Table::Members, m.id.to_be_bytes().to_vec(), m.encode_to_vec());
+    batch.put(
+        Table::Members,
+        m.id.to_be_bytes().to_vec(),
+        m.encode_to_vec(),
+    );
 }
 
 /// Adds a member's removal to a batch.
@@ -149,8 +155,15 @@ mod tests {
         let ms = initial_members(ic, "tok", "a", &["http://127.0.0.1:2380".into()]).unwrap();
         assert_eq!(ms.len(), 2);
         assert_ne!(ms[0].id, ms[1].id);
-        assert_eq!(ms[0].id, member_id(&["http://127.0.0.1:2380".into()], "tok", None));
-        assert_ne!(ms[0].id, member_id(&["http://127.0.0.1:2380".into()], "other", None), "token matters");
+        assert_eq!(
+            ms[0].id,
+            member_id(&["http://127.0.0.1:2380".into()], "tok", None)
+        );
+        assert_ne!(
+            ms[0].id,
+            member_id(&["http://127.0.0.1:2380".into()], "other", None),
+            "token matters"
+        );
         assert!(matches!(
             initial_members(ic, "tok", "c", &[]),
             Err(Error::NameNotFound { .. })

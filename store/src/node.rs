@@ -24,10 +24,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
-use protobuf::Message as _;
 use proto::etcdserverpb::LeaseRevokeRequest;
 use proto::peer::{ConfChangeContext, InternalRequest, internal_request::Request};
-use raft::prelude::{ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
+use protobuf::Message as _;
+use raft::prelude::{
+    ConfChange, ConfChangeSingle, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+};
 use raft::{RawNode, SnapshotStatus, StateRole};
 use tokio::sync::{oneshot, watch};
 
@@ -248,14 +250,18 @@ impl Node {
             Command::Propose(data) => {
                 if let Err(e) = self.raw.propose(Vec::new(), data.clone()) {
                     self.metrics.proposals_failed.inc();
-                    let id = InternalRequest::decode(data.as_slice()).map(|r| r.id).unwrap_or(0);
+                    let id = InternalRequest::decode(data.as_slice())
+                        .map(|r| r.id)
+                        .unwrap_or(0);
                     self.fail(id, propose_error(&e, self.leader));
                 }
             }
             Command::ConfChange(cc) => {
                 if let Err(e) = self.raw.propose_conf_change(Vec::new(), cc.clone()) {
                     self.metrics.proposals_failed.inc();
-                    let id = ConfChangeContext::decode(&cc.context[..]).map(|c| c.id).unwrap_or(0);
+                    let id = ConfChangeContext::decode(&cc.context[..])
+                        .map(|c| c.id)
+                        .unwrap_or(0);
                     self.fail(id, propose_error(&e, self.leader));
                 }
             }
@@ -270,7 +276,11 @@ impl Node {
             Command::Unreachable(id) => self.raw.report_unreachable(id),
             Command::SnapshotDone(id, ok) => self.raw.report_snapshot(
                 id,
-                if ok { SnapshotStatus::Finish } else { SnapshotStatus::Failure },
+                if ok {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                },
             ),
             Command::TransferLeader(id) => self.raw.transfer_leader(id),
             Command::Stop => return false,
@@ -326,7 +336,11 @@ impl Node {
         }
         if !batch.is_empty() {
             let t = Instant::now();
-            let durability = if rd.must_sync() { Durability::Sync } else { Durability::Buffered };
+            let durability = if rd.must_sync() {
+                Durability::Sync
+            } else {
+                Durability::Buffered
+            };
             self.sm
                 .mvcc()
                 .engine()
@@ -406,8 +420,13 @@ impl Node {
 
     fn install_snapshot(&mut self, snap: raft::prelude::Snapshot) -> Result<(), String> {
         let meta = snap.get_metadata().clone();
-        tracing::info!(index = meta.index, term = meta.term, "applying database snapshot from leader");
-        let mut batch = crate::snapshot::restore_batch(&snap.data, &Table::STATE_MACHINE).map_err(|e| e.to_string())?;
+        tracing::info!(
+            index = meta.index,
+            term = meta.term,
+            "applying database snapshot from leader"
+        );
+        let mut batch = crate::snapshot::restore_batch(&snap.data, &Table::STATE_MACHINE)
+            .map_err(|e| e.to_string())?;
         let mvcc = self.sm.mvcc();
         mvcc.restore(|| {
             self.log.apply_snapshot(&meta, &mut batch);
@@ -448,7 +467,9 @@ impl Node {
                             let res = self.sm.apply_request(&mut session, req);
                             replies.push((id, res));
                         }
-                        Err(err) => tracing::error!(index = e.index, error = %err, "undecodable entry skipped"),
+                        Err(err) => {
+                            tracing::error!(index = e.index, error = %err, "undecodable entry skipped")
+                        }
                     }
                 }
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
@@ -478,10 +499,15 @@ impl Node {
         }
         StateMachine::set_consistent_index(&mut session, last_index, last_term);
         let t = Instant::now();
-        let committed = session.commit(Durability::Buffered).map_err(|e| e.to_string())?;
-        self.metrics.backend_commit.observe(t.elapsed().as_secs_f64());
+        let committed = session
+            .commit(Durability::Buffered)
+            .map_err(|e| e.to_string())?;
+        self.metrics
+            .backend_commit
+            .observe(t.elapsed().as_secs_f64());
         self.applied = last_index;
-        self.hub.publish(&committed.changes, self.sm.mvcc().current_rev());
+        self.hub
+            .publish(&committed.changes, self.sm.mvcc().current_rev());
         if let Some((rev, keep)) = committed.compaction {
             let sm = self.sm.clone();
             let shared = self.shared.clone();
@@ -495,7 +521,9 @@ impl Node {
         }
         let _ = self.shared.applied.send_replace(last_index);
         self.metrics.proposals_applied.set(last_index as f64);
-        self.metrics.proposals_committed.set(self.raw.raft.raft_log.committed as f64);
+        self.metrics
+            .proposals_committed
+            .set(self.raw.raft.raft_log.committed as f64);
         {
             let mut waiters = self.shared.waiters.lock();
             for (id, res) in replies {
@@ -541,7 +569,11 @@ impl Node {
             .engine()
             .write(&batch, Durability::Sync)
             .map_err(|e| format!("compacting raft log: {e}"))?;
-        tracing::info!(applied = self.applied, compact_index = to, "compacted raft logs");
+        tracing::info!(
+            applied = self.applied,
+            compact_index = to,
+            "compacted raft logs"
+        );
         Ok(())
     }
 }
@@ -554,7 +586,11 @@ fn propose_error(e: &raft::Error, leader: u64) -> EtcdError {
     }
 }
 
-fn conf_change_to_member_change(cc: &ConfChangeV2, ctx: &ConfChangeContext, sm: &StateMachine) -> Option<MemberChange> {
+fn conf_change_to_member_change(
+    cc: &ConfChangeV2,
+    ctx: &ConfChangeContext,
+    sm: &StateMachine,
+) -> Option<MemberChange> {
     let single: &ConfChangeSingle = cc.changes.first()?;
     match single.get_change_type() {
         ConfChangeType::AddNode => match sm.member(single.node_id) {

@@ -57,7 +57,8 @@ fn idx_key(i: u64) -> Vec<u8> {
 }
 
 fn pb<M: protobuf::Message>(m: &M) -> Vec<u8> {
-    m.write_to_bytes().expect("protobuf encoding to memory cannot fail")
+    m.write_to_bytes()
+        .expect("protobuf encoding to memory cannot fail")
 }
 
 fn corrupt(what: &str) -> engine::Error {
@@ -69,7 +70,10 @@ fn corrupt(what: &str) -> engine::Error {
 
 impl RaftLog {
     /// Loads the log from the engine.
-    pub fn open(engine: &dyn KvEngine, source: Arc<dyn SnapshotSource>) -> Result<Self, engine::Error> {
+    pub fn open(
+        engine: &dyn KvEngine,
+        source: Arc<dyn SnapshotSource>,
+    ) -> Result<Self, engine::Error> {
         let mut core = Core::default();
         if let Some(b) = engine.get(Table::RaftState, HS)? {
             core.hs = HardState::parse_from_bytes(&b).map_err(|_| corrupt("hard state"))?;
@@ -78,20 +82,26 @@ impl RaftLog {
             core.cs = ConfState::parse_from_bytes(&b).map_err(|_| corrupt("conf state"))?;
         }
         if let Some(b) = engine.get(Table::RaftState, SNAP)? {
-            core.snap = SnapshotMetadata::parse_from_bytes(&b).map_err(|_| corrupt("snapshot metadata"))?;
+            core.snap =
+                SnapshotMetadata::parse_from_bytes(&b).map_err(|_| corrupt("snapshot metadata"))?;
         }
         let mut bad = false;
         let start = idx_key(core.snap.index + 1);
-        engine.scan(Table::RaftLog, &start, None, &mut |_, v| match Entry::parse_from_bytes(v) {
-            Ok(e) => {
-                core.entries.push(e);
-                true
-            }
-            Err(_) => {
-                bad = true;
-                false
-            }
-        })?;
+        engine.scan(
+            Table::RaftLog,
+            &start,
+            None,
+            &mut |_, v| match Entry::parse_from_bytes(v) {
+                Ok(e) => {
+                    core.entries.push(e);
+                    true
+                }
+                Err(_) => {
+                    bad = true;
+                    false
+                }
+            },
+        )?;
         if bad {
             return Err(corrupt("entry"));
         }
@@ -131,7 +141,11 @@ impl RaftLog {
         };
         let mut c = self.core.write();
         let first_idx = first.index;
-        assert!(first_idx > c.snap.index, "append at {first_idx} below compaction point {}", c.snap.index);
+        assert!(
+            first_idx > c.snap.index,
+            "append at {first_idx} below compaction point {}",
+            c.snap.index
+        );
         let last = c.last_index();
         if first_idx <= last {
             let keep = (first_idx - c.first_index()) as usize;
@@ -174,7 +188,11 @@ impl RaftLog {
     pub fn apply_snapshot(&self, meta: &SnapshotMetadata, batch: &mut WriteBatch) {
         let mut c = self.core.write();
         let last = c.last_index();
-        batch.delete_range(Table::RaftLog, idx_key(0), idx_key(last.max(meta.index) + 1));
+        batch.delete_range(
+            Table::RaftLog,
+            idx_key(0),
+            idx_key(last.max(meta.index) + 1),
+        );
         c.entries.clear();
         c.snap = meta.clone();
         c.cs = meta.get_conf_state().clone();
@@ -227,7 +245,10 @@ impl raft::Storage for RaftLog {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         if high > c.last_index() + 1 {
-            panic!("entries' hi({high}) is out of bound lastindex({})", c.last_index());
+            panic!(
+                "entries' hi({high}) is out of bound lastindex({})",
+                c.last_index()
+            );
         }
         let off = c.first_index();
         let mut ents = c.entries[(low - off) as usize..(high - off) as usize].to_vec();
@@ -263,10 +284,14 @@ impl raft::Storage for RaftLog {
             raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable)
         })?;
         if index < request_index {
-            return Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable));
+            return Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            ));
         }
-        let mut snap = Snapshot::default();
-        snap.data = data.into();
+        let mut snap = Snapshot {
+            data: data.into(),
+            ..Default::default()
+        };
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

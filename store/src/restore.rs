@@ -75,7 +75,11 @@ pub fn run(args: &RestoreArgs) -> Result<PathBuf, Error> {
         .data_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.etcd", args.name)));
-    if dir.exists() && std::fs::read_dir(&dir).map(|mut d| d.next().is_some()).unwrap_or(false) {
+    if dir.exists()
+        && std::fs::read_dir(&dir)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    {
         return Err(Error::Exists(dir));
     }
     let data = std::fs::read(&args.file).map_err(|source| Error::Read {
@@ -97,23 +101,45 @@ pub fn run(args: &RestoreArgs) -> Result<PathBuf, Error> {
         &args.name,
         &args.initial_advertise_peer_urls,
     )?;
-    let me = members.iter().find(|m| m.name == args.name).map(|m| m.id).unwrap_or(0);
+    let me = members
+        .iter()
+        .find(|m| m.name == args.name)
+        .map(|m| m.id)
+        .unwrap_or(0);
     let cid = crate::membership::cluster_id(members.iter().map(|m| m.id));
     let engine: Arc<dyn engine::KvEngine> = Arc::from(engine::open(args.backend_engine, &dir)?);
     let mut b = WriteBatch::new();
     for (t, k, v) in records {
         // Keys, leases and compaction state carry over; membership and Raft state do not.
-        if matches!(t, Table::Kv | Table::Lease) || (t == Table::Meta && k.starts_with(b"finishedCompactRev")) {
+        if matches!(t, Table::Kv | Table::Lease)
+            || (t == Table::Meta && k.starts_with(b"finishedCompactRev"))
+        {
             b.put(t, k, v);
         }
     }
     for m in &members {
         crate::membership::put(&mut b, m);
     }
-    b.put(Table::Meta, b"member_id".to_vec(), me.to_be_bytes().to_vec());
-    b.put(Table::Meta, b"cluster_id".to_vec(), cid.to_be_bytes().to_vec());
-    b.put(Table::Meta, crate::mvcc::meta::CONSISTENT_INDEX.to_vec(), 1u64.to_be_bytes().to_vec());
-    b.put(Table::Meta, crate::mvcc::meta::CONSISTENT_TERM.to_vec(), 1u64.to_be_bytes().to_vec());
+    b.put(
+        Table::Meta,
+        b"member_id".to_vec(),
+        me.to_be_bytes().to_vec(),
+    );
+    b.put(
+        Table::Meta,
+        b"cluster_id".to_vec(),
+        cid.to_be_bytes().to_vec(),
+    );
+    b.put(
+        Table::Meta,
+        crate::mvcc::meta::CONSISTENT_INDEX.to_vec(),
+        1u64.to_be_bytes().to_vec(),
+    );
+    b.put(
+        Table::Meta,
+        crate::mvcc::meta::CONSISTENT_TERM.to_vec(),
+        1u64.to_be_bytes().to_vec(),
+    );
     let log = RaftLog::open(&*engine, Arc::new(NoSource))?;
     log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
     engine.write(&b, Durability::Sync)?;

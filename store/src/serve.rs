@@ -25,7 +25,9 @@ pub enum Error {
         source: std::io::Error,
     },
     /// https was asked for without a certificate.
-    #[error("{0}: https listener needs --cert-file and --key-file (--peer-cert-file and --peer-key-file for peers)")]
+    #[error(
+        "{0}: https listener needs --cert-file and --key-file (--peer-cert-file and --peer-key-file for peers)"
+    )]
     NoTls(String),
 }
 
@@ -43,13 +45,21 @@ pub async fn bind(url: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Result<B
     let host = u.host_str().ok_or_else(|| Error::BadUrl(url.to_owned()))?;
     let port = u.port().ok_or_else(|| Error::BadUrl(url.to_owned()))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let addr = if host == "localhost" { format!("127.0.0.1:{port}") } else { format!("{host}:{port}") };
-    let listener = TcpListener::bind(&addr).await.map_err(|source| Error::Bind {
-        addr: addr.clone(),
-        source,
-    })?;
+    let addr = if host == "localhost" {
+        format!("127.0.0.1:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let listener = TcpListener::bind(&addr)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
     let tls = match u.scheme() {
-        "https" | "unixs" => Some(TlsAcceptor::from(tls.ok_or_else(|| Error::NoTls(url.to_owned()))?)),
+        "https" | "unixs" => Some(TlsAcceptor::from(
+            tls.ok_or_else(|| Error::NoTls(url.to_owned()))?,
+        )),
         _ => None,
     };
     Ok(Bound {
@@ -84,16 +94,18 @@ impl Bound {
             let tls = self.tls.clone();
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    router.clone().oneshot(req.map(axum::body::Body::new))
-                });
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        router.clone().oneshot(req.map(axum::body::Body::new))
+                    });
                 let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                 match tls {
                     Some(acceptor) => {
                         let Ok(stream) = acceptor.accept(tcp).await else {
                             return;
                         };
-                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+                        let conn =
+                            builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                         tokio::select! {
                             _ = conn => {}
                             _ = stop.wait_for(|s| *s) => {}

@@ -7,7 +7,11 @@ impl slog::Drain for TracingDrain {
     type Ok = ();
     type Err = slog::Never;
 
-    fn log(&self, record: &slog::Record<'_>, _values: &slog::OwnedKVList) -> Result<(), slog::Never> {
+    fn log(
+        &self,
+        record: &slog::Record<'_>,
+        _values: &slog::OwnedKVList,
+    ) -> Result<(), slog::Never> {
         let mut kv = KvString(String::new());
         let _ = slog::KV::serialize(&record.kv(), record, &mut kv);
         let msg = format!("{}{}", record.msg(), kv.0);

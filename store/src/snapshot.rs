@@ -56,8 +56,11 @@ pub fn export(engine: &dyn KvEngine, tables: &[Table]) -> Result<Vec<u8>, Error>
     Ok(out)
 }
 
+/// One record: table, key, value.
+pub type Record = (Table, Vec<u8>, Vec<u8>);
+
 /// Checks the checksum and decodes every record.
-pub fn parse(data: &[u8]) -> Result<Vec<(Table, Vec<u8>, Vec<u8>)>, Error> {
+pub fn parse(data: &[u8]) -> Result<Vec<Record>, Error> {
     if data.len() < MAGIC.len() + 32 || &data[..MAGIC.len()] != MAGIC {
         return Err(Error::BadMagic);
     }
@@ -78,9 +81,17 @@ pub fn parse(data: &[u8]) -> Result<Vec<(Table, Vec<u8>, Vec<u8>)>, Error> {
             break;
         }
         let table = Table::from_u8(tag).ok_or(Error::UnknownTable(tag))?;
-        let kl = u32::from_be_bytes(take(&mut i, 4)?.try_into().map_err(|_| Error::Truncated(i))?) as usize;
+        let kl = u32::from_be_bytes(
+            take(&mut i, 4)?
+                .try_into()
+                .map_err(|_| Error::Truncated(i))?,
+        ) as usize;
         let k = take(&mut i, kl)?.to_vec();
-        let vl = u32::from_be_bytes(take(&mut i, 4)?.try_into().map_err(|_| Error::Truncated(i))?) as usize;
+        let vl = u32::from_be_bytes(
+            take(&mut i, 4)?
+                .try_into()
+                .map_err(|_| Error::Truncated(i))?,
+        ) as usize;
         let v = take(&mut i, vl)?.to_vec();
         out.push((table, k, v));
     }
@@ -138,6 +149,10 @@ mod tests {
         e2.write(&b, Durability::Sync).unwrap();
         restore(&*e2, &snap, &Table::STATE_MACHINE).unwrap();
         assert_eq!(e2.get(Table::Kv, b"k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(e2.get(Table::Kv, b"stale").unwrap(), None, "restore replaces");
+        assert_eq!(
+            e2.get(Table::Kv, b"stale").unwrap(),
+            None,
+            "restore replaces"
+        );
     }
 }

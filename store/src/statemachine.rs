@@ -20,10 +20,10 @@ use proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use proto::etcdserverpb::request_op::Request as Op;
 use proto::etcdserverpb::response_op::Response as OpResp;
 use proto::etcdserverpb::{
-    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, Compare, CompactionRequest, CompactionResponse,
-    DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest,
-    LeaseRevokeResponse, Member, PutRequest, PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseHeader,
-    ResponseOp, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse,
+    Compare, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, Member, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
 use proto::mvccpb::KeyValue;
 use proto::peer::internal_request::Request;
@@ -122,7 +122,8 @@ impl StateMachine {
                 self.lessor.attach(kv.lease, &kv.key);
             }
         }
-        let members = crate::membership::load(&*engine).map_err(|e| EtcdError::Internal(e.to_string()))?;
+        let members =
+            crate::membership::load(&*engine).map_err(|e| EtcdError::Internal(e.to_string()))?;
         *self.members.write() = members.into_iter().map(|m| (m.id, m)).collect();
         let mut alarms = BTreeSet::new();
         engine.scan(Table::Meta, ALARM_PREFIX, None, &mut |k, _| {
@@ -182,7 +183,10 @@ impl StateMachine {
 
     /// Whether the NOSPACE alarm is raised anywhere.
     pub fn no_space(&self) -> bool {
-        self.alarms.read().iter().any(|(_, t)| *t == AlarmType::Nospace as i32)
+        self.alarms
+            .read()
+            .iter()
+            .any(|(_, t)| *t == AlarmType::Nospace as i32)
     }
 
     /// Starts an apply round.
@@ -193,8 +197,16 @@ impl StateMachine {
     /// Records the applied Raft index and term in the round's batch.
     pub fn set_consistent_index(s: &mut WriteSession<'_>, index: u64, term: u64) {
         let b = s.batch_mut();
-        b.put(Table::Meta, mvcc::meta::CONSISTENT_INDEX.to_vec(), index.to_be_bytes().to_vec());
-        b.put(Table::Meta, mvcc::meta::CONSISTENT_TERM.to_vec(), term.to_be_bytes().to_vec());
+        b.put(
+            Table::Meta,
+            mvcc::meta::CONSISTENT_INDEX.to_vec(),
+            index.to_be_bytes().to_vec(),
+        );
+        b.put(
+            Table::Meta,
+            mvcc::meta::CONSISTENT_TERM.to_vec(),
+            term.to_be_bytes().to_vec(),
+        );
     }
 
     /// The applied Raft index and term stored with the state.
@@ -207,7 +219,10 @@ impl StateMachine {
                 .and_then(|v| v.try_into().ok().map(u64::from_be_bytes))
                 .unwrap_or(0)
         };
-        (read(mvcc::meta::CONSISTENT_INDEX), read(mvcc::meta::CONSISTENT_TERM))
+        (
+            read(mvcc::meta::CONSISTENT_INDEX),
+            read(mvcc::meta::CONSISTENT_TERM),
+        )
     }
 
     /// Applies one client request.
@@ -237,7 +252,7 @@ impl StateMachine {
                 Ok(Output::DeleteRange(resp))
             }
             Request::Txn(t) => self.txn(s, &t).map(Output::Txn),
-            Request::Compaction(c) => self.compact(s, &c).map(Output::Compaction),
+            Request::Compaction(c) => Self::compact(s, &c).map(Output::Compaction),
             Request::LeaseGrant(g) => self.lease_grant(s, &g).map(Output::LeaseGrant),
             Request::LeaseRevoke(r) => self.lease_revoke(s, &r).map(Output::LeaseRevoke),
             Request::Alarm(a) => Ok(Output::Alarm(self.alarm(s, &a))),
@@ -291,7 +306,11 @@ impl StateMachine {
         })
     }
 
-    fn delete_range(&self, s: &mut WriteSession<'_>, d: &DeleteRangeRequest) -> Result<DeleteRangeResponse, EtcdError> {
+    fn delete_range(
+        &self,
+        s: &mut WriteSession<'_>,
+        d: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, EtcdError> {
         let range = KeyRange::from_etcd(&d.key, &d.range_end);
         let deleted = s.delete_range(&range)?;
         for kv in &deleted {
@@ -307,7 +326,7 @@ impl StateMachine {
     }
 
     fn txn(&self, s: &mut WriteSession<'_>, t: &TxnRequest) -> Result<TxnResponse, EtcdError> {
-        let succeeded = self.compare_all(s, &t.compare)?;
+        let succeeded = Self::compare_all(s, &t.compare)?;
         let ops = if succeeded { &t.success } else { &t.failure };
         self.check_ops(s, ops)?;
         if self.no_space() && ops_write(ops) {
@@ -323,16 +342,16 @@ impl StateMachine {
         })
     }
 
-    fn compare_all(&self, s: &WriteSession<'_>, cmps: &[Compare]) -> Result<bool, EtcdError> {
+    fn compare_all(s: &WriteSession<'_>, cmps: &[Compare]) -> Result<bool, EtcdError> {
         for c in cmps {
-            if !self.compare(s, c)? {
+            if !Self::compare(s, c)? {
                 return Ok(false);
             }
         }
         Ok(true)
     }
 
-    fn compare(&self, s: &WriteSession<'_>, c: &Compare) -> Result<bool, EtcdError> {
+    fn compare(s: &WriteSession<'_>, c: &Compare) -> Result<bool, EtcdError> {
         let kvs = s
             .range(&RangeRequest {
                 key: c.key.clone(),
@@ -367,7 +386,11 @@ impl StateMachine {
                     }
                 }
                 Some(Op::RequestTxn(t)) => {
-                    let inner = if self.compare_all(s, &t.compare)? { &t.success } else { &t.failure };
+                    let inner = if Self::compare_all(s, &t.compare)? {
+                        &t.success
+                    } else {
+                        &t.failure
+                    };
                     self.check_ops(s, inner)?;
                 }
                 Some(Op::RequestDeleteRange(_)) | None => {}
@@ -376,7 +399,11 @@ impl StateMachine {
         Ok(())
     }
 
-    fn exec_ops(&self, s: &mut WriteSession<'_>, ops: &[RequestOp]) -> Result<Vec<ResponseOp>, EtcdError> {
+    fn exec_ops(
+        &self,
+        s: &mut WriteSession<'_>,
+        ops: &[RequestOp],
+    ) -> Result<Vec<ResponseOp>, EtcdError> {
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             let resp = match &op.request {
@@ -396,7 +423,7 @@ impl StateMachine {
                     OpResp::ResponseDeleteRange(resp)
                 }
                 Some(Op::RequestTxn(t)) => {
-                    let succeeded = self.compare_all(s, &t.compare)?;
+                    let succeeded = Self::compare_all(s, &t.compare)?;
                     let inner = if succeeded { &t.success } else { &t.failure };
                     let responses = self.exec_ops(s, inner)?;
                     OpResp::ResponseTxn(TxnResponse {
@@ -407,19 +434,28 @@ impl StateMachine {
                 }
                 None => continue,
             };
-            out.push(ResponseOp { response: Some(resp) });
+            out.push(ResponseOp {
+                response: Some(resp),
+            });
         }
         Ok(out)
     }
 
-    fn compact(&self, s: &mut WriteSession<'_>, c: &CompactionRequest) -> Result<CompactionResponse, EtcdError> {
+    fn compact(
+        s: &mut WriteSession<'_>,
+        c: &CompactionRequest,
+    ) -> Result<CompactionResponse, EtcdError> {
         s.compact(c.revision)?;
         Ok(CompactionResponse {
             header: header(s.current_rev()),
         })
     }
 
-    fn lease_grant(&self, s: &mut WriteSession<'_>, g: &LeaseGrantRequest) -> Result<LeaseGrantResponse, EtcdError> {
+    fn lease_grant(
+        &self,
+        s: &mut WriteSession<'_>,
+        g: &LeaseGrantRequest,
+    ) -> Result<LeaseGrantResponse, EtcdError> {
         if self.no_space() {
             return Err(EtcdError::NoSpace);
         }
@@ -428,8 +464,11 @@ impl StateMachine {
             return Err(EtcdError::LeaseExists);
         }
         let rec = LeaseRecord { id: g.id, ttl };
-        s.batch_mut()
-            .put(Table::Lease, g.id.to_be_bytes().to_vec(), rec.encode_to_vec());
+        s.batch_mut().put(
+            Table::Lease,
+            g.id.to_be_bytes().to_vec(),
+            rec.encode_to_vec(),
+        );
         Ok(LeaseGrantResponse {
             header: header(s.current_rev()),
             id: g.id,
@@ -438,7 +477,11 @@ impl StateMachine {
         })
     }
 
-    fn lease_revoke(&self, s: &mut WriteSession<'_>, r: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse, EtcdError> {
+    fn lease_revoke(
+        &self,
+        s: &mut WriteSession<'_>,
+        r: &LeaseRevokeRequest,
+    ) -> Result<LeaseRevokeResponse, EtcdError> {
         let keys = self.lessor.revoke(r.id).ok_or(EtcdError::LeaseNotFound)?;
         s.begin_txn();
         let mut res = Ok(());
@@ -450,8 +493,11 @@ impl StateMachine {
         }
         let rev = s.end_txn();
         res?;
-        s.batch_mut().delete(Table::Lease, r.id.to_be_bytes().to_vec());
-        Ok(LeaseRevokeResponse { header: header(rev) })
+        s.batch_mut()
+            .delete(Table::Lease, r.id.to_be_bytes().to_vec());
+        Ok(LeaseRevokeResponse {
+            header: header(rev),
+        })
     }
 
     fn alarm(&self, s: &mut WriteSession<'_>, a: &AlarmRequest) -> AlarmResponse {
@@ -466,8 +512,11 @@ impl StateMachine {
         match action {
             AlarmAction::Get => {}
             AlarmAction::Activate => {
-                if a.alarm != AlarmType::None as i32 && self.alarms.write().insert((a.member_id, a.alarm)) {
-                    s.batch_mut().put(Table::Meta, key(a.member_id, a.alarm), vec![1]);
+                if a.alarm != AlarmType::None as i32
+                    && self.alarms.write().insert((a.member_id, a.alarm))
+                {
+                    s.batch_mut()
+                        .put(Table::Meta, key(a.member_id, a.alarm), vec![1]);
                     tracing::warn!(member = %format!("{:x}", a.member_id), alarm = a.alarm, "alarm raised");
                     changed.push(AlarmMember {
                         member_id: a.member_id,
@@ -480,20 +529,28 @@ impl StateMachine {
                 let doomed: Vec<(u64, i32)> = alarms
                     .iter()
                     .filter(|(id, ty)| {
-                        (a.member_id == 0 || *id == a.member_id) && (a.alarm == AlarmType::None as i32 || *ty == a.alarm)
+                        (a.member_id == 0 || *id == a.member_id)
+                            && (a.alarm == AlarmType::None as i32 || *ty == a.alarm)
                     })
                     .copied()
                     .collect();
                 for (id, ty) in doomed {
                     alarms.remove(&(id, ty));
                     s.batch_mut().delete(Table::Meta, key(id, ty));
-                    changed.push(AlarmMember { member_id: id, alarm: ty });
+                    changed.push(AlarmMember {
+                        member_id: id,
+                        alarm: ty,
+                    });
                 }
             }
         }
         AlarmResponse {
             header: header(s.current_rev()),
-            alarms: if action == AlarmAction::Get { self.alarms() } else { changed },
+            alarms: if action == AlarmAction::Get {
+                self.alarms()
+            } else {
+                changed
+            },
         }
     }
 
@@ -553,7 +610,12 @@ fn compare_kv(c: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
 
 fn int_target(u: &Option<TargetUnion>) -> i64 {
     match u {
-        Some(TargetUnion::Version(v) | TargetUnion::CreateRevision(v) | TargetUnion::ModRevision(v) | TargetUnion::Lease(v)) => *v,
+        Some(
+            TargetUnion::Version(v)
+            | TargetUnion::CreateRevision(v)
+            | TargetUnion::ModRevision(v)
+            | TargetUnion::Lease(v),
+        ) => *v,
         _ => 0,
     }
 }
@@ -574,7 +636,9 @@ pub fn check_txn(t: &TxnRequest, max_ops: usize) -> Result<(), EtcdError> {
             match &op.request {
                 Some(Op::RequestRange(r)) if r.key.is_empty() => return Err(EtcdError::EmptyKey),
                 Some(Op::RequestPut(p)) => check_put_request(p)?,
-                Some(Op::RequestDeleteRange(d)) if d.key.is_empty() => return Err(EtcdError::EmptyKey),
+                Some(Op::RequestDeleteRange(d)) if d.key.is_empty() => {
+                    return Err(EtcdError::EmptyKey);
+                }
                 Some(Op::RequestTxn(inner)) => check_txn(inner, max_ops)?,
                 _ => {}
             }
@@ -610,13 +674,15 @@ fn check_dup_keys(ops: &[RequestOp]) -> Result<(), EtcdError> {
     Ok(())
 }
 
-fn collect_writes(ops: &[RequestOp], puts: &mut HashSet<Vec<u8>>, dels: &mut Vec<KeyRange>) -> Result<(), EtcdError> {
+fn collect_writes(
+    ops: &[RequestOp],
+    puts: &mut HashSet<Vec<u8>>,
+    dels: &mut Vec<KeyRange>,
+) -> Result<(), EtcdError> {
     for op in ops {
         match &op.request {
-            Some(Op::RequestPut(p)) => {
-                if !puts.insert(p.key.clone()) {
-                    return Err(EtcdError::DuplicateKey);
-                }
+            Some(Op::RequestPut(p)) if !puts.insert(p.key.clone()) => {
+                return Err(EtcdError::DuplicateKey);
             }
             Some(Op::RequestDeleteRange(d)) => dels.push(KeyRange::from_etcd(&d.key, &d.range_end)),
             Some(Op::RequestTxn(t)) => {

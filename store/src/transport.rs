@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use protobuf::Message as _;
 use proto::etcdserverpb::Member;
 use proto::peer::RaftBatch;
 use proto::peer::peer_client::PeerClient as GenPeerClient;
+use protobuf::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::sync::mpsc;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -80,7 +80,8 @@ impl PeerClients {
     /// A client for a peer URL that is not a member yet (joining).
     pub fn connect_url(&self, url: &str) -> Option<PeerClient> {
         let _rt = self.rt.enter();
-        endpoint(url, &self.tls).map(|ep| GenPeerClient::new(ep.connect_lazy()).max_decoding_message_size(usize::MAX))
+        endpoint(url, &self.tls)
+            .map(|ep| GenPeerClient::new(ep.connect_lazy()).max_decoding_message_size(usize::MAX))
     }
 
     /// Points the clients at the current members.
@@ -91,7 +92,10 @@ impl PeerClients {
             if m.id == self.me || m.peer_ur_ls.is_empty() {
                 continue;
             }
-            if clients.get(&m.id).is_some_and(|(urls, _)| urls == &m.peer_ur_ls) {
+            if clients
+                .get(&m.id)
+                .is_some_and(|(urls, _)| urls == &m.peer_ur_ls)
+            {
                 continue;
             }
             if let Some(c) = self.connect_url(&m.peer_ur_ls[0]) {
@@ -118,7 +122,13 @@ pub struct GrpcTransport {
 
 impl GrpcTransport {
     /// A transport sending from member `me`, reporting failures to the Raft thread.
-    pub fn new(me: u64, cluster_id: u64, peers: Arc<PeerClients>, cmd: Sender<Command>, rt: tokio::runtime::Handle) -> Self {
+    pub fn new(
+        me: u64,
+        cluster_id: u64,
+        peers: Arc<PeerClients>,
+        cmd: Sender<Command>,
+        rt: tokio::runtime::Handle,
+    ) -> Self {
         Self {
             me,
             cluster_id,
@@ -187,10 +197,17 @@ impl PeerWorker {
                     Err(_) => break,
                 }
             }
-            let snapshot = batch.iter().any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
+            let snapshot = batch
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgSnapshot);
             let encoded: Vec<Bytes> = batch
                 .iter()
-                .map(|m| Bytes::from(m.write_to_bytes().expect("protobuf encoding to memory cannot fail")))
+                .map(|m| {
+                    Bytes::from(
+                        m.write_to_bytes()
+                            .expect("protobuf encoding to memory cannot fail"),
+                    )
+                })
                 .collect();
             let req = RaftBatch {
                 from: self.me,

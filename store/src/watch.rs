@@ -56,7 +56,9 @@ impl Filter {
         if (is_put && self.no_put) || (!is_put && self.no_delete) {
             return false;
         }
-        ev.kv.as_ref().is_some_and(|kv| self.range.contains(&kv.key))
+        ev.kv
+            .as_ref()
+            .is_some_and(|kv| self.range.contains(&kv.key))
     }
 }
 
@@ -100,7 +102,13 @@ impl WatchHub {
 
     /// Registers a watcher that has seen everything up to `seen`; fails (returning the
     /// current published revision) if more has been published since.
-    pub fn try_sync(&self, id: u64, seen: i64, filter: Filter, tx: mpsc::UnboundedSender<HubMsg>) -> Result<(), i64> {
+    pub fn try_sync(
+        &self,
+        id: u64,
+        seen: i64,
+        filter: Filter,
+        tx: mpsc::UnboundedSender<HubMsg>,
+    ) -> Result<(), i64> {
         let mut inner = self.inner.lock();
         if inner.published_rev != seen {
             return Err(inner.published_rev);

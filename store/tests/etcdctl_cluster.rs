@@ -17,12 +17,19 @@ fn count(ep: &str, prefix: &str, serializable: bool) -> usize {
     if serializable {
         args.push("--consistency=s");
     }
-    ok(etcdctl(ep, &args)).lines().filter(|l| !l.is_empty()).count()
+    ok(etcdctl(ep, &args))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 /// Writes keys `prefix{i}` round-robin over `endpoints` until `stop`; returns the keys
 /// whose put was acknowledged.
-async fn write_load(endpoints: Vec<String>, prefix: &'static str, stop: Arc<AtomicBool>) -> BTreeSet<String> {
+async fn write_load(
+    endpoints: Vec<String>,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+) -> BTreeSet<String> {
     let mut clients = Vec::new();
     for ep in &endpoints {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{ep}"))
@@ -54,7 +61,9 @@ async fn write_load(endpoints: Vec<String>, prefix: &'static str, stop: Arc<Atom
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill9_under_load_loses_no_acknowledged_write() {
-    let mut c = tokio::task::spawn_blocking(|| Cluster::start(3, Flavor::Keelson, &[])).await.unwrap();
+    let mut c = tokio::task::spawn_blocking(|| Cluster::start(3, Flavor::Keelson, &[]))
+        .await
+        .unwrap();
     let leader = c.wait_leader(Duration::from_secs(10));
     let endpoints: Vec<String> = c.members.iter().map(MemberProc::endpoint).collect();
     let stop = Arc::new(AtomicBool::new(false));
@@ -70,13 +79,20 @@ async fn leader_kill9_under_load_loses_no_acknowledged_write() {
     tokio::task::spawn_blocking(move || {
         c.wait_healthy(Duration::from_secs(30));
         for m in &c.members {
-            let keys: BTreeSet<String> = ok(etcdctl(&m.endpoint(), &["get", "load/", "--prefix", "--keys-only"]))
-                .lines()
-                .filter(|l| !l.is_empty())
-                .map(str::to_owned)
-                .collect();
+            let keys: BTreeSet<String> = ok(etcdctl(
+                &m.endpoint(),
+                &["get", "load/", "--prefix", "--keys-only"],
+            ))
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
             let lost: Vec<&String> = acked.difference(&keys).collect();
-            assert!(lost.is_empty(), "member {} lost acknowledged writes: {lost:?}", m.name);
+            assert!(
+                lost.is_empty(),
+                "member {} lost acknowledged writes: {lost:?}",
+                m.name
+            );
         }
     })
     .await
@@ -88,7 +104,10 @@ fn three_members_replicate_and_restart_all_from_disk() {
     let mut c = Cluster::start(3, Flavor::Keelson, &[]);
     let eps: Vec<String> = c.members.iter().map(MemberProc::endpoint).collect();
     for i in 0..30 {
-        ok(etcdctl(&eps[i % 3], &["put", &format!("k{i:02}"), &format!("v{i}")]));
+        ok(etcdctl(
+            &eps[i % 3],
+            &["put", &format!("k{i:02}"), &format!("v{i}")],
+        ));
     }
     for ep in &eps {
         assert_eq!(count(ep, "k", false), 30, "linearizable read on {ep}");
@@ -107,13 +126,19 @@ fn three_members_replicate_and_restart_all_from_disk() {
     for ep in &eps {
         assert_eq!(count(ep, "k", false), 30, "after restart, on {ep}");
     }
-    assert_eq!(ok(etcdctl(&eps[2], &["get", "k07", "--print-value-only"])), "v7\n");
+    assert_eq!(
+        ok(etcdctl(&eps[2], &["get", "k07", "--print-value-only"])),
+        "v7\n"
+    );
     // Leadership moves on request.
     let leader = c.wait_leader(Duration::from_secs(10));
     let target = (leader + 1) % 3;
     let st = ok(etcdctl(&eps[target], &["endpoint", "status", "-w", "json"]));
     let v: serde_json::Value = serde_json::from_str(&st).unwrap();
-    let target_id = format!("{:x}", v[0]["Status"]["header"]["member_id"].as_u64().unwrap());
+    let target_id = format!(
+        "{:x}",
+        v[0]["Status"]["header"]["member_id"].as_u64().unwrap()
+    );
     let out = ok(etcdctl(&eps[leader], &["move-leader", &target_id]));
     assert!(out.contains("Leadership transferred"), "{out}");
     assert_eq!(c.wait_leader(Duration::from_secs(10)), target);
@@ -130,13 +155,22 @@ fn five_members_tolerate_two_failures() {
     let ep = c.endpoints();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if etcdctl(&ep, &["put", "five", "ok", "--command-timeout=3s"]).status.success() {
+        if etcdctl(&ep, &["put", "five", "ok", "--command-timeout=3s"])
+            .status
+            .success()
+        {
             break;
         }
         assert!(Instant::now() < deadline, "no progress with 3 of 5 members");
     }
     for m in c.members.iter().filter(|m| m.child.is_some()) {
-        assert_eq!(ok(etcdctl(&m.endpoint(), &["get", "five", "--print-value-only"])), "ok\n");
+        assert_eq!(
+            ok(etcdctl(
+                &m.endpoint(),
+                &["get", "five", "--print-value-only"]
+            )),
+            "ok\n"
+        );
     }
 }
 
@@ -151,8 +185,14 @@ fn member_add_catches_up_by_snapshot_and_remove_stops_it() {
     let peer = free_port();
     let client = free_port();
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let out = ok(etcdctl(&ep0, &["member", "add", "m3", &format!("--peer-urls={peer_url}")]));
-    assert!(out.contains("Member") && out.contains("added to cluster"), "{out}");
+    let out = ok(etcdctl(
+        &ep0,
+        &["member", "add", "m3", &format!("--peer-urls={peer_url}")],
+    ));
+    assert!(
+        out.contains("Member") && out.contains("added to cluster"),
+        "{out}"
+    );
     let ic = out
         .lines()
         .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
@@ -176,19 +216,31 @@ fn member_add_catches_up_by_snapshot_and_remove_stops_it() {
     let ep3 = c.members[3].endpoint();
     let deadline = Instant::now() + Duration::from_secs(20);
     while count(&ep3, "s", true) != 300 {
-        assert!(Instant::now() < deadline, "new member did not catch up:\n{}", tail(&c.members[3].log_text(), 30));
+        assert!(
+            Instant::now() < deadline,
+            "new member did not catch up:\n{}",
+            tail(&c.members[3].log_text(), 30)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
-        c.members[3].log_text().contains("applying database snapshot from leader"),
+        c.members[3]
+            .log_text()
+            .contains("applying database snapshot from leader"),
         "the new member caught up by snapshot"
     );
     let list = ok(etcdctl(&ep0, &["member", "list"]));
     assert_eq!(list.lines().count(), 4, "{list}");
-    assert!(list.contains(&format!("m3, {peer_url}, http://127.0.0.1:{client}")), "{list}");
+    assert!(
+        list.contains(&format!("m3, {peer_url}, http://127.0.0.1:{client}")),
+        "{list}"
+    );
     // Writes through the new member work too.
     ok(etcdctl(&ep3, &["put", "from-m3", "y"]));
-    assert_eq!(ok(etcdctl(&ep0, &["get", "from-m3", "--print-value-only"])), "y\n");
+    assert_eq!(
+        ok(etcdctl(&ep0, &["get", "from-m3", "--print-value-only"])),
+        "y\n"
+    );
     // Remove it: it stops by itself; the cluster goes on with three.
     let id = list
         .lines()
@@ -208,13 +260,28 @@ fn member_add_catches_up_by_snapshot_and_remove_stops_it() {
         assert!(Instant::now() < deadline, "removed member kept running");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(c.members[3].log_text().contains("permanently removed from the cluster"));
+    assert!(
+        c.members[3]
+            .log_text()
+            .contains("permanently removed from the cluster")
+    );
     assert_eq!(ok(etcdctl(&ep0, &["member", "list"])).lines().count(), 3);
     ok(etcdctl(&ep0, &["put", "after-remove", "z"]));
     // Errors in etcd's words.
-    assert_eq!(err(etcdctl(&ep0, &["member", "remove", &id])), "Error: etcdserver: member not found");
     assert_eq!(
-        err(etcdctl(&ep0, &["member", "add", "dup", &format!("--peer-urls={}", c.members[1].peer_url())])),
+        err(etcdctl(&ep0, &["member", "remove", &id])),
+        "Error: etcdserver: member not found"
+    );
+    assert_eq!(
+        err(etcdctl(
+            &ep0,
+            &[
+                "member",
+                "add",
+                "dup",
+                &format!("--peer-urls={}", c.members[1].peer_url())
+            ]
+        )),
         "Error: etcdserver: Peer URLs already exists"
     );
 }
@@ -227,7 +294,16 @@ fn learner_add_and_promote() {
     let peer = free_port();
     let client = free_port();
     let peer_url = format!("http://127.0.0.1:{peer}");
-    let out = ok(etcdctl(&ep0, &["member", "add", "l1", &format!("--peer-urls={peer_url}"), "--learner"]));
+    let out = ok(etcdctl(
+        &ep0,
+        &[
+            "member",
+            "add",
+            "l1",
+            &format!("--peer-urls={peer_url}"),
+            "--learner",
+        ],
+    ));
     let ic = out
         .lines()
         .find_map(|l| l.strip_prefix("ETCD_INITIAL_CLUSTER=\""))
@@ -270,7 +346,13 @@ fn learner_add_and_promote() {
         "Error: etcdserver: can only promote a learner member"
     );
     c.wait_healthy(Duration::from_secs(20));
-    assert_eq!(ok(etcdctl(&c.members[1].endpoint(), &["get", "l", "--print-value-only"])), "1\n");
+    assert_eq!(
+        ok(etcdctl(
+            &c.members[1].endpoint(),
+            &["get", "l", "--print-value-only"]
+        )),
+        "1\n"
+    );
 }
 
 #[test]
@@ -301,6 +383,10 @@ fn existing_member_not_added_first_is_refused() {
         assert!(Instant::now() < deadline, "stray member kept running");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(stray.log_text().contains("is not in the cluster"), "{}", stray.log_text());
+    assert!(
+        stray.log_text().contains("is not in the cluster"),
+        "{}",
+        stray.log_text()
+    );
     let _ = RangeRequest::default();
 }

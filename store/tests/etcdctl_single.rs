@@ -21,9 +21,28 @@ const SCRIPT: &[&[&str]] = &[
     &["get", "a", "c"],
     &["get", "", "--from-key", "--keys-only"],
     &["get", "a", "--from-key", "--limit=2"],
-    &["get", "a", "--from-key", "--sort-by=MODIFY", "--order=DESCEND"],
-    &["get", "a", "--from-key", "--sort-by=VALUE", "--order=ASCEND"],
-    &["get", "a", "--from-key", "--sort-by=CREATE", "--order=DESCEND", "--limit=1"],
+    &[
+        "get",
+        "a",
+        "--from-key",
+        "--sort-by=MODIFY",
+        "--order=DESCEND",
+    ],
+    &[
+        "get",
+        "a",
+        "--from-key",
+        "--sort-by=VALUE",
+        "--order=ASCEND",
+    ],
+    &[
+        "get",
+        "a",
+        "--from-key",
+        "--sort-by=CREATE",
+        "--order=DESCEND",
+        "--limit=1",
+    ],
     &["get", "a", "--from-key", "--print-value-only"],
     &["get", "a", "--from-key", "--count-only", "-w", "fields"],
     &["get", "zz"],
@@ -64,7 +83,11 @@ fn normalize(out: &std::process::Output) -> String {
     // Drop fields that legitimately differ between servers (IDs, terms).
     let stdout = String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| !(l.starts_with("\"ClusterID\"") || l.starts_with("\"MemberID\"") || l.starts_with("\"RaftTerm\"")))
+        .filter(|l| {
+            !(l.starts_with("\"ClusterID\"")
+                || l.starts_with("\"MemberID\"")
+                || l.starts_with("\"RaftTerm\""))
+        })
         .collect::<Vec<_>>()
         .join("\n");
     let err = String::from_utf8_lossy(&out.stderr)
@@ -103,7 +126,12 @@ fn kv_txn_compaction_and_errors_match_etcd() {
             diffs.push(format!("--- keelson-store\n{a}\n--- etcd\n{b}"));
         }
     }
-    assert!(diffs.is_empty(), "{} differences from etcd:\n{}", diffs.len(), diffs.join("\n\n"));
+    assert!(
+        diffs.is_empty(),
+        "{} differences from etcd:\n{}",
+        diffs.len(),
+        diffs.join("\n\n")
+    );
 }
 
 #[test]
@@ -113,12 +141,21 @@ fn bad_input_gets_etcds_errors_and_writes_nothing() {
     ok(etcdctl(&ep, &["put", "k", "v"]));
     let rev = |ep: &str| -> String {
         let o = ok(etcdctl(ep, &["get", "k", "-w", "fields"]));
-        o.lines().find(|l| l.starts_with("\"Revision\"")).unwrap_or_default().to_owned()
+        o.lines()
+            .find(|l| l.starts_with("\"Revision\""))
+            .unwrap_or_default()
+            .to_owned()
     };
     let before = rev(&ep);
-    assert_eq!(err(etcdctl(&ep, &["put", "", "v"])), "Error: etcdserver: key is not provided");
+    assert_eq!(
+        err(etcdctl(&ep, &["put", "", "v"])),
+        "Error: etcdserver: key is not provided"
+    );
     let big = "x".repeat(8192);
-    assert_eq!(err(etcdctl(&ep, &["put", "big", &big])), "Error: etcdserver: request is too large");
+    assert_eq!(
+        err(etcdctl(&ep, &["put", "big", &big])),
+        "Error: etcdserver: request is too large"
+    );
     assert_eq!(
         err(etcdctl(&ep, &["put", "k", "v", "--lease=abcd"])),
         "Error: etcdserver: requested lease not found"
@@ -133,9 +170,17 @@ fn bad_input_gets_etcds_errors_and_writes_nothing() {
         err(etcdctl(&ep, &["get", "k", "--rev=2"])),
         "Error: etcdserver: mvcc: required revision has been compacted"
     );
-    assert_eq!(ok(etcdctl(&ep, &["get", "z", "a"])), "", "an inverted range matches nothing");
     assert_eq!(
-        err(etcdctl_in(&ep, &["txn"], Some("\n\nput d 1\nput d 2\n\n\n"))),
+        ok(etcdctl(&ep, &["get", "z", "a"])),
+        "",
+        "an inverted range matches nothing"
+    );
+    assert_eq!(
+        err(etcdctl_in(
+            &ep,
+            &["txn"],
+            Some("\n\nput d 1\nput d 2\n\n\n")
+        )),
         "Error: etcdserver: duplicate key given in txn request"
     );
     // Nothing above was written: the revision moved only for the one good put.
@@ -143,7 +188,10 @@ fn bad_input_gets_etcds_errors_and_writes_nothing() {
     assert_ne!(before, after);
     assert_eq!(ok(etcdctl(&ep, &["get", "big"])), "");
     assert_eq!(ok(etcdctl(&ep, &["get", "d"])), "");
-    assert_eq!(ok(etcdctl(&ep, &["get", "k", "--print-value-only"])), "v2\n");
+    assert_eq!(
+        ok(etcdctl(&ep, &["get", "k", "--print-value-only"])),
+        "v2\n"
+    );
 }
 
 #[test]
@@ -152,11 +200,21 @@ fn leases_attach_expire_and_revoke() {
     let ep = c.endpoints();
     let grant = ok(etcdctl(&ep, &["lease", "grant", "3"]));
     // "lease 694d77aa9e38260f granted with TTL(3s)"
-    let id = grant.split_whitespace().nth(1).expect("lease id").to_owned();
+    let id = grant
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_owned();
     assert!(grant.contains("granted with TTL(3s)"), "{grant}");
-    ok(etcdctl(&ep, &["put", "leased", "v", &format!("--lease={id}")]));
+    ok(etcdctl(
+        &ep,
+        &["put", "leased", "v", &format!("--lease={id}")],
+    ));
     let ttl = ok(etcdctl(&ep, &["lease", "timetolive", &id, "--keys"]));
-    assert!(ttl.contains("granted with TTL(3s)") && ttl.contains("attached keys([leased])"), "{ttl}");
+    assert!(
+        ttl.contains("granted with TTL(3s)") && ttl.contains("attached keys([leased])"),
+        "{ttl}"
+    );
     assert!(ok(etcdctl(&ep, &["lease", "list"])).contains(&id));
     let ka = ok(etcdctl(&ep, &["lease", "keep-alive", "--once", &id]));
     assert!(ka.contains("keepalived with TTL(3)"), "{ka}");
@@ -195,7 +253,13 @@ fn watch_history_prev_kv_and_compaction() {
     // A watch from a past revision replays history; with prev-kv it shows old values.
     let mut child = std::process::Command::new("etcdctl")
         .env("ETCDCTL_API", "3")
-        .args([&format!("--endpoints={ep}"), "watch", "w", "--rev=2", "--prev-kv"])
+        .args([
+            &format!("--endpoints={ep}"),
+            "watch",
+            "w",
+            "--rev=2",
+            "--prev-kv",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -211,7 +275,14 @@ fn watch_history_prev_kv_and_compaction() {
     // A watch on a compacted revision is cancelled with etcd's message.
     ok(etcdctl(&ep, &["compaction", "4"]));
     let o = std::process::Command::new("timeout")
-        .args(["3", "etcdctl", &format!("--endpoints={ep}"), "watch", "w", "--rev=2"])
+        .args([
+            "3",
+            "etcdctl",
+            &format!("--endpoints={ep}"),
+            "watch",
+            "w",
+            "--rev=2",
+        ])
         .env("ETCDCTL_API", "3")
         .output()
         .unwrap();
@@ -234,7 +305,11 @@ fn maintenance_status_hash_defrag_alarm_and_metrics() {
     assert!(ok(etcdctl(&ep, &["defrag"])).contains("Finished defragmenting"));
     assert_eq!(ok(etcdctl(&ep, &["alarm", "list"])), "");
     let health = etcdctl(&ep, &["endpoint", "health"]);
-    assert!(health.status.success() && text(&health).contains("is healthy"), "{}", text(&health));
+    assert!(
+        health.status.success() && text(&health).contains("is healthy"),
+        "{}",
+        text(&health)
+    );
     // /metrics and /health on the client port.
     let port = c.members[0].client_port;
     let metrics = http_get(port, "/metrics");
@@ -254,7 +329,10 @@ fn maintenance_status_hash_defrag_alarm_and_metrics() {
         assert!(metrics.contains(name), "metrics lack {name}:\n{metrics}");
     }
     let health = http_get(port, "/health");
-    assert!(health.contains("{\"health\":\"true\",\"reason\":\"\"}"), "{health}");
+    assert!(
+        health.contains("{\"health\":\"true\",\"reason\":\"\"}"),
+        "{health}"
+    );
 }
 
 #[test]
@@ -271,7 +349,10 @@ fn quota_raises_nospace_and_disarm_recovers() {
             break;
         }
     }
-    assert_eq!(hit.as_deref(), Some("Error: etcdserver: mvcc: database space exceeded"));
+    assert_eq!(
+        hit.as_deref(),
+        Some("Error: etcdserver: mvcc: database space exceeded")
+    );
     assert!(ok(etcdctl(&ep, &["alarm", "list"])).contains("alarm:NOSPACE"));
     // Deletes still work; puts do not until the alarm is disarmed.
     ok(etcdctl(&ep, &["del", "fill", "--prefix"]));
@@ -297,7 +378,10 @@ fn snapshot_save_and_restore_into_a_new_member() {
     let c = Cluster::start(1, Flavor::Keelson, &[]);
     let ep = c.endpoints();
     for i in 0..50 {
-        ok(etcdctl(&ep, &["put", &format!("s{i:02}"), &format!("v{i}")]));
+        ok(etcdctl(
+            &ep,
+            &["put", &format!("s{i:02}"), &format!("v{i}")],
+        ));
     }
     let file = c.dir.path().join("snap.db");
     let out = ok(etcdctl(&ep, &["snapshot", "save", &path_str(&file)]));
@@ -341,12 +425,19 @@ fn snapshot_save_and_restore_into_a_new_member() {
     let rep = m.endpoint();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !etcdctl(&rep, &["endpoint", "health"]).status.success() {
-        assert!(std::time::Instant::now() < deadline, "restored member: {}", m.log_text());
+        assert!(
+            std::time::Instant::now() < deadline,
+            "restored member: {}",
+            m.log_text()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let all = ok(etcdctl(&rep, &["get", "s", "--prefix", "--keys-only"]));
     assert_eq!(all.lines().filter(|l| !l.is_empty()).count(), 50);
-    assert_eq!(ok(etcdctl(&rep, &["get", "s07", "--print-value-only"])), "v7\n");
+    assert_eq!(
+        ok(etcdctl(&rep, &["get", "s07", "--print-value-only"])),
+        "v7\n"
+    );
     // A corrupt file is refused.
     let bad = c.dir.path().join("bad.db");
     let mut bytes = std::fs::read(&file).unwrap();
@@ -357,7 +448,11 @@ fn snapshot_save_and_restore_into_a_new_member() {
         .arg(c.dir.path().join("never"))
         .output()
         .unwrap();
-    assert!(!o.status.success() && text(&o).contains("checksum"), "{}", text(&o));
+    assert!(
+        !o.status.success() && text(&o).contains("checksum"),
+        "{}",
+        text(&o)
+    );
     assert!(!c.dir.path().join("never").exists(), "nothing half-written");
 }
 
@@ -379,7 +474,11 @@ fn sigterm_shuts_down_cleanly_and_restart_keeps_data() {
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

@@ -13,7 +13,12 @@ fn engines() -> Vec<(tempfile::TempDir, Box<dyn KvEngine>)> {
         .collect()
 }
 
-fn collect(e: &dyn KvEngine, t: Table, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
+fn collect(
+    e: &dyn KvEngine,
+    t: Table,
+    start: &[u8],
+    end: Option<&[u8]>,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     e.scan(t, start, end, &mut |k, v| {
         out.push((k.to_vec(), v.to_vec()));
@@ -30,9 +35,24 @@ fn put_get_delete() {
         b.put(Table::Kv, b"a".to_vec(), b"1".to_vec());
         b.put(Table::Meta, b"a".to_vec(), b"meta".to_vec());
         e.write(&b, Durability::Sync).unwrap();
-        assert_eq!(e.get(Table::Kv, b"a").unwrap(), Some(b"1".to_vec()), "{}", e.name());
-        assert_eq!(e.get(Table::Meta, b"a").unwrap(), Some(b"meta".to_vec()), "{}", e.name());
-        assert_eq!(e.get(Table::Lease, b"a").unwrap(), None, "tables are separate: {}", e.name());
+        assert_eq!(
+            e.get(Table::Kv, b"a").unwrap(),
+            Some(b"1".to_vec()),
+            "{}",
+            e.name()
+        );
+        assert_eq!(
+            e.get(Table::Meta, b"a").unwrap(),
+            Some(b"meta".to_vec()),
+            "{}",
+            e.name()
+        );
+        assert_eq!(
+            e.get(Table::Lease, b"a").unwrap(),
+            None,
+            "tables are separate: {}",
+            e.name()
+        );
         let mut b = WriteBatch::new();
         b.delete(Table::Kv, b"a".to_vec());
         e.write(&b, Durability::Buffered).unwrap();
@@ -55,8 +75,17 @@ fn scan_is_ordered_and_bounded() {
             "{}",
             e.name()
         );
-        assert_eq!(keys(collect(&*e, Table::Kv, b"c", None)).len(), 3, "{}", e.name());
-        assert!(collect(&*e, Table::Kv, b"d", Some(b"a")).is_empty(), "inverted: {}", e.name());
+        assert_eq!(
+            keys(collect(&*e, Table::Kv, b"c", None)).len(),
+            3,
+            "{}",
+            e.name()
+        );
+        assert!(
+            collect(&*e, Table::Kv, b"d", Some(b"a")).is_empty(),
+            "inverted: {}",
+            e.name()
+        );
         let mut n = 0;
         e.scan(Table::Kv, b"", None, &mut |_, _| {
             n += 1;
@@ -78,7 +107,10 @@ fn delete_range_is_half_open() {
         let mut b = WriteBatch::new();
         b.delete_range(Table::RaftLog, b"b".to_vec(), b"d".to_vec());
         e.write(&b, Durability::Sync).unwrap();
-        let left: Vec<_> = collect(&*e, Table::RaftLog, b"", None).into_iter().map(|(k, _)| k).collect();
+        let left: Vec<_> = collect(&*e, Table::RaftLog, b"", None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         assert_eq!(left, vec![b"a".to_vec(), b"d".to_vec()], "{}", e.name());
     }
 }
@@ -91,7 +123,12 @@ fn batch_applies_in_order() {
         b.delete(Table::Kv, b"k".to_vec());
         b.put(Table::Kv, b"k".to_vec(), b"2".to_vec());
         e.write(&b, Durability::Sync).unwrap();
-        assert_eq!(e.get(Table::Kv, b"k").unwrap(), Some(b"2".to_vec()), "{}", e.name());
+        assert_eq!(
+            e.get(Table::Kv, b"k").unwrap(),
+            Some(b"2".to_vec()),
+            "{}",
+            e.name()
+        );
     }
 }
 
@@ -110,8 +147,16 @@ fn reopen_keeps_synced_and_earlier_buffered_writes() {
         }
         assert_eq!(detect(dir.path()), Some(kind));
         let e = open(kind, dir.path()).unwrap();
-        assert_eq!(e.get(Table::Kv, b"buffered").unwrap(), Some(b"1".to_vec()), "{kind:?}");
-        assert_eq!(e.get(Table::Kv, b"synced").unwrap(), Some(b"2".to_vec()), "{kind:?}");
+        assert_eq!(
+            e.get(Table::Kv, b"buffered").unwrap(),
+            Some(b"1".to_vec()),
+            "{kind:?}"
+        );
+        assert_eq!(
+            e.get(Table::Kv, b"synced").unwrap(),
+            Some(b"2".to_vec()),
+            "{kind:?}"
+        );
     }
 }
 
@@ -124,7 +169,11 @@ fn compact_keeps_data_and_sizes_are_reported() {
         }
         e.write(&b, Durability::Sync).unwrap();
         let mut b = WriteBatch::new();
-        b.delete_range(Table::Kv, 0u32.to_be_bytes().to_vec(), 1990u32.to_be_bytes().to_vec());
+        b.delete_range(
+            Table::Kv,
+            0u32.to_be_bytes().to_vec(),
+            1990u32.to_be_bytes().to_vec(),
+        );
         e.write(&b, Durability::Sync).unwrap();
         e.compact().unwrap();
         assert_eq!(collect(&*e, Table::Kv, b"", None).len(), 10, "{}", e.name());

@@ -95,8 +95,14 @@ impl WriteBatch {
         self.ops.push(Op::Delete(table, key.into()));
     }
     /// Adds a range delete of `[start, end)`.
-    pub fn delete_range(&mut self, table: Table, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
-        self.ops.push(Op::DeleteRange(table, start.into(), end.into()));
+    pub fn delete_range(
+        &mut self,
+        table: Table,
+        start: impl Into<Vec<u8>>,
+        end: impl Into<Vec<u8>>,
+    ) {
+        self.ops
+            .push(Op::DeleteRange(table, start.into(), end.into()));
     }
     /// Whether the batch holds no mutation.
     pub fn is_empty(&self) -> bool {
@@ -172,7 +178,13 @@ pub trait KvEngine: Send + Sync + 'static {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Visits keys in `[start, end)` in ascending order (`end == None`: to the end of
     /// the table) until the visitor returns `false`.
-    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> Result<()>;
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()>;
     /// Applies a batch atomically.
     fn write(&self, batch: &WriteBatch, durability: Durability) -> Result<()>;
     /// Bytes the engine occupies on disk.

@@ -37,7 +37,8 @@ impl RedbEngine {
             })?;
         let txn = db.begin_write().map_err(|e| Error::io("begin write", e))?;
         for t in Table::ALL {
-            txn.open_table(def(t)).map_err(|e| Error::io("create table", e))?;
+            txn.open_table(def(t))
+                .map_err(|e| Error::io("create table", e))?;
         }
         txn.commit().map_err(|e| Error::io("commit", e))?;
         Ok(Self {
@@ -51,15 +52,25 @@ impl KvEngine for RedbEngine {
     fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let db = self.db.read();
         let txn = db.begin_read().map_err(|e| Error::io("begin read", e))?;
-        let t = txn.open_table(def(table)).map_err(|e| Error::io("open table", e))?;
+        let t = txn
+            .open_table(def(table))
+            .map_err(|e| Error::io("open table", e))?;
         let v = t.get(key).map_err(|e| Error::io("get", e))?;
         Ok(v.map(|g| g.value().to_vec()))
     }
 
-    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> Result<()> {
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
         let db = self.db.read();
         let txn = db.begin_read().map_err(|e| Error::io("begin read", e))?;
-        let t = txn.open_table(def(table)).map_err(|e| Error::io("open table", e))?;
+        let t = txn
+            .open_table(def(table))
+            .map_err(|e| Error::io("open table", e))?;
         let iter = match end {
             Some(end) if end <= start => return Ok(()),
             Some(end) => t.range::<&[u8]>(start..end),
@@ -92,14 +103,18 @@ impl KvEngine for RedbEngine {
                 };
                 let slot = &mut tables[table as usize];
                 if slot.is_none() {
-                    *slot = Some(txn.open_table(def(table)).map_err(|e| Error::io("open table", e))?);
+                    *slot = Some(
+                        txn.open_table(def(table))
+                            .map_err(|e| Error::io("open table", e))?,
+                    );
                 }
                 let Some(t) = slot.as_mut() else {
                     continue;
                 };
                 match op {
                     Op::Put(_, k, v) => {
-                        t.insert(k.as_slice(), v.as_slice()).map_err(|e| Error::io("insert", e))?;
+                        t.insert(k.as_slice(), v.as_slice())
+                            .map_err(|e| Error::io("insert", e))?;
                     }
                     Op::Delete(_, k) => {
                         t.remove(k.as_slice()).map_err(|e| Error::io("remove", e))?;

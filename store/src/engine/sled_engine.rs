@@ -30,7 +30,10 @@ impl SledEngine {
             })?;
         let trees = Table::ALL
             .iter()
-            .map(|t| db.open_tree(t.name()).map_err(|e| Error::io("open tree", e)))
+            .map(|t| {
+                db.open_tree(t.name())
+                    .map_err(|e| Error::io("open tree", e))
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { db, trees })
     }
@@ -48,7 +51,13 @@ impl KvEngine for SledEngine {
             .map_err(|e| Error::io("get", e))
     }
 
-    fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, visit: &mut Visitor<'_>) -> Result<()> {
+    fn scan(
+        &self,
+        table: Table,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut Visitor<'_>,
+    ) -> Result<()> {
         let tree = self.tree(table);
         let iter = match end {
             Some(end) if end <= start => return Ok(()),
@@ -82,20 +91,21 @@ impl KvEngine for SledEngine {
             }
         }
         let trees: Vec<&sled::Tree> = self.trees.iter().collect();
-        let res: std::result::Result<(), TransactionError<()>> = trees.as_slice().transaction(|txs| {
-            for (t, k, v) in &ops {
-                let tx = &txs[*t as usize - 1];
-                match v {
-                    Some(v) => {
-                        tx.insert(k.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        tx.remove(k.as_slice())?;
+        let res: std::result::Result<(), TransactionError<()>> =
+            trees.as_slice().transaction(|txs| {
+                for (t, k, v) in &ops {
+                    let tx = &txs[*t as usize - 1];
+                    match v {
+                        Some(v) => {
+                            tx.insert(k.as_slice(), v.as_slice())?;
+                        }
+                        None => {
+                            tx.remove(k.as_slice())?;
+                        }
                     }
                 }
-            }
-            Ok::<_, ConflictableTransactionError<()>>(())
-        });
+                Ok::<_, ConflictableTransactionError<()>>(())
+            });
         res.map_err(|e| Error::io("transaction", format!("{e:?}")))?;
         if durability == Durability::Sync {
             self.db.flush().map_err(|e| Error::io("flush", e))?;

@@ -68,7 +68,9 @@ impl Generation {
     }
     /// The index of the last revision, walking backwards, for which `keep_walking` is false.
     fn walk(&self, mut keep_walking: impl FnMut(Rev) -> bool) -> Option<usize> {
-        (0..self.revs.len()).rev().find(|&i| !keep_walking(self.revs[i]))
+        (0..self.revs.len())
+            .rev()
+            .find(|&i| !keep_walking(self.revs[i]))
     }
 }
 
@@ -96,11 +98,18 @@ impl KeyIndex {
     /// # Panics
     /// If `rev` is not newer than the last change: the apply loop never does that.
     pub fn put(&mut self, rev: Rev) {
-        assert!(rev > self.modified || self.generations.is_empty(), "put at {rev:?} after {:?}", self.modified);
+        assert!(
+            rev > self.modified || self.generations.is_empty(),
+            "put at {rev:?} after {:?}",
+            self.modified
+        );
         if self.generations.is_empty() {
             self.generations.push(Generation::default());
         }
-        let g = self.generations.last_mut().expect("one generation at least");
+        let g = self
+            .generations
+            .last_mut()
+            .expect("one generation at least");
         if g.revs.is_empty() {
             g.created = rev;
         }
@@ -273,13 +282,14 @@ impl TreeIndex {
         }
         let iter: Box<dyn Iterator<Item = (&Vec<u8>, &KeyIndex)>> = match &range.end {
             None => Box::new(self.tree.get_key_value(&range.start).into_iter()),
-            Some(e) if e.is_empty() => {
-                Box::new(self.tree.range::<[u8], _>((Bound::Included(range.start.as_slice()), Bound::Unbounded)))
-            }
-            Some(e) => Box::new(
+            Some(e) if e.is_empty() => Box::new(
                 self.tree
-                    .range::<[u8], _>((Bound::Included(range.start.as_slice()), Bound::Excluded(e.as_slice()))),
+                    .range::<[u8], _>((Bound::Included(range.start.as_slice()), Bound::Unbounded)),
             ),
+            Some(e) => Box::new(self.tree.range::<[u8], _>((
+                Bound::Included(range.start.as_slice()),
+                Bound::Excluded(e.as_slice()),
+            ))),
         };
         for (k, ki) in iter {
             if let Some(f) = ki.get(at)
@@ -355,6 +365,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::type_complexity)]
     fn get_follows_generations() {
         let ki = etcd_fixture();
         let cases: &[(i64, Option<(Rev, Rev, i64)>)] = &[
@@ -403,10 +414,18 @@ mod tests {
             let mut avail = HashSet::new();
             ki.compact(at, &mut avail);
             for read in at..=17 {
-                assert_eq!(ki.get(read), full.get(read), "compact({at}) then get({read})");
+                assert_eq!(
+                    ki.get(read),
+                    full.get(read),
+                    "compact({at}) then get({read})"
+                );
             }
             if let Some(f) = full.get(at) {
-                assert!(avail.contains(&f.modified), "compact({at}) keeps {:?}", f.modified);
+                assert!(
+                    avail.contains(&f.modified),
+                    "compact({at}) keeps {:?}",
+                    f.modified
+                );
             }
             assert!(avail.iter().all(|r| r.main <= at));
         }

@@ -151,7 +151,10 @@ impl MvccStore {
 
     /// Replaces the stored state: runs `f` (which rewrites the engine's tables) with the
     /// write lock held, then rebuilds the index, so no reader sees a mix.
-    pub fn restore<E: Into<Error>>(&self, f: impl FnOnce() -> std::result::Result<(), E>) -> Result<()> {
+    pub fn restore<E: Into<Error>>(
+        &self,
+        f: impl FnOnce() -> std::result::Result<(), E>,
+    ) -> Result<()> {
         let mut g = self.state.write();
         f().map_err(Into::into)?;
         let mut state = State::default();
@@ -209,13 +212,21 @@ impl MvccStore {
     fn read_committed(&self, rev: Rev) -> Result<KeyValue> {
         match self.engine.get(Table::Kv, &rev.encode(false))? {
             Some(raw) => decode_kv(rev, &raw),
-            None => Err(Error::Corrupt(format!("missing revision {}_{}", rev.main, rev.sub))),
+            None => Err(Error::Corrupt(format!(
+                "missing revision {}_{}",
+                rev.main, rev.sub
+            ))),
         }
     }
 
     /// The events with main revision in `[from, to]` whose key is in `range`, in
     /// revision order, for watchers catching up. Fails if `from` is compacted.
-    pub fn events_between(&self, from: i64, to: i64, matches: &dyn Fn(&[u8]) -> bool) -> Result<Vec<Event>> {
+    pub fn events_between(
+        &self,
+        from: i64,
+        to: i64,
+        matches: &dyn Fn(&[u8]) -> bool,
+    ) -> Result<Vec<Event>> {
         if from > to {
             return Ok(Vec::new());
         }
@@ -225,33 +236,38 @@ impl MvccStore {
         let mut out = Vec::new();
         let mut err = None;
         let end = Rev::main_start(to.saturating_add(1));
-        self.engine.scan(Table::Kv, &Rev::main_start(from), Some(&end), &mut |k, v| {
-            let Some((rev, tomb)) = Rev::decode(k) else {
-                return true;
-            };
-            match decode_kv(rev, v) {
-                Ok(mut kv) => {
-                    if matches(&kv.key) {
-                        let ty = if tomb {
-                            kv.mod_revision = rev.main;
-                            EventType::Delete
-                        } else {
-                            EventType::Put
-                        };
-                        out.push(Event {
-                            r#type: ty as i32,
-                            kv: Some(kv),
-                            prev_kv: None,
-                        });
+        self.engine.scan(
+            Table::Kv,
+            &Rev::main_start(from),
+            Some(&end),
+            &mut |k, v| {
+                let Some((rev, tomb)) = Rev::decode(k) else {
+                    return true;
+                };
+                match decode_kv(rev, v) {
+                    Ok(mut kv) => {
+                        if matches(&kv.key) {
+                            let ty = if tomb {
+                                kv.mod_revision = rev.main;
+                                EventType::Delete
+                            } else {
+                                EventType::Put
+                            };
+                            out.push(Event {
+                                r#type: ty as i32,
+                                kv: Some(kv),
+                                prev_kv: None,
+                            });
+                        }
+                        true
                     }
-                    true
+                    Err(e) => {
+                        err = Some(e);
+                        false
+                    }
                 }
-                Err(e) => {
-                    err = Some(e);
-                    false
-                }
-            }
-        })?;
+            },
+        )?;
         match err {
             Some(e) => Err(e),
             None => Ok(out),
@@ -282,22 +298,27 @@ impl MvccStore {
         loop {
             let mut doomed = Vec::new();
             let mut last = None;
-            self.engine.scan(Table::Kv, &start, Some(&end), &mut |k, _| {
-                last = Some(k.to_vec());
-                if let Some((r, _)) = Rev::decode(k)
-                    && !keep.contains(&r)
-                {
-                    doomed.push(k.to_vec());
-                }
-                doomed.len() < BATCH
-            })?;
+            self.engine
+                .scan(Table::Kv, &start, Some(&end), &mut |k, _| {
+                    last = Some(k.to_vec());
+                    if let Some((r, _)) = Rev::decode(k)
+                        && !keep.contains(&r)
+                    {
+                        doomed.push(k.to_vec());
+                    }
+                    doomed.len() < BATCH
+                })?;
             let mut batch = WriteBatch::new();
             for k in doomed.drain(..) {
                 batch.delete(Table::Kv, k);
             }
             let done = batch.len() < BATCH;
             if done {
-                batch.put(Table::Meta, meta::FINISHED_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
+                batch.put(
+                    Table::Meta,
+                    meta::FINISHED_COMPACT.to_vec(),
+                    rev.to_be_bytes().to_vec(),
+                );
             }
             self.engine.write(&batch, engine::Durability::Buffered)?;
             if done {
@@ -343,7 +364,11 @@ fn range_in(
     read: &dyn Fn(Rev) -> Result<KeyValue>,
     req: &RangeRequest,
 ) -> Result<RangeResponse> {
-    let at = if req.revision <= 0 { current_rev } else { req.revision };
+    let at = if req.revision <= 0 {
+        current_rev
+    } else {
+        req.revision
+    };
     if at > current_rev {
         return Err(Error::FutureRev);
     }
@@ -458,7 +483,11 @@ impl WriteSession<'_> {
 
     /// The revision reads inside the open transaction see: its own writes included.
     pub fn read_rev(&self) -> i64 {
-        if self.sub > 0 { self.next_rev() } else { self.st.current_rev }
+        if self.sub > 0 {
+            self.next_rev()
+        } else {
+            self.st.current_rev
+        }
     }
 
     /// Opens a write transaction. Must be paired with [`end_txn`](Self::end_txn).
@@ -482,7 +511,13 @@ impl WriteSession<'_> {
     /// Serves a range inside the transaction (it sees the transaction's own writes).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         let reader = |rev: Rev| self.read(rev);
-        range_in(&self.st.index, self.read_rev(), self.st.compact_rev, &reader, req)
+        range_in(
+            &self.st.index,
+            self.read_rev(),
+            self.st.compact_rev,
+            &reader,
+            req,
+        )
     }
 
     /// The live KeyValue of `key` as the transaction sees it.
@@ -509,7 +544,8 @@ impl WriteSession<'_> {
             value,
             lease,
         };
-        self.batch.put(Table::Kv, rev.encode(false), kv.encode_to_vec());
+        self.batch
+            .put(Table::Kv, rev.encode(false), kv.encode_to_vec());
         self.st.index.put(key, rev);
         self.pending.insert(rev, kv.clone());
         self.sub += 1;
@@ -544,7 +580,8 @@ impl WriteSession<'_> {
                 key: key.clone(),
                 ..Default::default()
             };
-            self.batch.put(Table::Kv, rev.encode(true), tomb.encode_to_vec());
+            self.batch
+                .put(Table::Kv, rev.encode(true), tomb.encode_to_vec());
             self.st.index.tombstone(&key, rev);
             self.sub += 1;
             self.changes.push((
@@ -577,8 +614,11 @@ impl WriteSession<'_> {
         }
         let keep = self.st.index.compact(rev);
         self.st.compact_rev = rev;
-        self.batch
-            .put(Table::Meta, meta::SCHEDULED_COMPACT.to_vec(), rev.to_be_bytes().to_vec());
+        self.batch.put(
+            Table::Meta,
+            meta::SCHEDULED_COMPACT.to_vec(),
+            rev.to_be_bytes().to_vec(),
+        );
         self.compaction = Some((rev, keep));
         Ok(())
     }

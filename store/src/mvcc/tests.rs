@@ -10,7 +10,8 @@ use crate::engine::{Durability, EngineKind};
 
 fn store() -> (tempfile::TempDir, MvccStore) {
     let dir = tempfile::tempdir().unwrap();
-    let e: Arc<dyn KvEngine> = Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
+    let e: Arc<dyn KvEngine> =
+        Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
     (dir, MvccStore::open(e).unwrap())
 }
 
@@ -26,7 +27,10 @@ fn put(s: &MvccStore, k: &str, v: &str) -> i64 {
 fn del(s: &MvccStore, k: &str, end: &str) -> usize {
     let mut w = s.write();
     w.begin_txn();
-    let n = w.delete_range(&KeyRange::from_etcd(k.as_bytes(), end.as_bytes())).unwrap().len();
+    let n = w
+        .delete_range(&KeyRange::from_etcd(k.as_bytes(), end.as_bytes()))
+        .unwrap()
+        .len();
     w.end_txn();
     w.commit(Durability::Buffered).unwrap();
     n
@@ -39,20 +43,33 @@ fn get(s: &MvccStore, k: &str, end: &str, rev: i64) -> Result<Vec<(String, Strin
         revision: rev,
         ..Default::default()
     })?;
-    Ok(r
-        .kvs
+    Ok(r.kvs
         .into_iter()
-        .map(|kv| (String::from_utf8(kv.key).unwrap(), String::from_utf8(kv.value).unwrap()))
+        .map(|kv| {
+            (
+                String::from_utf8(kv.key).unwrap(),
+                String::from_utf8(kv.value).unwrap(),
+            )
+        })
         .collect())
 }
 
 #[test]
 fn revisions_versions_and_history() {
     let (_d, s) = store();
-    assert_eq!(s.current_rev(), 1, "a fresh store is at revision 1, as etcd");
+    assert_eq!(
+        s.current_rev(),
+        1,
+        "a fresh store is at revision 1, as etcd"
+    );
     assert_eq!(put(&s, "a", "1"), 2);
     assert_eq!(put(&s, "a", "2"), 3);
-    let r = s.range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }).unwrap();
+    let r = s
+        .range(&RangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        })
+        .unwrap();
     let kv = &r.kvs[0];
     assert_eq!((kv.create_revision, kv.mod_revision, kv.version), (2, 3, 2));
     assert_eq!(get(&s, "a", "", 2).unwrap(), vec![("a".into(), "1".into())]);
@@ -60,9 +77,19 @@ fn revisions_versions_and_history() {
     assert_eq!(s.current_rev(), 4);
     assert!(get(&s, "a", "", 0).unwrap().is_empty());
     assert_eq!(del(&s, "a", ""), 0, "deleting nothing");
-    assert_eq!(s.current_rev(), 4, "a no-op delete does not bump the revision");
+    assert_eq!(
+        s.current_rev(),
+        4,
+        "a no-op delete does not bump the revision"
+    );
     put(&s, "a", "3");
-    let kv = &s.range(&RangeRequest { key: b"a".to_vec(), ..Default::default() }).unwrap().kvs[0];
+    let kv = &s
+        .range(&RangeRequest {
+            key: b"a".to_vec(),
+            ..Default::default()
+        })
+        .unwrap()
+        .kvs[0];
     assert_eq!((kv.create_revision, kv.version), (5, 1), "a new generation");
     assert!(matches!(get(&s, "a", "", 99), Err(Error::FutureRev)));
 }
@@ -71,7 +98,8 @@ fn revisions_versions_and_history() {
 fn compaction_and_restart() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let e: Arc<dyn KvEngine> = Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
+        let e: Arc<dyn KvEngine> =
+            Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
         let s = MvccStore::open(e).unwrap();
         for i in 0..5 {
             put(&s, "k", &i.to_string());
@@ -90,7 +118,8 @@ fn compaction_and_restart() {
         assert!(matches!(w.compact(50), Err(Error::FutureRev)));
         w.commit(Durability::Sync).unwrap();
     }
-    let e: Arc<dyn KvEngine> = Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
+    let e: Arc<dyn KvEngine> =
+        Arc::from(crate::engine::open(EngineKind::Redb, dir.path()).unwrap());
     let s = MvccStore::open(e).unwrap();
     assert_eq!(s.revs(), (8, 5));
     assert_eq!(get(&s, "k", "", 0).unwrap(), vec![("k".into(), "4".into())]);
@@ -113,12 +142,18 @@ fn sort_limit_and_filters_follow_etcd() {
         f(&mut r);
         let resp = s.range(&r).unwrap();
         (
-            resp.kvs.iter().map(|kv| String::from_utf8(kv.key.clone()).unwrap()).collect::<Vec<_>>(),
+            resp.kvs
+                .iter()
+                .map(|kv| String::from_utf8(kv.key.clone()).unwrap())
+                .collect::<Vec<_>>(),
             resp.count,
             resp.more,
         )
     };
-    assert_eq!(q(&|_| {}), (vec!["a".into(), "b".into(), "c".into()], 3, false));
+    assert_eq!(
+        q(&|_| {}),
+        (vec!["a".into(), "b".into(), "c".into()], 3, false)
+    );
     assert_eq!(q(&|r| r.limit = 2), (vec!["a".into(), "b".into()], 3, true));
     assert_eq!(
         q(&|r| {
@@ -132,7 +167,10 @@ fn sort_limit_and_filters_follow_etcd() {
         (vec!["a".into(), "c".into(), "b".into()], 3, false),
         "a non-key target with no order sorts ascending"
     );
-    assert_eq!(q(&|r| r.sort_target = SortTarget::Value as i32).0, vec!["c", "a", "b"]);
+    assert_eq!(
+        q(&|r| r.sort_target = SortTarget::Value as i32).0,
+        vec!["c", "a", "b"]
+    );
     assert_eq!(q(&|r| r.min_mod_revision = 4).0, vec!["b", "c"]);
     assert_eq!(q(&|r| r.max_create_revision = 3).0, vec!["a", "b"]);
     assert_eq!(
@@ -160,7 +198,10 @@ fn sort_limit_and_filters_follow_etcd() {
         })
         .unwrap();
     assert!(r.kvs[0].value.is_empty());
-    assert!(get(&s, "c", "a", 0).unwrap().is_empty(), "an inverted range matches nothing");
+    assert!(
+        get(&s, "c", "a", 0).unwrap().is_empty(),
+        "an inverted range matches nothing"
+    );
 }
 
 #[test]

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use prost::Message;
 use proto::etcdserverpb::cluster_server::Cluster;
 use proto::etcdserverpb::{
-    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse, MemberPromoteRequest,
-    MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest, MemberUpdateResponse,
+    Member, MemberAddRequest, MemberAddResponse, MemberListRequest, MemberListResponse,
+    MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse,
+    MemberUpdateRequest, MemberUpdateResponse,
 };
 use proto::peer::ConfChangeContext;
 use raft::prelude::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
@@ -23,15 +24,22 @@ use crate::statemachine::Output;
 pub struct ClusterService(pub Arc<Core>);
 
 impl ClusterService {
-    async fn conf_change(&self, ty: ConfChangeType, node: u64, member: Option<Member>) -> Result<Vec<Member>, EtcdError> {
+    async fn conf_change(
+        &self,
+        ty: ConfChangeType,
+        node: u64,
+        member: Option<Member>,
+    ) -> Result<Vec<Member>, EtcdError> {
         self.0.wait_leader().await?;
         let id = self.0.shared.next_id();
         let mut single = ConfChangeSingle::default();
         single.set_change_type(ty);
         single.node_id = node;
-        let mut cc = ConfChangeV2::default();
-        cc.changes = vec![single].into();
-        cc.context = ConfChangeContext { member, id }.encode_to_vec().into();
+        let cc = ConfChangeV2 {
+            changes: vec![single].into(),
+            context: ConfChangeContext { member, id }.encode_to_vec().into(),
+            ..Default::default()
+        };
         let (tx, rx) = oneshot::channel();
         self.0.shared.waiters.lock().insert(id, tx);
         if let Err(e) = self.0.send(Command::ConfChange(cc)) {
@@ -73,7 +81,11 @@ impl ClusterService {
             client_ur_ls: Vec::new(),
             is_learner: r.is_learner,
         };
-        let ty = if r.is_learner { ConfChangeType::AddLearnerNode } else { ConfChangeType::AddNode };
+        let ty = if r.is_learner {
+            ConfChangeType::AddLearnerNode
+        } else {
+            ConfChangeType::AddNode
+        };
         let members = self.conf_change(ty, id, Some(member.clone())).await?;
         Ok(MemberAddResponse {
             header: Some(self.0.header(0)),
@@ -87,7 +99,9 @@ impl ClusterService {
         if !existing.iter().any(|m| m.id == r.id) {
             return Err(EtcdError::MemberNotFound);
         }
-        let members = self.conf_change(ConfChangeType::RemoveNode, r.id, None).await?;
+        let members = self
+            .conf_change(ConfChangeType::RemoveNode, r.id, None)
+            .await?;
         Ok(MemberRemoveResponse {
             header: Some(self.0.header(0)),
             members,
@@ -104,12 +118,18 @@ impl ClusterService {
         if !st.is_leader {
             return Err(EtcdError::NotLeader);
         }
-        let leader_match = st.progress.get(&self.0.shared.id).copied().unwrap_or(st.last_index);
+        let leader_match = st
+            .progress
+            .get(&self.0.shared.id)
+            .copied()
+            .unwrap_or(st.last_index);
         let learner_match = st.progress.get(&r.id).copied().unwrap_or(0);
         if (learner_match as f64) < leader_match as f64 * 0.9 {
             return Err(EtcdError::LearnerNotReady);
         }
-        let members = self.conf_change(ConfChangeType::AddNode, r.id, Some(m)).await?;
+        let members = self
+            .conf_change(ConfChangeType::AddNode, r.id, Some(m))
+            .await?;
         Ok(MemberPromoteResponse {
             header: Some(self.0.header(0)),
             members,
@@ -126,23 +146,45 @@ impl Core {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_add(&self, req: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        let res = self.add(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn member_add(
+        &self,
+        req: Request<MemberAddRequest>,
+    ) -> Result<Response<MemberAddResponse>, Status> {
+        let res = self
+            .add(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.Cluster", "MemberAdd", &res);
         res
     }
 
-    async fn member_remove(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        let res = self.remove(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn member_remove(
+        &self,
+        req: Request<MemberRemoveRequest>,
+    ) -> Result<Response<MemberRemoveResponse>, Status> {
+        let res = self
+            .remove(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.Cluster", "MemberRemove", &res);
         res
     }
 
-    async fn member_update(&self, _req: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        Err(Status::unimplemented("member update is not supported by keelson-store"))
+    async fn member_update(
+        &self,
+        _req: Request<MemberUpdateRequest>,
+    ) -> Result<Response<MemberUpdateResponse>, Status> {
+        Err(Status::unimplemented(
+            "member update is not supported by keelson-store",
+        ))
     }
 
-    async fn member_list(&self, req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(
+        &self,
+        req: Request<MemberListRequest>,
+    ) -> Result<Response<MemberListResponse>, Status> {
         if req.get_ref().linearizable {
             self.0.linearizable().await.map_err(Status::from)?;
         }
@@ -153,8 +195,15 @@ impl Cluster for ClusterService {
         }))
     }
 
-    async fn member_promote(&self, req: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        let res = self.promote(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn member_promote(
+        &self,
+        req: Request<MemberPromoteRequest>,
+    ) -> Result<Response<MemberPromoteResponse>, Status> {
+        let res = self
+            .promote(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.Cluster", "MemberPromote", &res);
         res
     }

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use proto::etcdserverpb::kv_server::Kv;
 use proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
-    RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RangeStreamResponse, TxnRequest, TxnResponse,
 };
 use proto::peer::internal_request::Request as Internal;
 use tonic::{Request, Response, Status};
@@ -95,43 +95,75 @@ pub(crate) fn unexpected(o: Output) -> EtcdError {
     EtcdError::Internal(format!("unexpected apply result {o:?}"))
 }
 
-type RangeStream = std::pin::Pin<Box<dyn futures::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
+type RangeStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<RangeStreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let res = self.do_range(req.into_inner()).await.map(Response::new).map_err(Status::from);
+        let res = self
+            .do_range(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.KV", "Range", &res);
         res
     }
 
     type RangeStreamStream = RangeStream;
 
-    async fn range_stream(&self, _req: Request<RangeRequest>) -> Result<Response<RangeStream>, Status> {
+    async fn range_stream(
+        &self,
+        _req: Request<RangeRequest>,
+    ) -> Result<Response<RangeStream>, Status> {
         // Not part of etcd 3.4/3.5; newer etcd versions only.
-        Err(Status::unimplemented("unknown method RangeStream for service etcdserverpb.KV"))
+        Err(Status::unimplemented(
+            "unknown method RangeStream for service etcdserverpb.KV",
+        ))
     }
 
     async fn put(&self, req: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let res = self.do_put(req.into_inner()).await.map(Response::new).map_err(Status::from);
+        let res = self
+            .do_put(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.KV", "Put", &res);
         res
     }
 
-    async fn delete_range(&self, req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let res = self.do_delete(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn delete_range(
+        &self,
+        req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
+        let res = self
+            .do_delete(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.KV", "DeleteRange", &res);
         res
     }
 
     async fn txn(&self, req: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let res = self.do_txn(req.into_inner()).await.map(Response::new).map_err(Status::from);
+        let res = self
+            .do_txn(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.KV", "Txn", &res);
         res
     }
 
-    async fn compact(&self, req: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let res = self.do_compact(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn compact(
+        &self,
+        req: Request<CompactionRequest>,
+    ) -> Result<Response<CompactionResponse>, Status> {
+        let res = self
+            .do_compact(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.KV", "Compact", &res);
         res
     }

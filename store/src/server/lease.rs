@@ -7,9 +7,9 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt};
 use proto::etcdserverpb::lease_server::Lease;
 use proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest,
-    LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest,
-    LeaseTimeToLiveResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse,
+    LeaseLeasesRequest, LeaseLeasesResponse, LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
 use proto::peer::internal_request::Request as Internal;
 use tokio::sync::mpsc;
@@ -49,7 +49,10 @@ pub(crate) async fn renew(core: &Core, id: i64) -> Result<LeaseKeepAliveResponse
 }
 
 /// Time-to-live, answered by the leader.
-pub(crate) async fn time_to_live(core: &Core, r: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse, EtcdError> {
+pub(crate) async fn time_to_live(
+    core: &Core,
+    r: LeaseTimeToLiveRequest,
+) -> Result<LeaseTimeToLiveResponse, EtcdError> {
     // The lease must be visible: etcd does a linearizable barrier first.
     core.linearizable().await?;
     match core.leader_peer().await? {
@@ -118,14 +121,28 @@ type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, 
 
 #[tonic::async_trait]
 impl Lease for LeaseService {
-    async fn lease_grant(&self, req: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
-        let res = self.grant(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn lease_grant(
+        &self,
+        req: Request<LeaseGrantRequest>,
+    ) -> Result<Response<LeaseGrantResponse>, Status> {
+        let res = self
+            .grant(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.Lease", "LeaseGrant", &res);
         res
     }
 
-    async fn lease_revoke(&self, req: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
-        let res = self.revoke(req.into_inner()).await.map(Response::new).map_err(Status::from);
+    async fn lease_revoke(
+        &self,
+        req: Request<LeaseRevokeRequest>,
+    ) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let res = self
+            .revoke(req.into_inner())
+            .await
+            .map(Response::new)
+            .map_err(Status::from);
         observe(&self.0, "etcdserverpb.Lease", "LeaseRevoke", &res);
         res
     }
@@ -148,7 +165,9 @@ impl Lease for LeaseService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn lease_time_to_live(
@@ -163,9 +182,19 @@ impl Lease for LeaseService {
         res
     }
 
-    async fn lease_leases(&self, _req: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+    async fn lease_leases(
+        &self,
+        _req: Request<LeaseLeasesRequest>,
+    ) -> Result<Response<LeaseLeasesResponse>, Status> {
         self.0.linearizable().await.map_err(Status::from)?;
-        let leases = self.0.sm.lessor().ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        let leases = self
+            .0
+            .sm
+            .lessor()
+            .ids()
+            .into_iter()
+            .map(|id| LeaseStatus { id })
+            .collect();
         Ok(Response::new(LeaseLeasesResponse {
             header: Some(self.0.header(0)),
             leases,

@@ -8,9 +8,9 @@ use futures::Stream;
 use proto::etcdserverpb::alarm_request::AlarmAction;
 use proto::etcdserverpb::maintenance_server::Maintenance;
 use proto::etcdserverpb::{
-    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse,
-    HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse,
-    SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
+    AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest,
+    DowngradeResponse, HashKvRequest, HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest,
+    MoveLeaderResponse, SnapshotRequest, SnapshotResponse, StatusRequest, StatusResponse,
 };
 use proto::peer::internal_request::Request as Internal;
 use tonic::{Request, Response, Status};
@@ -65,7 +65,11 @@ impl MaintenanceService {
             raft_applied_index: *self.0.shared.applied.borrow(),
             errors,
             db_size_in_use: engine.size_in_use().unwrap_or(0) as i64,
-            is_learner: self.0.sm.member(self.0.shared.id).is_some_and(|m| m.is_learner),
+            is_learner: self
+                .0
+                .sm
+                .member(self.0.shared.id)
+                .is_some_and(|m| m.is_learner),
             ..Default::default()
         }
     }
@@ -84,16 +88,24 @@ impl Maintenance for MaintenanceService {
         res
     }
 
-    async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         Ok(Response::new(MaintenanceService::status(self)))
     }
 
-    async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(
+        &self,
+        _req: Request<DefragmentRequest>,
+    ) -> Result<Response<DefragmentResponse>, Status> {
         let core = self.0.clone();
         tracing::info!("starting defragment");
         let res = tokio::task::spawn_blocking(move || {
             // Hold the MVCC read lock: no apply round runs while the file is rewritten.
-            core.sm.mvcc().with_read_lock(|| core.sm.mvcc().engine().compact())
+            core.sm
+                .mvcc()
+                .with_read_lock(|| core.sm.mvcc().engine().compact())
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
@@ -105,14 +117,22 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        let (hash, _, _) = self.0.sm.mvcc().hash_kv(0).map_err(|e| Status::from(EtcdError::from(e)))?;
+        let (hash, _, _) = self
+            .0
+            .sm
+            .mvcc()
+            .hash_kv(0)
+            .map_err(|e| Status::from(EtcdError::from(e)))?;
         Ok(Response::new(HashResponse {
             header: Some(self.0.header(0)),
             hash,
         }))
     }
 
-    async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+    async fn hash_kv(
+        &self,
+        req: Request<HashKvRequest>,
+    ) -> Result<Response<HashKvResponse>, Status> {
         let (hash, compact_revision, hash_revision) = self
             .0
             .sm
@@ -129,7 +149,10 @@ impl Maintenance for MaintenanceService {
 
     type SnapshotStream = SnapStream;
 
-    async fn snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapStream>, Status> {
+    async fn snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapStream>, Status> {
         let core = self.0.clone();
         let data = tokio::task::spawn_blocking(move || {
             let mvcc = core.sm.mvcc();
@@ -146,7 +169,7 @@ impl Maintenance for MaintenanceService {
             .enumerate()
             .map(|(i, c)| {
                 Ok(SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - (i * CHUNK + c.len())) as u64,
                     blob: c.to_vec(),
                     version: ETCD_VERSION.to_owned(),
@@ -156,7 +179,10 @@ impl Maintenance for MaintenanceService {
         Ok(Response::new(Box::pin(futures::stream::iter(chunks))))
     }
 
-    async fn move_leader(&self, req: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+    async fn move_leader(
+        &self,
+        req: Request<MoveLeaderRequest>,
+    ) -> Result<Response<MoveLeaderResponse>, Status> {
         let target = req.get_ref().target_id;
         let st = self.0.shared.status.read().clone();
         if !st.is_leader {
@@ -164,14 +190,23 @@ impl Maintenance for MaintenanceService {
         }
         match self.0.sm.member(target) {
             Some(m) if !m.is_learner => {}
-            _ => return Err(Status::failed_precondition("etcdserver: bad leader transferee")),
+            _ => {
+                return Err(Status::failed_precondition(
+                    "etcdserver: bad leader transferee",
+                ));
+            }
         }
-        self.0.send(Command::TransferLeader(target)).map_err(Status::from)?;
+        self.0
+            .send(Command::TransferLeader(target))
+            .map_err(Status::from)?;
         let mut rx = self.0.shared.leader.subscribe();
         let wait = rx.wait_for(|l| *l == target);
-        if tokio::time::timeout(self.0.limits.election_timeout * 5 + Duration::from_secs(1), wait)
-            .await
-            .is_err()
+        if tokio::time::timeout(
+            self.0.limits.election_timeout * 5 + Duration::from_secs(1),
+            wait,
+        )
+        .await
+        .is_err()
         {
             return Err(EtcdError::TimeoutDueToLeaderFail.into());
         }
@@ -180,7 +215,12 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    async fn downgrade(&self, _req: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        Err(Status::unimplemented("downgrade is not supported by keelson-store"))
+    async fn downgrade(
+        &self,
+        _req: Request<DowngradeRequest>,
+    ) -> Result<Response<DowngradeResponse>, Status> {
+        Err(Status::unimplemented(
+            "downgrade is not supported by keelson-store",
+        ))
     }
 }

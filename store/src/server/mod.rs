@@ -77,7 +77,11 @@ impl Core {
         ResponseHeader {
             cluster_id: self.cluster_id,
             member_id: self.shared.id,
-            revision: if rev == 0 { self.sm.mvcc().current_rev() } else { rev },
+            revision: if rev == 0 {
+                self.sm.mvcc().current_rev()
+            } else {
+                rev
+            },
             raft_term: self.shared.status.read().term,
         }
     }
@@ -101,7 +105,10 @@ impl Core {
             if l != 0 {
                 return Ok(l);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return Err(EtcdError::NoLeader);
             }
         }
@@ -120,7 +127,11 @@ impl Core {
             return Ok(());
         }
         if !self.sm.no_space() {
-            tracing::warn!(size, quota, "database space exceeded; raising NOSPACE alarm");
+            tracing::warn!(
+                size,
+                quota,
+                "database space exceeded; raising NOSPACE alarm"
+            );
             let req = Request::Alarm(proto::etcdserverpb::AlarmRequest {
                 action: proto::etcdserverpb::alarm_request::AlarmAction::Activate as i32,
                 member_id: self.shared.id,
@@ -147,7 +158,11 @@ impl Core {
 
     async fn propose_raw(&self, req: Request) -> Result<Output, EtcdError> {
         let id = self.shared.next_id();
-        let data = InternalRequest { id, request: Some(req) }.encode_to_vec();
+        let data = InternalRequest {
+            id,
+            request: Some(req),
+        }
+        .encode_to_vec();
         if data.len() > self.limits.max_request_bytes {
             return Err(EtcdError::RequestTooLarge);
         }
@@ -196,7 +211,8 @@ impl Core {
             self.shared.reads.lock().insert(ctx, tx);
             self.send(Command::ReadIndex(ctx))?;
             // A read index can be dropped (leader change); retry until the deadline.
-            let attempt = tokio::time::Instant::now() + self.limits.election_timeout.max(Duration::from_millis(500));
+            let attempt = tokio::time::Instant::now()
+                + self.limits.election_timeout.max(Duration::from_millis(500));
             match tokio::time::timeout_at(attempt.min(deadline), rx).await {
                 Ok(Ok(index)) => {
                     let mut applied = self.shared.applied.subscribe();

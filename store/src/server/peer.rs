@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
-use protobuf::Message as _;
-use proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
+use proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
 use proto::peer::peer_server::Peer;
 use proto::peer::{MembersRequest, MembersResponse, RaftBatch, RaftBatchAck};
+use protobuf::Message as _;
 use raft::prelude::Message;
 use tonic::{Request, Response, Status};
 
@@ -28,21 +30,28 @@ impl Peer for PeerService {
         }
         let mut msgs = Vec::with_capacity(b.messages.len());
         for raw in &b.messages {
-            let m = Message::parse_from_bytes(raw).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let m = Message::parse_from_bytes(raw)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
             msgs.push(m);
         }
         self.0.send(Command::Step(msgs)).map_err(Status::from)?;
         Ok(Response::new(RaftBatchAck {}))
     }
 
-    async fn members(&self, _req: Request<MembersRequest>) -> Result<Response<MembersResponse>, Status> {
+    async fn members(
+        &self,
+        _req: Request<MembersRequest>,
+    ) -> Result<Response<MembersResponse>, Status> {
         Ok(Response::new(MembersResponse {
             cluster_id: self.0.cluster_id,
             members: self.0.sm.members(),
         }))
     }
 
-    async fn lease_renew(&self, req: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+    async fn lease_renew(
+        &self,
+        req: Request<LeaseKeepAliveRequest>,
+    ) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         if !self.0.shared.status.read().is_leader {
             return Err(EtcdError::NotLeader.into());
         }

@@ -89,7 +89,11 @@ impl StreamTask {
             no_put: c.filters.contains(&(FilterType::Noput as i32)),
             no_delete: c.filters.contains(&(FilterType::Nodelete as i32)),
         };
-        let start = if c.start_revision > 0 { c.start_revision } else { published + 1 };
+        let start = if c.start_revision > 0 {
+            c.start_revision
+        } else {
+            published + 1
+        };
         let hub_id = self.core.hub.next_id();
         self.ids.insert(id, hub_id);
         self.watches.insert(
@@ -135,7 +139,8 @@ impl StreamTask {
                     .events_between(from, upto, &|k| filter.range.contains(k));
                 match res {
                     Ok(events) => {
-                        let events: Vec<Event> = events.into_iter().filter(|e| filter.matches(e)).collect();
+                        let events: Vec<Event> =
+                            events.into_iter().filter(|e| filter.matches(e)).collect();
                         if !events.is_empty() && !self.deliver(hub_id, events, upto).await {
                             return false;
                         }
@@ -206,14 +211,20 @@ impl StreamTask {
                 let Some(kv) = &ev.kv else { continue };
                 let is_create = ev.r#type == EventType::Put as i32 && kv.version == 1;
                 if !is_create {
-                    ev.prev_kv = self.core.sm.mvcc().get_at(&kv.key, kv.mod_revision - 1).ok().flatten();
+                    ev.prev_kv = self
+                        .core
+                        .sm
+                        .mvcc()
+                        .get_at(&kv.key, kv.mod_revision - 1)
+                        .ok()
+                        .flatten();
                 }
             }
         }
         let header = self.core.header(rev);
         let max = self.core.limits.max_request_bytes;
         let resp = WatchResponse {
-            header: Some(header.clone()),
+            header: Some(header),
             watch_id: id,
             events,
             ..Default::default()
@@ -238,7 +249,7 @@ impl StreamTask {
         let n = parts.len();
         for (i, events) in parts.into_iter().enumerate() {
             let r = WatchResponse {
-                header: Some(header.clone()),
+                header: Some(header),
                 watch_id: id,
                 events,
                 fragment: i + 1 < n,
@@ -292,7 +303,11 @@ impl StreamTask {
         true
     }
 
-    async fn run(mut self, mut inbound: Streaming<WatchRequest>, mut hub_rx: mpsc::UnboundedReceiver<HubMsg>) {
+    async fn run(
+        mut self,
+        mut inbound: Streaming<WatchRequest>,
+        mut hub_rx: mpsc::UnboundedReceiver<HubMsg>,
+    ) {
         let mut ticker = tokio::time::interval(self.core.limits.progress_notify_interval);
         ticker.tick().await;
         loop {
@@ -327,7 +342,10 @@ impl StreamTask {
         for hub_id in self.watches.keys() {
             self.core.hub.remove(*hub_id);
         }
-        self.core.metrics.watchers.set(self.core.hub.watchers() as i64);
+        self.core
+            .metrics
+            .watchers
+            .set(self.core.hub.watchers() as i64);
     }
 }
 
@@ -337,7 +355,10 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Se
 impl Watch for WatchService {
     type WatchStream = WatchStream;
 
-    async fn watch(&self, req: Request<Streaming<WatchRequest>>) -> Result<Response<WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<Streaming<WatchRequest>>,
+    ) -> Result<Response<WatchStream>, Status> {
         let (out, rx) = mpsc::channel(128);
         let (hub_tx, hub_rx) = mpsc::unbounded_channel();
         let task = StreamTask {
@@ -349,6 +370,8 @@ impl Watch for WatchService {
             next_watch_id: 0,
         };
         tokio::spawn(task.run(req.into_inner(), hub_rx));
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

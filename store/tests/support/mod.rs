@@ -7,8 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-
-
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -59,7 +57,12 @@ impl MemberProc {
         c.args(["--name", &self.name])
             .arg("--data-dir")
             .arg(&self.data_dir)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args([
+                "--listen-client-urls",
+                &client,
+                "--advertise-client-urls",
+                &client,
+            ])
             .args(["--listen-peer-urls", &self.peer_url()])
             .args(["--initial-advertise-peer-urls", &self.peer_url()])
             .args(["--initial-cluster", &self.initial_cluster])
@@ -97,7 +100,10 @@ impl MemberProc {
     /// SIGTERM and wait.
     pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -154,7 +160,11 @@ impl Cluster {
             m.initial_cluster = ic.clone();
             m.start();
         }
-        let c = Cluster { dir, members, flavor };
+        let c = Cluster {
+            dir,
+            members,
+            flavor,
+        };
         c.wait_healthy(Duration::from_secs(30));
         c
     }
@@ -173,7 +183,10 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         for m in self.members.iter().filter(|m| m.child.is_some()) {
             loop {
-                let out = etcdctl(&m.endpoint(), &["endpoint", "health", "--command-timeout=2s"]);
+                let out = etcdctl(
+                    &m.endpoint(),
+                    &["endpoint", "health", "--command-timeout=2s"],
+                );
                 if out.status.success() {
                     break;
                 }
@@ -196,7 +209,10 @@ impl Cluster {
             if m.child.is_none() {
                 continue;
             }
-            let out = etcdctl(&m.endpoint(), &["endpoint", "status", "-w", "json", "--command-timeout=2s"]);
+            let out = etcdctl(
+                &m.endpoint(),
+                &["endpoint", "status", "-w", "json", "--command-timeout=2s"],
+            );
             if !out.status.success() {
                 continue;
             }
@@ -246,8 +262,14 @@ pub fn etcdctl_in(endpoints: &str, args: &[&str], stdin: Option<&str>) -> Output
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
-    let mut child = c.spawn().expect("etcdctl is installed (apt-get install etcd-client)");
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = c
+        .spawn()
+        .expect("etcdctl is installed (apt-get install etcd-client)");
     if let Some(input) = stdin {
         child
             .stdin
@@ -276,7 +298,11 @@ pub fn ok(o: Output) -> String {
 
 /// The `Error: ...` line of a command that must fail.
 pub fn err(o: Output) -> String {
-    assert!(!o.status.success(), "etcdctl unexpectedly succeeded: {}", text(&o));
+    assert!(
+        !o.status.success(),
+        "etcdctl unexpectedly succeeded: {}",
+        text(&o)
+    );
     String::from_utf8_lossy(&o.stderr)
         .lines()
         .find(|l| l.starts_with("Error:"))
