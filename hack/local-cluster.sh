@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 members=${1:-3}
+if ! command -v etcdctl >/dev/null; then
+  echo "installing etcdctl (Debian's etcd-client)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-client
+fi
 base=${KEELSON_DATA:-/tmp/keelson-store}
 cargo build --release -p keelson-store --bin keelson-store
 bin=target/release/keelson-store

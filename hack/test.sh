@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests drive (etcd, etcdctl, protoc)
+# from Debian's packages if missing, then runs the whole workspace's tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+for p in etcd-client etcd-server protobuf-compiler iproute2 procps; do
+  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# Debian's etcd-server package may start a system etcd; the tests start their own.
+pkill -x etcd 2>/dev/null || true
+
+cargo test --workspace "$@"
