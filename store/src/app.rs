@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
-use prost::Message as _;
 use proto::etcdserverpb::{
     cluster_server::ClusterServer, kv_server::KvServer, lease_server::LeaseServer,
     maintenance_server::MaintenanceServer, watch_server::WatchServer,
@@ -62,7 +61,8 @@ fn read_u64(e: &dyn KvEngine, k: &[u8]) -> Result<u64, engine::Error> {
         .unwrap_or(0))
 }
 
-struct Source(Arc<StateMachine>);
+/// Snapshots of a state machine, for Raft catch-up.
+pub struct Source(pub Arc<StateMachine>);
 
 impl SnapshotSource for Source {
     fn build(&self) -> Result<(Vec<u8>, u64, u64), String> {
@@ -73,6 +73,67 @@ impl SnapshotSource for Source {
                 .map(|d| (d, index, term))
                 .map_err(|e| e.to_string())
         })
+    }
+}
+
+/// Writes a new cluster's initial state: members, this member's and the cluster's IDs,
+/// the consistent index, and the Raft log's bootstrap snapshot. One durable write.
+pub fn bootstrap_new(
+    engine: &dyn KvEngine,
+    log: &RaftLog,
+    members: &[proto::etcdserverpb::Member],
+    me: u64,
+    cluster_id: u64,
+) -> Result<(), engine::Error> {
+    let mut b = WriteBatch::new();
+    for m in members {
+        crate::membership::put(&mut b, m);
+    }
+    b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
+    b.put(Table::Meta, CLUSTER_ID, cluster_id.to_be_bytes().to_vec());
+    b.put(
+        Table::Meta,
+        crate::mvcc::meta::CONSISTENT_INDEX,
+        1u64.to_be_bytes().to_vec(),
+    );
+    b.put(
+        Table::Meta,
+        crate::mvcc::meta::CONSISTENT_TERM,
+        1u64.to_be_bytes().to_vec(),
+    );
+    log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
+    engine.write(&b, Durability::Sync)
+}
+
+/// Records the membership learned from a running cluster, for a joining member.
+pub fn record_join(
+    engine: &dyn KvEngine,
+    members: &[proto::etcdserverpb::Member],
+    me: u64,
+    cluster_id: u64,
+) -> Result<(), engine::Error> {
+    let mut b = WriteBatch::new();
+    for m in members {
+        crate::membership::put(&mut b, m);
+    }
+    b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
+    b.put(Table::Meta, CLUSTER_ID, cluster_id.to_be_bytes().to_vec());
+    engine.write(&b, Durability::Sync)
+}
+
+/// The Raft configuration a member runs with.
+pub fn raft_config(id: u64, election_ticks: usize, applied: u64) -> raft::Config {
+    raft::Config {
+        id,
+        election_tick: election_ticks,
+        heartbeat_tick: 1,
+        applied,
+        max_size_per_msg: 1024 * 1024,
+        max_inflight_msgs: 256,
+        check_quorum: true,
+        pre_vote: true,
+        read_only_option: raft::ReadOnlyOption::Safe,
+        ..Default::default()
     }
 }
 
@@ -226,31 +287,14 @@ impl Member {
         } else {
             let probe = PeerClients::new(0, peer_tls.clone(), flags.initial_cluster_token.clone());
             let (me, cid, members) = join_existing(&flags, &probe).await?;
-            let mut b = WriteBatch::new();
-            for m in &members {
-                crate::membership::put(&mut b, m);
-            }
-            b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
-            b.put(Table::Meta, CLUSTER_ID, cid.to_be_bytes().to_vec());
-            engine.write(&b, Durability::Sync)?;
+            record_join(&*engine, &members, me, cid)?;
             sm.reload()?;
             tracing::info!(member = %format!("{me:x}"), cluster = %format!("{cid:x}"), "joining existing cluster");
             (me, cid)
         };
 
         let (applied, _) = sm.consistent_index();
-        let cfg = raft::Config {
-            id,
-            election_tick: election_ticks,
-            heartbeat_tick: 1,
-            applied,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            check_quorum: true,
-            pre_vote: true,
-            read_only_option: raft::ReadOnlyOption::Safe,
-            ..Default::default()
-        };
+        let cfg = raft_config(id, election_ticks, applied);
         cfg.validate()?;
         let logger = slog::Logger::root(crate::slog_bridge::TracingDrain, slog::o!());
         let raw = RawNode::new(&cfg, log.clone(), &logger)?;
@@ -586,9 +630,4 @@ async fn background(
             }
         }
     }
-}
-
-#[allow(dead_code)]
-fn encode_len(m: &MemberAttributes) -> usize {
-    m.encoded_len()
 }

@@ -162,6 +162,7 @@ pub struct Node {
     last_compact_at: u64,
     applied: u64,
     leader: u64,
+    ticks: u64,
 }
 
 impl Node {
@@ -190,59 +191,76 @@ impl Node {
             last_compact_at: applied,
             applied,
             leader: 0,
+            ticks: 0,
         }
     }
 
     /// Runs until [`Command::Stop`] or removal from the cluster.
     pub fn run(mut self, rx: Receiver<Command>) {
         let mut last_tick = Instant::now();
-        let mut last_lease_check = Instant::now();
         loop {
             let wait = self.cfg.tick.saturating_sub(last_tick.elapsed());
+            let mut cmds = Vec::new();
             match rx.recv_timeout(wait) {
                 Ok(cmd) => {
-                    if !self.handle(cmd) {
-                        break;
-                    }
+                    cmds.push(cmd);
                     // Batch whatever else is queued into this round.
-                    let mut stop = false;
-                    for _ in 0..4096 {
+                    while cmds.len() < 4096 {
                         match rx.try_recv() {
-                            Ok(cmd) => {
-                                if !self.handle(cmd) {
-                                    stop = true;
-                                    break;
-                                }
-                            }
+                            Ok(cmd) => cmds.push(cmd),
                             Err(_) => break,
                         }
-                    }
-                    if stop {
-                        break;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if last_tick.elapsed() >= self.cfg.tick {
-                self.raw.tick();
+            let tick = last_tick.elapsed() >= self.cfg.tick;
+            if tick {
                 last_tick = Instant::now();
             }
-            if last_lease_check.elapsed() >= Duration::from_millis(500) {
-                self.revoke_expired_leases();
-                last_lease_check = Instant::now();
-            }
-            if let Err(e) = self.on_ready() {
-                tracing::error!(error = %e, "raft ready handling failed; stopping");
-                break;
-            }
-            if *self.shared.stopped.borrow() {
-                break;
+            match self.round(cmds, tick) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "raft ready handling failed; stopping");
+                    break;
+                }
             }
         }
         self.fail_all_waiters(EtcdError::Stopped);
         let _ = self.shared.stopped.send_replace(true);
         tracing::info!("raft node stopped");
+    }
+
+    /// One round of the loop, synchronously: handle `cmds`, tick if asked (a tick also
+    /// checks lease expiry every fifth time), then handle Ready. Returns false when the
+    /// node must stop. Deterministic tests drive nodes with this directly.
+    pub fn round(&mut self, cmds: Vec<Command>, tick: bool) -> Result<bool, String> {
+        for cmd in cmds {
+            if !self.handle(cmd) {
+                return Ok(false);
+            }
+        }
+        if tick {
+            self.raw.tick();
+            self.ticks += 1;
+            if self.ticks % 5 == 0 {
+                self.revoke_expired_leases();
+            }
+        }
+        self.on_ready()?;
+        Ok(!*self.shared.stopped.borrow())
+    }
+
+    /// The Raft role, for tests.
+    pub fn is_leader(&self) -> bool {
+        self.raw.raft.state == StateRole::Leader
+    }
+
+    /// The applied index.
+    pub fn applied(&self) -> u64 {
+        self.applied
     }
 
     fn handle(&mut self, cmd: Command) -> bool {
