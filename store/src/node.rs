@@ -245,7 +245,7 @@ impl Node {
         if tick {
             self.raw.tick();
             self.ticks += 1;
-            if self.ticks % 5 == 0 {
+            if self.ticks.is_multiple_of(5) {
                 self.revoke_expired_leases();
             }
         }
