@@ -209,6 +209,7 @@ fn member_add_catches_up_by_snapshot_and_remove_stops_it() {
         flavor: Flavor::Keelson,
         initial_cluster: ic,
         state: "existing".into(),
+        scheme: "http",
     };
     m3.start();
     c.members.push(m3);
@@ -320,6 +321,7 @@ fn learner_add_and_promote() {
         flavor: Flavor::Keelson,
         initial_cluster: ic,
         state: "existing".into(),
+        scheme: "http",
     };
     l1.start();
     c.members.push(l1);
@@ -369,6 +371,7 @@ fn existing_member_not_added_first_is_refused() {
         flavor: Flavor::Keelson,
         initial_cluster: String::new(),
         state: "existing".into(),
+        scheme: "http",
     };
     stray.initial_cluster = format!("m0={},stray={}", c.members[0].peer_url(), stray.peer_url());
     stray.start();

@@ -420,6 +420,7 @@ fn snapshot_save_and_restore_into_a_new_member() {
         flavor: Flavor::Keelson,
         initial_cluster: format!("r1={peer_url}"),
         state: "new".into(),
+        scheme: "http",
     };
     m.start();
     let rep = m.endpoint();

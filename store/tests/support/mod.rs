@@ -36,6 +36,8 @@ pub struct MemberProc {
     pub flavor: Flavor,
     pub initial_cluster: String,
     pub state: String,
+    /// `http` or `https` for client and peer URLs.
+    pub scheme: &'static str,
 }
 
 impl MemberProc {
@@ -44,7 +46,7 @@ impl MemberProc {
     }
 
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.scheme, self.peer_port)
     }
 
     fn command(&self) -> Command {
@@ -53,7 +55,7 @@ impl MemberProc {
             Flavor::Etcd => PathBuf::from("etcd"),
         };
         let mut c = Command::new(bin);
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = format!("{}://127.0.0.1:{}", self.scheme, self.client_port);
         c.args(["--name", &self.name])
             .arg("--data-dir")
             .arg(&self.data_dir)
@@ -149,6 +151,7 @@ impl Cluster {
                 flavor,
                 initial_cluster: String::new(),
                 state: "new".into(),
+                scheme: "http",
             })
             .collect();
         let ic = members
