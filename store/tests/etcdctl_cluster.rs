@@ -210,6 +210,7 @@ fn member_add_catches_up_by_snapshot_and_remove_stops_it() {
         initial_cluster: ic,
         state: "existing".into(),
         scheme: "http",
+        proxy_port: None,
     };
     m3.start();
     c.members.push(m3);
@@ -322,6 +323,7 @@ fn learner_add_and_promote() {
         initial_cluster: ic,
         state: "existing".into(),
         scheme: "http",
+        proxy_port: None,
     };
     l1.start();
     c.members.push(l1);
@@ -372,6 +374,7 @@ fn existing_member_not_added_first_is_refused() {
         initial_cluster: String::new(),
         state: "existing".into(),
         scheme: "http",
+        proxy_port: None,
     };
     stray.initial_cluster = format!("m0={},stray={}", c.members[0].peer_url(), stray.peer_url());
     stray.start();

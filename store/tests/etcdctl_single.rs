@@ -421,6 +421,7 @@ fn snapshot_save_and_restore_into_a_new_member() {
         initial_cluster: format!("r1={peer_url}"),
         state: "new".into(),
         scheme: "http",
+        proxy_port: None,
     };
     m.start();
     let rep = m.endpoint();

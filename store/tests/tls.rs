@@ -151,6 +151,7 @@ fn https_clients_and_peers_with_client_cert_auth() {
             initial_cluster: ic.clone(),
             state: "new".into(),
             scheme: "https",
+            proxy_port: None,
         })
         .collect();
     for m in &mut members {

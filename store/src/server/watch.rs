@@ -38,6 +38,8 @@ struct WatchState {
     seen: i64,
     /// Whether anything was sent since the last progress tick.
     sent_since_tick: bool,
+    /// Whether the hub delivers to it directly (it has seen all published history).
+    synced: bool,
 }
 
 struct StreamTask {
@@ -106,6 +108,7 @@ impl StreamTask {
                 fragment: c.fragment,
                 seen: start - 1,
                 sent_since_tick: false,
+                synced: false,
             },
         );
         if !self
@@ -186,6 +189,9 @@ impl StreamTask {
                 .try_sync(hub_id, w.seen, w.filter.clone(), self.hub_tx.clone())
                 .is_ok()
             {
+                if let Some(w) = self.watches.get_mut(&hub_id) {
+                    w.synced = true;
+                }
                 return true;
             }
         }
@@ -276,14 +282,45 @@ impl StreamTask {
         .await
     }
 
-    async fn progress_tick(&mut self) -> bool {
+    /// Delivers every hub message already queued. Everything published up to the
+    /// revision read before the call is then on its way to the client, so a progress
+    /// response at that revision never overtakes an event.
+    async fn drain_hub(&mut self, hub_rx: &mut mpsc::UnboundedReceiver<HubMsg>) -> bool {
+        while let Ok(msg) = hub_rx.try_recv() {
+            if !self.on_hub(msg).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn on_hub(&mut self, msg: HubMsg) -> bool {
+        match msg {
+            HubMsg::Events {
+                watcher,
+                events,
+                rev,
+            } => self.deliver(watcher, events, rev).await,
+            HubMsg::Resync { watcher } => {
+                if let Some(w) = self.watches.get_mut(&watcher) {
+                    w.synced = false;
+                }
+                self.catch_up(watcher).await
+            }
+        }
+    }
+
+    async fn progress_tick(&mut self, hub_rx: &mut mpsc::UnboundedReceiver<HubMsg>) -> bool {
         let rev = self.core.hub.published_rev();
+        if !self.drain_hub(hub_rx).await {
+            return false;
+        }
         let due: Vec<i64> = self
             .watches
             .values_mut()
             .filter(|w| w.progress_notify)
             .filter_map(|w| {
-                let quiet = !w.sent_since_tick && w.seen >= rev;
+                let quiet = !w.sent_since_tick && w.synced;
                 w.sent_since_tick = false;
                 quiet.then_some(w.id)
             })
@@ -318,6 +355,9 @@ impl StreamTask {
                         Some(RequestUnion::CancelRequest(c)) => self.cancel(c.watch_id).await,
                         Some(RequestUnion::ProgressRequest(_)) => {
                             let rev = self.core.hub.published_rev();
+                            if !self.drain_hub(&mut hub_rx).await {
+                                break;
+                            }
                             self.send(WatchResponse {
                                 header: Some(self.core.header(rev)),
                                 watch_id: INVALID_WATCH_ID,
@@ -329,11 +369,10 @@ impl StreamTask {
                     _ => false,
                 },
                 msg = hub_rx.recv() => match msg {
-                    Some(HubMsg::Events { watcher, events, rev }) => self.deliver(watcher, events, rev).await,
-                    Some(HubMsg::Resync { watcher }) => self.catch_up(watcher).await,
+                    Some(msg) => self.on_hub(msg).await,
                     None => false,
                 },
-                _ = ticker.tick() => self.progress_tick().await,
+                _ = ticker.tick() => self.progress_tick(&mut hub_rx).await,
             };
             if !ok {
                 break;

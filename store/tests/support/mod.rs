@@ -38,6 +38,9 @@ pub struct MemberProc {
     pub state: String,
     /// `http` or `https` for client and peer URLs.
     pub scheme: &'static str,
+    /// If set, peers reach this member through a proxy on this port (its advertised
+    /// peer URL), while it listens on `peer_port`.
+    pub proxy_port: Option<u16>,
 }
 
 impl MemberProc {
@@ -47,6 +50,14 @@ impl MemberProc {
 
     pub fn peer_url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.peer_port)
+    }
+
+    /// The peer URL other members use: the proxy's, if there is one.
+    pub fn advertised_peer_url(&self) -> String {
+        match self.proxy_port {
+            Some(p) => format!("{}://127.0.0.1:{p}", self.scheme),
+            None => self.peer_url(),
+        }
     }
 
     fn command(&self) -> Command {
@@ -66,7 +77,7 @@ impl MemberProc {
                 &client,
             ])
             .args(["--listen-peer-urls", &self.peer_url()])
-            .args(["--initial-advertise-peer-urls", &self.peer_url()])
+            .args(["--initial-advertise-peer-urls", &self.advertised_peer_url()])
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", &self.state])
             .args(["--initial-cluster-token", "keelson-test"])
@@ -138,6 +149,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` members and waits until every one is healthy.
     pub fn start(n: usize, flavor: Flavor, extra: &[&str]) -> Cluster {
+        Self::start_with(n, flavor, extra, false)
+    }
+
+    /// Like [`Cluster::start`]; with `proxied`, every member's peer traffic goes through
+    /// a proxy port (see [`Proxy`]), so tests can partition members.
+    pub fn start_with(n: usize, flavor: Flavor, extra: &[&str], proxied: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut members: Vec<MemberProc> = (0..n)
             .map(|i| MemberProc {
@@ -152,11 +169,12 @@ impl Cluster {
                 initial_cluster: String::new(),
                 state: "new".into(),
                 scheme: "http",
+                proxy_port: proxied.then(free_port),
             })
             .collect();
         let ic = members
             .iter()
-            .map(|m| format!("{}={}", m.name, m.peer_url()))
+            .map(|m| format!("{}={}", m.name, m.advertised_peer_url()))
             .collect::<Vec<_>>()
             .join(",");
         for m in &mut members {
@@ -320,4 +338,55 @@ pub fn have_etcd() -> bool {
 
 pub fn path_str(p: &Path) -> String {
     p.display().to_string()
+}
+
+/// A TCP proxy in front of a member's peer port. `block` drops every connection and
+/// refuses new ones until `unblock`: the member is cut off from inbound peer traffic.
+pub struct Proxy {
+    blocked: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Proxy {
+    /// Forwards `listen` to `target` on the current tokio runtime.
+    pub async fn start(listen: u16, target: u16) -> Proxy {
+        let (tx, _) = tokio::sync::watch::channel(false);
+        let tx = std::sync::Arc::new(tx);
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", listen))
+            .await
+            .expect("proxy bind");
+        let blocked = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = l.accept().await else {
+                    continue;
+                };
+                if *blocked.borrow() {
+                    continue;
+                }
+                let mut rx = blocked.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|b| *b) => {}
+                    }
+                });
+            }
+        });
+        Proxy { blocked: tx }
+    }
+
+    /// Cuts the member off.
+    pub fn block(&self) {
+        self.blocked.send_replace(true);
+    }
+
+    /// Heals the cut.
+    pub fn unblock(&self) {
+        self.blocked.send_replace(false);
+    }
 }
