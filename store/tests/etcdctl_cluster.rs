@@ -120,11 +120,16 @@ fn three_members_replicate_and_restart_all_from_disk() {
     assert_eq!(status.lines().count(), 3, "{status}");
     let health = etcdctl(&eps[0], &["endpoint", "health", "--cluster"]);
     assert!(health.status.success(), "{}", text(&health));
-    let hashes: std::collections::BTreeSet<String> = ok(etcdctl(&eps[0], &["endpoint", "hashkv", "--cluster"]))
-        .lines()
-        .filter_map(|l| l.split(", ").nth(1).map(str::to_owned))
-        .collect();
-    assert_eq!(hashes.len(), 1, "every member hashes its keys the same: {hashes:?}");
+    let hashes: std::collections::BTreeSet<String> =
+        ok(etcdctl(&eps[0], &["endpoint", "hashkv", "--cluster"]))
+            .lines()
+            .filter_map(|l| l.split(", ").nth(1).map(str::to_owned))
+            .collect();
+    assert_eq!(
+        hashes.len(),
+        1,
+        "every member hashes its keys the same: {hashes:?}"
+    );
     assert!(members.contains("started"), "{members}");
     // kill -9 every member, then restart all from their data dirs.
     for m in &mut c.members {

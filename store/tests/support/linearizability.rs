@@ -167,11 +167,18 @@ pub fn check(history: &[Event], budget: Duration) -> Verdict {
             KeyResult::Ok => {}
             KeyResult::Timeout => timed_out = true,
             KeyResult::Fail(detail) => {
-                return Verdict::NotLinearizable { key: key.to_owned(), detail };
+                return Verdict::NotLinearizable {
+                    key: key.to_owned(),
+                    detail,
+                };
             }
         }
     }
-    if timed_out { Verdict::Timeout } else { Verdict::Linearizable }
+    if timed_out {
+        Verdict::Timeout
+    } else {
+        Verdict::Linearizable
+    }
 }
 
 fn validate(e: &Event) -> Result<(), String> {
@@ -196,7 +203,10 @@ fn describe(index: usize, e: &Event) -> String {
     let op = match &e.op {
         Op::Put { value } => format!("put {value:?}"),
         Op::Get => "get".to_owned(),
-        Op::Cas { expect: Some(x), new } => format!("cas {x:?}->{new:?}"),
+        Op::Cas {
+            expect: Some(x),
+            new,
+        } => format!("cas {x:?}->{new:?}"),
         Op::Cas { expect: None, new } => format!("cas absent->{new:?}"),
     };
     let (outcome, ret) = match &e.outcome {
@@ -206,7 +216,10 @@ fn describe(index: usize, e: &Event) -> String {
         Outcome::CasOk(b) => (b.to_string(), e.ret.to_string()),
         Outcome::Unknown => ("unknown".to_owned(), "?".to_owned()),
     };
-    format!("#{index} c{} {op} -> {outcome} [{}..{ret}]", e.client, e.call)
+    format!(
+        "#{index} c{} {op} -> {outcome} [{}..{ret}]",
+        e.client, e.call
+    )
 }
 
 /// Model state of one key: 0 = absent, `n > 0` = interned value `n - 1`.
@@ -221,7 +234,11 @@ const HEAD: usize = 0;
 enum Kind {
     Put(State),
     Get(State),
-    Cas { expect: State, new: State, swapped: Option<bool> },
+    Cas {
+        expect: State,
+        new: State,
+        swapped: Option<bool>,
+    },
 }
 
 impl Kind {
@@ -231,9 +248,21 @@ impl Kind {
         match self {
             Kind::Put(v) => Some(v),
             Kind::Get(v) => (s == v).then_some(s),
-            Kind::Cas { expect, new, swapped: Some(true) } => (s == expect).then_some(new),
-            Kind::Cas { expect, swapped: Some(false), .. } => (s != expect).then_some(s),
-            Kind::Cas { expect, new, swapped: None } => Some(if s == expect { new } else { s }),
+            Kind::Cas {
+                expect,
+                new,
+                swapped: Some(true),
+            } => (s == expect).then_some(new),
+            Kind::Cas {
+                expect,
+                swapped: Some(false),
+                ..
+            } => (s != expect).then_some(s),
+            Kind::Cas {
+                expect,
+                new,
+                swapped: None,
+            } => Some(if s == expect { new } else { s }),
         }
     }
 
@@ -248,7 +277,8 @@ enum KeyResult {
     Fail(String),
 }
 
-/// Deepest dead end of the search, kept for the diagnostic.
+/// Dead end of the search with the most acknowledged operations ordered (and,
+/// among those, the fewest unknown ones), kept for the diagnostic.
 struct DeadEnd {
     depth: usize,
     known_done: usize,
@@ -278,28 +308,35 @@ impl<'a> Values<'a> {
         id
     }
 
-    fn opt(&mut self, v: &'a Option<String>) -> State {
-        v.as_deref().map_or(ABSENT, |v| self.id(v))
+    fn opt(&mut self, v: Option<&'a str>) -> State {
+        v.map_or(ABSENT, |v| self.id(v))
     }
 
     fn show(&self, s: State) -> String {
-        if s == ABSENT { "absent".to_owned() } else { format!("{:?}", self.names[s as usize - 1]) }
+        if s == ABSENT {
+            "absent".to_owned()
+        } else {
+            format!("{:?}", self.names[s as usize - 1])
+        }
     }
 }
 
 fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> KeyResult {
     let n = events.len();
-    let mut values = Values { ids: HashMap::new(), names: Vec::new() };
+    let mut values = Values {
+        ids: HashMap::new(),
+        names: Vec::new(),
+    };
     let mut kinds = Vec::with_capacity(n);
     let mut known = Vec::with_capacity(n);
     for &i in events {
         let e = &history[i];
         let kind = match (&e.op, &e.outcome) {
             (Op::Put { value }, _) => Kind::Put(values.id(value)),
-            (Op::Get, Outcome::GetOk(v)) => Kind::Get(values.opt(v)),
+            (Op::Get, Outcome::GetOk(v)) => Kind::Get(values.opt(v.as_deref())),
             (Op::Get, _) => unreachable!("unknown gets are dropped, others validated"),
             (Op::Cas { expect, new }, outcome) => Kind::Cas {
-                expect: values.opt(expect),
+                expect: values.opt(expect.as_deref()),
                 new: values.id(new),
                 swapped: match outcome {
                     Outcome::CasOk(b) => Some(*b),
@@ -310,7 +347,8 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
         kinds.push(kind);
         known.push(e.outcome != Outcome::Unknown);
     }
-    let mut known_left = known.iter().filter(|&&k| k).count();
+    let total_known = known.iter().filter(|&&k| k).count();
+    let mut known_left = total_known;
     if known_left == 0 {
         return KeyResult::Ok;
     }
@@ -352,7 +390,7 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
     let mut iterations: u64 = 0;
 
     loop {
-        if iterations % 1024 == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+        if iterations.is_multiple_of(1024) && deadline.is_some_and(|d| Instant::now() >= d) {
             return KeyResult::Timeout;
         }
         iterations += 1;
@@ -389,7 +427,12 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
         } else {
             // A return entry (or, defensively, the end of the list): the
             // operation returned without being linearized on this path.
-            if entry != NIL && best.as_ref().is_none_or(|b| stack.len() > b.depth) {
+            let known_done = total_known - known_left;
+            let better = best.as_ref().is_none_or(|b| {
+                (known_done, std::cmp::Reverse(stack.len()))
+                    > (b.known_done, std::cmp::Reverse(b.depth))
+            });
+            if entry != NIL && better {
                 let blocked = op_of(entry);
                 let mut pending = Vec::new();
                 let mut at = next[HEAD];
@@ -403,8 +446,6 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
                     .iter()
                     .map(|&(node, _, _)| op_of(node))
                     .collect();
-                let known_done =
-                    stack.iter().filter(|&&(node, _, _)| known[op_of(node)]).count();
                 best = Some(DeadEnd {
                     depth: stack.len(),
                     known_done,
@@ -415,8 +456,7 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
                 });
             }
             let Some((node, s, flag)) = stack.pop() else {
-                let total = known.iter().filter(|&&k| k).count();
-                return KeyResult::Fail(explain(history, events, &values, best, total));
+                return KeyResult::Fail(explain(history, events, &values, best, total_known));
             };
             let j = op_of(node);
             linearized[j / 64] &= !(1 << (j % 64));
@@ -471,11 +511,21 @@ fn explain(
         let _ = write!(s, "from the initial state (absent)");
     } else {
         let recent: Vec<String> = b.recent.iter().map(|&j| show(j)).collect();
-        let _ = write!(s, "after [{}] the value is {}", recent.join(", "), values.show(b.state));
+        let _ = write!(
+            s,
+            "after [{}] the value is {}",
+            recent.join(", "),
+            values.show(b.state)
+        );
     }
-    let _ = write!(s, ", and {} cannot be ordered next", show(b.blocked));
+    let _ = write!(s, "; {} cannot be ordered next", show(b.blocked));
     if !b.pending.is_empty() {
-        let listed: Vec<String> = b.pending.iter().take(MAX_LISTED).map(|&j| show(j)).collect();
+        let listed: Vec<String> = b
+            .pending
+            .iter()
+            .take(MAX_LISTED)
+            .map(|&j| show(j))
+            .collect();
         let _ = write!(s, " (nor can any of the concurrent [{}]", listed.join(", "));
         if b.pending.len() > MAX_LISTED {
             let _ = write!(s, " and {} more", b.pending.len() - MAX_LISTED);
@@ -492,23 +542,66 @@ mod tests {
     const BUDGET: Duration = Duration::from_secs(10);
 
     fn ev(client: usize, key: &str, op: Op, outcome: Outcome, call: u64, ret: u64) -> Event {
-        Event { client, key: key.to_owned(), op, outcome, call, ret }
+        Event {
+            client,
+            key: key.to_owned(),
+            op,
+            outcome,
+            call,
+            ret,
+        }
     }
 
     fn put(c: usize, k: &str, v: &str, call: u64, ret: u64) -> Event {
-        ev(c, k, Op::Put { value: v.to_owned() }, Outcome::PutOk, call, ret)
+        ev(
+            c,
+            k,
+            Op::Put {
+                value: v.to_owned(),
+            },
+            Outcome::PutOk,
+            call,
+            ret,
+        )
     }
 
     fn put_unknown(c: usize, k: &str, v: &str, call: u64) -> Event {
-        ev(c, k, Op::Put { value: v.to_owned() }, Outcome::Unknown, call, 0)
+        ev(
+            c,
+            k,
+            Op::Put {
+                value: v.to_owned(),
+            },
+            Outcome::Unknown,
+            call,
+            0,
+        )
     }
 
     fn get(c: usize, k: &str, v: Option<&str>, call: u64, ret: u64) -> Event {
-        ev(c, k, Op::Get, Outcome::GetOk(v.map(str::to_owned)), call, ret)
+        ev(
+            c,
+            k,
+            Op::Get,
+            Outcome::GetOk(v.map(str::to_owned)),
+            call,
+            ret,
+        )
     }
 
-    fn cas(c: usize, k: &str, expect: Option<&str>, new: &str, ok: Option<bool>, call: u64, ret: u64) -> Event {
-        let op = Op::Cas { expect: expect.map(str::to_owned), new: new.to_owned() };
+    fn cas(
+        c: usize,
+        k: &str,
+        expect: Option<&str>,
+        new: &str,
+        ok: Option<bool>,
+        call: u64,
+        ret: u64,
+    ) -> Event {
+        let op = Op::Cas {
+            expect: expect.map(str::to_owned),
+            new: new.to_owned(),
+        };
         let outcome = ok.map_or(Outcome::Unknown, Outcome::CasOk);
         ev(c, k, op, outcome, call, ret)
     }
@@ -621,7 +714,11 @@ mod tests {
     #[test]
     fn touching_intervals_are_concurrent() {
         // The read is called exactly when the write returns: it may precede it.
-        let h = vec![put(0, "k", "old", 0, 10), put(0, "k", "new", 20, 30), get(1, "k", Some("old"), 30, 40)];
+        let h = vec![
+            put(0, "k", "old", 0, 10),
+            put(0, "k", "new", 20, 30),
+            get(1, "k", Some("old"), 30, 40),
+        ];
         assert_ok(&h);
     }
 
@@ -727,7 +824,10 @@ mod tests {
     #[test]
     fn failed_cas_needs_a_different_value() {
         // A failing cas on "0" while the key certainly holds "0".
-        let h = vec![put(0, "k", "0", 0, 10), cas(1, "k", Some("0"), "a", Some(false), 20, 30)];
+        let h = vec![
+            put(0, "k", "0", 0, 10),
+            cas(1, "k", Some("0"), "a", Some(false), 20, 30),
+        ];
         assert_bad(&h, "k");
         // Absent key: cas expecting absence must succeed.
         assert_bad(&[cas(0, "k", None, "a", Some(false), 0, 10)], "k");
@@ -735,7 +835,10 @@ mod tests {
 
     #[test]
     fn unknown_cas_both_ways() {
-        let base = vec![put(0, "k", "0", 0, 10), cas(1, "k", Some("0"), "1", None, 20, 0)];
+        let base = vec![
+            put(0, "k", "0", 0, 10),
+            cas(1, "k", Some("0"), "1", None, 20, 0),
+        ];
         let mut took = base.clone();
         took.push(get(2, "k", Some("1"), 100, 110));
         assert_ok(&took);
@@ -775,7 +878,11 @@ mod tests {
         ];
         assert_ok(&h);
         // A value written to "a" never shows up under "b".
-        let h = vec![put(0, "a", "1", 0, 10), get(1, "b", Some("1"), 20, 30), get(1, "a", Some("1"), 40, 50)];
+        let h = vec![
+            put(0, "a", "1", 0, 10),
+            get(1, "b", Some("1"), 20, 30),
+            get(1, "a", Some("1"), 40, 50),
+        ];
         assert_bad(&h, "b");
         // A violation on one key is reported against that key only.
         let mut h = vec![put(0, "a", "x", 0, 10), put(0, "c", "y", 0, 10)];
@@ -788,7 +895,14 @@ mod tests {
 
     #[test]
     fn malformed_events_are_rejected() {
-        let h = vec![ev(0, "k", Op::Put { value: "a".into() }, Outcome::GetOk(None), 0, 10)];
+        let h = vec![ev(
+            0,
+            "k",
+            Op::Put { value: "a".into() },
+            Outcome::GetOk(None),
+            0,
+            10,
+        )];
         let d = assert_bad(&h, "k");
         assert!(d.contains("malformed"), "{d}");
         let d = assert_bad(&[put(0, "k", "a", 10, 5)], "k");
@@ -805,11 +919,17 @@ mod tests {
     fn memoisation_prunes_interchangeable_orders() {
         // 16 concurrent identical writes then an impossible read: 16! orders,
         // but only 2^16 (set, state) pairs.
-        let mut h: Vec<Event> = (0..16).map(|c| put(c, "k", "same", c as u64, 1_000)).collect();
+        let mut h: Vec<Event> = (0..16)
+            .map(|c| put(c, "k", "same", c as u64, 1_000))
+            .collect();
         h.push(get(99, "k", Some("other"), 2_000, 2_010));
         let started = Instant::now();
         assert_bad(&h, "k");
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
@@ -817,7 +937,12 @@ mod tests {
         // 40 timed-out writes that never took effect, concurrent with everything.
         let mut h = vec![put(0, "k", "a", 0, 10)];
         for i in 0..40u64 {
-            h.push(put_unknown(1 + i as usize, "k", &format!("lost{i}"), 20 + i));
+            h.push(put_unknown(
+                1 + i as usize,
+                "k",
+                &format!("lost{i}"),
+                20 + i,
+            ));
         }
         let mut t = 100;
         for i in 0..200u64 {
@@ -831,7 +956,11 @@ mod tests {
         // ... and a violation among them is still found quickly.
         h.push(get(0, "k", Some("v3"), t + 100, t + 110));
         assert_bad(&h, "k");
-        assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
     }
 
     /// xorshift64*: deterministic randomness without crates.
@@ -900,7 +1029,14 @@ mod tests {
                 }
             };
             let outcome = if unknown { Outcome::Unknown } else { outcome };
-            history.push(Event { client, key, op, outcome, call, ret });
+            history.push(Event {
+                client,
+                key,
+                op,
+                outcome,
+                call,
+                ret,
+            });
         }
         history
     }
@@ -913,13 +1049,16 @@ mod tests {
         let clients: HashSet<usize> = h.iter().map(|e| e.client).collect();
         assert_eq!(clients.len(), 8);
         let overlapping = h.windows(2).filter(|w| w[1].call <= w[0].ret).count();
-        assert!(overlapping > 1_000, "only {overlapping} overlapping neighbours");
+        assert!(
+            overlapping > 1_000,
+            "only {overlapping} overlapping neighbours"
+        );
         assert_eq!(check(&h, BUDGET), Verdict::Linearizable);
         let took = started.elapsed();
         assert!(took < BUDGET, "took {took:?}");
         // A few more seeds, for good measure.
-        for seed in 1..=5 {
-            let h = generate(seed * 0x9E37_79B9_7F4A_7C15, 2_000, 20, 8);
+        for seed in 1..=5u64 {
+            let h = generate(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15), 2_000, 20, 8);
             assert_eq!(check(&h, BUDGET), Verdict::Linearizable, "seed {seed}");
         }
         assert!(started.elapsed() < BUDGET, "took {:?}", started.elapsed());

@@ -179,15 +179,25 @@ impl Cluster {
             .join(",");
         for m in &mut members {
             m.initial_cluster = ic.clone();
-            m.start();
         }
-        let c = Cluster {
+        let mut c = Cluster {
             dir,
             members,
             flavor,
         };
-        c.wait_healthy(Duration::from_secs(30));
+        // With proxies, the caller starts them first and then calls `start_all`.
+        if !proxied {
+            c.start_all();
+        }
         c
+    }
+
+    /// Starts every member and waits until each is healthy.
+    pub fn start_all(&mut self) {
+        for m in &mut self.members {
+            m.start();
+        }
+        self.wait_healthy(Duration::from_secs(30));
     }
 
     pub fn endpoints(&self) -> String {
