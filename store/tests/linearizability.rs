@@ -175,7 +175,7 @@ async fn history_under_kills_and_partitions_is_linearizable() {
     while origin.elapsed() < RUN - Duration::from_secs(2) {
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let victim = round % 3;
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             c.members[victim].kill9();
             faults.push(format!("kill {victim}"));
             tokio::time::sleep(Duration::from_millis(1000)).await;
