@@ -244,7 +244,7 @@ impl Member {
             },
         };
 
-        let log = RaftLog::open(&*engine, Arc::new(Source(sm.clone())))?;
+        let log = RaftLog::open(&engine, Arc::new(Source(sm.clone())))?;
         let (id, cluster_id) = if !log.is_empty() {
             let id = read_u64(&*engine, MEMBER_ID)?;
             let cid = read_u64(&*engine, CLUSTER_ID)?;

@@ -59,6 +59,9 @@ pub struct LeaseInfo {
 #[derive(Debug, Default)]
 struct Inner {
     leases: HashMap<i64, Lease>,
+    /// Which lease each attached key belongs to (etcd's `itemMap`), so a put finds the
+    /// key's old lease without reading the old value.
+    items: HashMap<Vec<u8>, i64>,
     primary: bool,
 }
 
@@ -110,25 +113,33 @@ impl Lessor {
 
     /// Removes a lease (apply loop); returns its keys, which the caller deletes.
     pub fn revoke(&self, id: i64) -> Option<Vec<Vec<u8>>> {
-        self.inner
-            .lock()
-            .leases
-            .remove(&id)
-            .map(|l| l.keys.into_iter().collect())
+        let mut inner = self.inner.lock();
+        let l = inner.leases.remove(&id)?;
+        for k in &l.keys {
+            inner.items.remove(k);
+        }
+        Some(l.keys.into_iter().collect())
     }
 
     /// Attaches `key` to lease `id`.
     pub fn attach(&self, id: i64, key: &[u8]) {
-        if let Some(l) = self.inner.lock().leases.get_mut(&id) {
+        let mut inner = self.inner.lock();
+        if let Some(l) = inner.leases.get_mut(&id) {
             l.keys.insert(key.to_vec());
+            inner.items.insert(key.to_vec(), id);
         }
     }
 
-    /// Detaches `key` from lease `id`.
-    pub fn detach(&self, id: i64, key: &[u8]) {
-        if let Some(l) = self.inner.lock().leases.get_mut(&id) {
+    /// Detaches `key` from whatever lease holds it; returns that lease (0: none).
+    pub fn detach_key(&self, key: &[u8]) -> i64 {
+        let mut inner = self.inner.lock();
+        let Some(id) = inner.items.remove(key) else {
+            return 0;
+        };
+        if let Some(l) = inner.leases.get_mut(&id) {
             l.keys.remove(key);
         }
+        id
     }
 
     /// Renews a lease (leader only); returns its TTL, or `None` if it does not exist.
@@ -209,7 +220,9 @@ impl Lessor {
 
     /// Drops every lease (before a snapshot restore).
     pub fn clear(&self) {
-        self.inner.lock().leases.clear();
+        let mut inner = self.inner.lock();
+        inner.leases.clear();
+        inner.items.clear();
     }
 
     /// The number of leases.
@@ -303,7 +316,8 @@ mod tests {
         l.grant(7, 10);
         l.attach(7, b"a");
         l.attach(7, b"b");
-        l.detach(7, b"a");
+        assert_eq!(l.detach_key(b"a"), 7);
+        assert_eq!(l.detach_key(b"a"), 0, "already detached");
         clock.advance(Duration::from_millis(9500));
         assert_eq!(l.info(7).unwrap().remaining, 1);
         assert_eq!(l.renew(7), Some(10));

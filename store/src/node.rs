@@ -367,6 +367,7 @@ impl Node {
             if durability == Durability::Sync {
                 self.metrics.wal_fsync.observe(t.elapsed().as_secs_f64());
             }
+            self.log.trim_cache();
         }
         self.transport.send(rd.take_persisted_messages());
         for rs in rd.take_read_states() {

@@ -140,7 +140,7 @@ pub fn run(args: &RestoreArgs) -> Result<PathBuf, Error> {
         crate::mvcc::meta::CONSISTENT_TERM.to_vec(),
         1u64.to_be_bytes().to_vec(),
     );
-    let log = RaftLog::open(&*engine, Arc::new(NoSource))?;
+    let log = RaftLog::open(&engine, Arc::new(NoSource))?;
     log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
     engine.write(&b, Durability::Sync)?;
     Ok(dir)

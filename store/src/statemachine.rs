@@ -280,7 +280,12 @@ impl StateMachine {
     }
 
     fn put(&self, s: &mut WriteSession<'_>, p: &PutRequest) -> Result<PutResponse, EtcdError> {
-        let prev = s.get(&p.key)?;
+        // The old value is read only when the request needs it.
+        let prev = if p.prev_kv || p.ignore_value || p.ignore_lease {
+            s.get(&p.key)?
+        } else {
+            None
+        };
         let value = if p.ignore_value {
             prev.as_ref().map(|kv| kv.value.clone()).unwrap_or_default()
         } else {
@@ -292,11 +297,7 @@ impl StateMachine {
             p.lease
         };
         s.put(&p.key, value, lease)?;
-        if let Some(old) = &prev
-            && old.lease != 0
-        {
-            self.lessor.detach(old.lease, &p.key);
-        }
+        self.lessor.detach_key(&p.key);
         if lease != 0 {
             self.lessor.attach(lease, &p.key);
         }
@@ -312,11 +313,9 @@ impl StateMachine {
         d: &DeleteRangeRequest,
     ) -> Result<DeleteRangeResponse, EtcdError> {
         let range = KeyRange::from_etcd(&d.key, &d.range_end);
-        let deleted = s.delete_range(&range)?;
+        let deleted = s.delete_range(&range, d.prev_kv)?;
         for kv in &deleted {
-            if kv.lease != 0 {
-                self.lessor.detach(kv.lease, &kv.key);
-            }
+            self.lessor.detach_key(&kv.key);
         }
         Ok(DeleteRangeResponse {
             header: None,
@@ -486,7 +485,7 @@ impl StateMachine {
         s.begin_txn();
         let mut res = Ok(());
         for k in keys {
-            if let Err(e) = s.delete_range(&KeyRange::from_etcd(&k, b"")) {
+            if let Err(e) = s.delete_range(&KeyRange::from_etcd(&k, b""), false) {
                 res = Err(e);
                 break;
             }

@@ -92,7 +92,7 @@ impl Sim {
             Arc::from(engine::open(EngineKind::Redb, Path::new(&dir)).unwrap());
         let lessor = Arc::new(Lessor::new(Arc::new(SystemClock), 2));
         let sm = Arc::new(StateMachine::open(engine.clone(), lessor).unwrap());
-        let log = RaftLog::open(&*engine, Arc::new(Source(sm.clone()))).unwrap();
+        let log = RaftLog::open(&engine, Arc::new(Source(sm.clone()))).unwrap();
         if log.is_empty() {
             if let Some(members) = bootstrap {
                 bootstrap_new(&*engine, &log, members, id, 42).unwrap();
@@ -406,7 +406,7 @@ fn membership_change_and_snapshot_catch_up() {
     // Node 4 never saw the early entries: it must have installed a snapshot.
     let (first, _) = {
         let e: Arc<dyn KvEngine> = s.nodes[&4].sm.mvcc().engine().clone();
-        let log = RaftLog::open(&*e, Arc::new(Source(s.nodes[&4].sm.clone()))).unwrap();
+        let log = RaftLog::open(&e, Arc::new(Source(s.nodes[&4].sm.clone()))).unwrap();
         log.bounds()
     };
     assert!(

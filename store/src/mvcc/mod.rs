@@ -528,12 +528,12 @@ impl WriteSession<'_> {
         }
     }
 
-    /// Puts `key`; returns the previous KeyValue (for lease detach and prev_kv).
-    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<Option<KeyValue>> {
+    /// Puts `key`. Create revision and version come from the index, so no stored value
+    /// is read.
+    pub fn put(&mut self, key: &[u8], value: Vec<u8>, lease: i64) -> Result<()> {
         let rev = Rev::new(self.next_rev(), self.sub);
-        let prev = self.get(key)?;
-        let (create, ver) = match &prev {
-            Some(p) => (p.create_revision, p.version),
+        let (create, ver) = match self.st.index.get(key, self.read_rev()) {
+            Some(f) => (f.created.main, f.version),
             None => (rev.main, 0),
         };
         let kv = KeyValue {
@@ -559,11 +559,12 @@ impl WriteSession<'_> {
                 },
             },
         ));
-        Ok(prev)
+        Ok(())
     }
 
-    /// Deletes every live key in `range`; returns the deleted KeyValues.
-    pub fn delete_range(&mut self, range: &KeyRange) -> Result<Vec<KeyValue>> {
+    /// Deletes every live key in `range`. Returns the deleted KeyValues when
+    /// `with_values`, otherwise KeyValues holding only the key (no value is read).
+    pub fn delete_range(&mut self, range: &KeyRange, with_values: bool) -> Result<Vec<KeyValue>> {
         let keys = {
             let mut keys = Vec::new();
             self.st.index.range(range, self.read_rev(), |k, f| {
@@ -574,7 +575,14 @@ impl WriteSession<'_> {
         };
         let mut deleted = Vec::with_capacity(keys.len());
         for (key, modified) in keys {
-            let prev = self.read(modified)?;
+            let prev = if with_values {
+                self.read(modified)?
+            } else {
+                KeyValue {
+                    key: key.clone(),
+                    ..Default::default()
+                }
+            };
             let rev = Rev::new(self.next_rev(), self.sub);
             let tomb = KeyValue {
                 key: key.clone(),

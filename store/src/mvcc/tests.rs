@@ -28,7 +28,7 @@ fn del(s: &MvccStore, k: &str, end: &str) -> usize {
     let mut w = s.write();
     w.begin_txn();
     let n = w
-        .delete_range(&KeyRange::from_etcd(k.as_bytes(), end.as_bytes()))
+        .delete_range(&KeyRange::from_etcd(k.as_bytes(), end.as_bytes()), false)
         .unwrap()
         .len();
     w.end_txn();

@@ -378,9 +378,32 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
     let is_call = |node: usize| node % 2 == 1;
     let op_of = |node: usize| (node - 1) / 2;
 
-    let words = n.div_ceil(64);
-    let mut linearized = vec![0u64; words];
-    let mut cache: HashSet<(Vec<u64>, State, bool)> = HashSet::new();
+    // Linearized set: one bitmask over the known operations, one over the
+    // unknown ones (`slot[j]` is operation j's bit within its own mask).
+    let mut slot = vec![0usize; n];
+    let (mut n_known, mut n_unknown) = (0, 0);
+    for j in 0..n {
+        let counter = if known[j] {
+            &mut n_known
+        } else {
+            &mut n_unknown
+        };
+        slot[j] = *counter;
+        *counter += 1;
+    }
+    let mut known_bits = vec![0u64; n_known.div_ceil(64)];
+    let mut unknown_bits = vec![0u64; n_unknown.div_ceil(64)];
+    let flip = |known_bits: &mut [u64], unknown_bits: &mut [u64], j: usize| {
+        let bits = if known[j] { known_bits } else { unknown_bits };
+        bits[slot[j] / 64] ^= 1 << (slot[j] % 64);
+    };
+    // Every configuration ever entered: known bits ++ unknown bits ++ [state, flag].
+    let mut cache: HashSet<Vec<u64>> = HashSet::new();
+    // Configurations (K ∪ A, x, flag = false) fully explored without success,
+    // keyed by K ++ [x], listing each A. Since an unknown operation can always
+    // be moved to the end, (K ∪ A', x, any flag) with A' ⊇ A fails as well.
+    let mut failed: HashMap<Vec<u64>, Vec<Vec<u64>>> = HashMap::new();
+    let mut scratch: Vec<u64> = Vec::new();
     // (call node, state before, "previous was unknown" flag before)
     let mut stack: Vec<(usize, State, bool)> = Vec::new();
     let mut state = ABSENT;
@@ -406,8 +429,21 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
                 Some(s) => Some(s),
             };
             if let Some(new_state) = allowed {
-                linearized[j / 64] |= 1 << (j % 64);
-                if cache.insert((linearized.clone(), new_state, !known[j])) {
+                flip(&mut known_bits, &mut unknown_bits, j);
+                let dominated = n_unknown > 0 && {
+                    scratch.clear();
+                    scratch.extend_from_slice(&known_bits);
+                    scratch.push(u64::from(new_state));
+                    failed.get(scratch.as_slice()).is_some_and(|sets| {
+                        sets.iter()
+                            .any(|a| a.iter().zip(&unknown_bits).all(|(a, b)| a & !b == 0))
+                    })
+                };
+                let mut key = Vec::with_capacity(known_bits.len() + unknown_bits.len() + 1);
+                key.extend_from_slice(&known_bits);
+                key.extend_from_slice(&unknown_bits);
+                key.push(u64::from(new_state) | u64::from(!known[j]) << 32);
+                if !dominated && cache.insert(key) {
                     stack.push((entry, state, after_unknown));
                     state = new_state;
                     after_unknown = !known[j];
@@ -421,7 +457,7 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
                     entry = next[HEAD];
                     continue;
                 }
-                linearized[j / 64] &= !(1 << (j % 64));
+                flip(&mut known_bits, &mut unknown_bits, j);
             }
             entry = next[entry];
         } else {
@@ -458,8 +494,13 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
             let Some((node, s, flag)) = stack.pop() else {
                 return KeyResult::Fail(explain(history, events, &values, best, total_known));
             };
+            if n_unknown > 0 && !after_unknown {
+                let mut key = known_bits.clone();
+                key.push(u64::from(state));
+                failed.entry(key).or_default().push(unknown_bits.clone());
+            }
             let j = op_of(node);
-            linearized[j / 64] &= !(1 << (j % 64));
+            flip(&mut known_bits, &mut unknown_bits, j);
             state = s;
             after_unknown = flag;
             unlift(&mut next, &mut prev, node);
