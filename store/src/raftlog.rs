@@ -425,11 +425,12 @@ mod tests {
     }
 
     fn entry(index: u64, term: u64) -> Entry {
-        let mut e = Entry::default();
-        e.index = index;
-        e.term = term;
-        e.data = format!("entry-{index}").into_bytes().into();
-        e
+        Entry {
+            index,
+            term,
+            data: format!("entry-{index}").into_bytes().into(),
+            ..Default::default()
+        }
     }
 
     fn get(log: &RaftLog, lo: u64, hi: u64) -> Vec<u64> {
