@@ -50,11 +50,16 @@ struct Args {
     /// The etcd binary.
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
+    /// Compare keelson-store's engines (redb against sled) instead of keelson-store
+    /// against etcd.
+    #[arg(long)]
+    compare_engines: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Flavor {
     Keelson,
+    KeelsonSled,
     Etcd,
 }
 
@@ -92,12 +97,17 @@ fn start(flavor: Flavor, n: usize, args: &Args) -> Cluster {
         .collect::<Vec<_>>()
         .join(",");
     let bin = match flavor {
-        Flavor::Keelson => args.keelson.clone().unwrap_or_else(|| {
+        Flavor::Keelson | Flavor::KeelsonSled => args.keelson.clone().unwrap_or_else(|| {
             std::env::current_exe()
                 .expect("exe")
                 .with_file_name("keelson-store")
         }),
         Flavor::Etcd => args.etcd.clone(),
+    };
+    let engine: &[&str] = if flavor == Flavor::KeelsonSled {
+        &["--backend-engine", "sled"]
+    } else {
+        &[]
     };
     let procs = ports
         .iter()
@@ -123,6 +133,7 @@ fn start(flavor: Flavor, n: usize, args: &Args) -> Cluster {
                 ])
                 .args(["--initial-cluster", &ic, "--initial-cluster-token", "bench"])
                 .args(["--quota-backend-bytes", "8589934592"])
+                .args(engine)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -406,6 +417,16 @@ async fn bench_rss(c: &Cluster, leader: usize, keys: usize) -> f64 {
     rss_kib(c.procs[leader].child.id()) as f64 / 1024.0
 }
 
+fn dir_mib(p: &std::path::Path) -> f64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        };
+        rd.filter_map(Result::ok).map(|e| walk(&e.path())).sum()
+    }
+    walk(p) as f64 / (1024.0 * 1024.0)
+}
+
 fn row(name: &str, k: f64, e: f64, unit: &str, higher_is_better: bool) -> String {
     let ratio = if e > 0.0 { k / e } else { 0.0 };
     let verdict = if higher_is_better {
@@ -421,11 +442,17 @@ async fn main() {
     component_base::init();
     let args = Args::parse();
     let has = |s: &str| args.scenarios.iter().any(|x| x == s);
-    println!("| scenario | keelson-store | etcd 3.4 | ratio (keelson/etcd) |");
+    let flavors = if args.compare_engines {
+        println!("| scenario | keelson-store (redb) | keelson-store (sled) | ratio (redb/sled) |");
+        [Flavor::Keelson, Flavor::KeelsonSled]
+    } else {
+        println!("| scenario | keelson-store | etcd 3.4 | ratio (keelson/etcd) |");
+        [Flavor::Keelson, Flavor::Etcd]
+    };
     println!("|---|---|---|---|");
     for &n in &args.members {
         let mut results: Vec<(String, [f64; 2], &str, bool)> = Vec::new();
-        for (fi, flavor) in [Flavor::Keelson, Flavor::Etcd].into_iter().enumerate() {
+        for (fi, flavor) in flavors.into_iter().enumerate() {
             let c = start(flavor, n, &args);
             let l = leader(&c).await;
             let url = c.procs[l].client.clone();

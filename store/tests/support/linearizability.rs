@@ -408,6 +408,10 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
     let mut stack: Vec<(usize, State, bool)> = Vec::new();
     let mut state = ABSENT;
     let mut after_unknown = false;
+    // Candidates are tried in two sweeps of the list: known operations first,
+    // then unknown ones, so that a configuration is usually explored before
+    // its supersets in unknown operations, which `failed` then prunes.
+    let mut unknown_sweep = false;
     let mut entry = next[HEAD];
     let mut best: Option<DeadEnd> = None;
     let mut iterations: u64 = 0;
@@ -420,6 +424,10 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
 
         if entry != NIL && is_call(entry) {
             let j = op_of(entry);
+            if known[j] == unknown_sweep {
+                entry = next[entry];
+                continue;
+            }
             let kind = kinds[j];
             let allowed = match kind.step(state) {
                 None => None,
@@ -454,12 +462,16 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
                             return KeyResult::Ok;
                         }
                     }
+                    unknown_sweep = false;
                     entry = next[HEAD];
                     continue;
                 }
                 flip(&mut known_bits, &mut unknown_bits, j);
             }
             entry = next[entry];
+        } else if !unknown_sweep && n_unknown > 0 {
+            unknown_sweep = true;
+            entry = next[HEAD];
         } else {
             // A return entry (or, defensively, the end of the list): the
             // operation returned without being linearized on this path.
@@ -507,6 +519,7 @@ fn check_key(history: &[Event], events: &[usize], deadline: Option<Instant>) -> 
             if known[j] {
                 known_left += 1;
             }
+            unknown_sweep = !known[j];
             entry = next[node];
         }
     }
