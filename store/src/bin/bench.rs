@@ -535,6 +535,13 @@ async fn main() {
                     "MiB",
                     false,
                 );
+                let disk = dir_mib(&c._dir.path().join(format!("m{l}")));
+                put(
+                    format!("{n}m leader data dir with {} keys", args.keys),
+                    disk,
+                    "MiB",
+                    false,
+                );
             }
             drop(c);
         }
