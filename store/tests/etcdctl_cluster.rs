@@ -412,3 +412,103 @@ fn existing_member_not_added_first_is_refused() {
     );
     let _ = RangeRequest::default();
 }
+
+/// etcd without lease checkpointing: a new leader gives every lease its full TTL again
+/// (plus the election timeout), so a lease never expires early because leadership
+/// moved, and it still expires once keep-alives stop.
+#[test]
+fn leases_survive_a_leader_change() {
+    let mut c = Cluster::start(3, Flavor::Keelson, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let other = (leader + 1) % 3;
+    let ep = c.members[other].endpoint();
+    let grant = ok(etcdctl(&ep, &["lease", "grant", "6"]));
+    let id = grant.split_whitespace().nth(1).unwrap().to_owned();
+    ok(etcdctl(
+        &ep,
+        &["put", "leased", "v", &format!("--lease={id}")],
+    ));
+    std::thread::sleep(Duration::from_secs(3));
+    c.members[leader].kill9();
+    let started = Instant::now();
+    // A new leader is elected; 3 s into the lease's 6 s TTL it is reset to 6 s + 1 s.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if etcdctl(&ep, &["put", "probe", "x", "--command-timeout=2s"])
+            .status
+            .success()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+    }
+    std::thread::sleep(Duration::from_secs(4).saturating_sub(started.elapsed()));
+    assert_eq!(
+        ok(etcdctl(&ep, &["get", "leased", "--print-value-only"])),
+        "v\n",
+        "the lease outlived its original deadline because leadership moved"
+    );
+    let ttl = ok(etcdctl(&ep, &["lease", "timetolive", &id]));
+    assert!(ttl.contains("granted with TTL(6s)"), "{ttl}");
+    // Without keep-alives it expires under the new leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok(etcdctl(&ep, &["get", "leased"])).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the lease never expired under the new leader"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn no_quorum_answers_no_leader_and_writes_nothing() {
+    let mut c = Cluster::start(3, Flavor::Keelson, &[]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let survivor = (leader + 1) % 3;
+    for i in 0..3 {
+        if i != survivor {
+            c.members[i].kill9();
+        }
+    }
+    let ep = c.members[survivor].endpoint();
+    // Once the survivor notices it has no leader, writes fail in etcd's words.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let msg = loop {
+        let o = etcdctl(&ep, &["put", "orphan", "x", "--command-timeout=10s"]);
+        assert!(!o.status.success(), "a write succeeded without quorum");
+        let e = err(o);
+        if e == "Error: etcdserver: no leader" || Instant::now() > deadline {
+            break e;
+        }
+    };
+    assert_eq!(msg, "Error: etcdserver: no leader");
+    // Serializable reads still answer from the local state.
+    assert_eq!(ok(etcdctl(&ep, &["get", "orphan", "--consistency=s"])), "");
+}
+
+#[test]
+fn lagging_follower_catches_up_by_snapshot() {
+    let mut c = Cluster::start(3, Flavor::Keelson, &["--snapshot-count", "20"]);
+    let leader = c.wait_leader(Duration::from_secs(10));
+    let lagger = (leader + 1) % 3;
+    c.members[lagger].kill9();
+    let ep = c.members[leader].endpoint();
+    for i in 0..200 {
+        ok(etcdctl(&ep, &["put", &format!("lag{i:03}"), "v"]));
+    }
+    c.members[lagger].start();
+    c.wait_healthy(Duration::from_secs(30));
+    let lep = c.members[lagger].endpoint();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&lep, "lag", true) != 200 {
+        assert!(Instant::now() < deadline, "the follower did not catch up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        c.members[lagger]
+            .log_text()
+            .contains("applying database snapshot from leader"),
+        "the follower caught up by snapshot, not by replaying a log the leader compacted"
+    );
+}
