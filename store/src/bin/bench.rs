@@ -8,7 +8,11 @@
 //! - watch fan-out: 1000 watchers on one key, delivery latency from put to receipt;
 //! - RSS of the leader after loading `--keys` keys (default 1M) of 256 bytes.
 //!
-//! Prints a Markdown table for BENCHMARKS.md.
+//! Both stores of a comparison run at the same time (idle but for heartbeats while the
+//! other is measured), and every throughput and latency figure is measured `--reps`
+//! times, alternating between them, with the median reported: this machine's disk and
+//! CPU drift by tens of percent over minutes, which a single sequential run would
+//! attribute to one side. Prints a Markdown table for BENCHMARKS.md.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -50,6 +54,9 @@ struct Args {
     /// The etcd binary.
     #[arg(long, default_value = "etcd")]
     etcd: PathBuf,
+    /// Repetitions of each throughput and latency measurement (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
     /// Compare keelson-store's engines (redb against sled) instead of keelson-store
     /// against etcd.
     #[arg(long)]
@@ -437,6 +444,31 @@ fn row(name: &str, k: f64, e: f64, unit: &str, higher_is_better: bool) -> String
     format!("| {name} | {k:.2} {unit} | {e:.2} {unit} | {ratio:.2}{verdict} |")
 }
 
+/// Collected samples: one row per metric, one sample list per flavor.
+#[derive(Default)]
+struct Samples {
+    rows: Vec<(String, [Vec<f64>; 2], &'static str, bool)>,
+}
+
+impl Samples {
+    fn add(&mut self, fi: usize, name: String, v: f64, unit: &'static str, higher_is_better: bool) {
+        match self.rows.iter_mut().find(|r| r.0 == name) {
+            Some(r) => r.1[fi].push(v),
+            None => {
+                let mut vals: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+                vals[fi].push(v);
+                self.rows.push((name, vals, unit, higher_is_better));
+            }
+        }
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
 #[tokio::main]
 async fn main() {
     component_base::init();
@@ -451,102 +483,116 @@ async fn main() {
     };
     println!("|---|---|---|---|");
     for &n in &args.members {
-        let mut results: Vec<(String, [f64; 2], &str, bool)> = Vec::new();
-        for (fi, flavor) in flavors.into_iter().enumerate() {
+        // Both clusters run for the whole size; measurements alternate between them so
+        // drift in this machine's disk and CPU hits both alike. Medians are reported.
+        let mut clusters = Vec::new();
+        for flavor in flavors {
             let c = start(flavor, n, &args);
             let l = leader(&c).await;
             let url = c.procs[l].client.clone();
-            let mut put = |name: String, v: f64, unit: &'static str, hib: bool| match results
-                .iter_mut()
-                .find(|r| r.0 == name)
-            {
-                Some(r) => r.1[fi] = v,
-                None => {
-                    let mut vals = [0.0; 2];
-                    vals[fi] = v;
-                    results.push((name, vals, unit, hib));
+            clusters.push((flavor, c, l, url));
+        }
+        let mut s = Samples::default();
+        for rep in 0..args.reps {
+            for (fi, (flavor, _, _, url)) in clusters.iter().enumerate() {
+                if has("put") {
+                    for clients in [1usize, 16, 100, 1000] {
+                        let st = bench_put(url, clients, args.seconds).await;
+                        eprintln!("rep {rep} {flavor:?} n={n} put c={clients}: {st:?}");
+                        s.add(
+                            fi,
+                            format!("{n}m put {clients} clients"),
+                            st.ops_per_sec,
+                            "ops/s",
+                            true,
+                        );
+                        s.add(
+                            fi,
+                            format!("{n}m put {clients} clients p50"),
+                            st.p50_ms,
+                            "ms",
+                            false,
+                        );
+                        s.add(
+                            fi,
+                            format!("{n}m put {clients} clients p99"),
+                            st.p99_ms,
+                            "ms",
+                            false,
+                        );
+                    }
                 }
-            };
-            if has("put") {
-                for clients in [1usize, 16, 100, 1000] {
-                    let s = bench_put(&url, clients, args.seconds).await;
-                    eprintln!("{flavor:?} n={n} put c={clients}: {s:?}");
-                    put(
-                        format!("{n}m put {clients} clients"),
-                        s.ops_per_sec,
-                        "ops/s",
-                        true,
-                    );
-                    put(
-                        format!("{n}m put {clients} clients p50"),
-                        s.p50_ms,
+                if has("range") {
+                    for (ser, label) in [(false, "linearizable"), (true, "serializable")] {
+                        let st = bench_range(url, ser, args.seconds).await;
+                        eprintln!("rep {rep} {flavor:?} n={n} range {label}: {st:?}");
+                        s.add(
+                            fi,
+                            format!("{n}m range {label} 100 clients"),
+                            st.ops_per_sec,
+                            "ops/s",
+                            true,
+                        );
+                        s.add(
+                            fi,
+                            format!("{n}m range {label} p99"),
+                            st.p99_ms,
+                            "ms",
+                            false,
+                        );
+                    }
+                }
+                if has("watch") {
+                    let st = bench_watch(url).await;
+                    eprintln!("rep {rep} {flavor:?} n={n} watch: {st:?}");
+                    s.add(
+                        fi,
+                        format!("{n}m watch 1000 watchers delivery p50"),
+                        st.p50_ms,
                         "ms",
                         false,
                     );
-                    put(
-                        format!("{n}m put {clients} clients p99"),
-                        s.p99_ms,
+                    s.add(
+                        fi,
+                        format!("{n}m watch 1000 watchers delivery p99"),
+                        st.p99_ms,
                         "ms",
                         false,
                     );
-                }
-            }
-            if has("range") {
-                for (ser, label) in [(false, "linearizable"), (true, "serializable")] {
-                    let s = bench_range(&url, ser, args.seconds).await;
-                    eprintln!("{flavor:?} n={n} range {label}: {s:?}");
-                    put(
-                        format!("{n}m range {label} 100 clients"),
-                        s.ops_per_sec,
-                        "ops/s",
+                    s.add(
+                        fi,
+                        format!("{n}m watch events delivered"),
+                        st.ops_per_sec,
+                        "events/s",
                         true,
                     );
-                    put(format!("{n}m range {label} p99"), s.p99_ms, "ms", false);
                 }
             }
-            if has("watch") {
-                let s = bench_watch(&url).await;
-                eprintln!("{flavor:?} n={n} watch: {s:?}");
-                put(
-                    format!("{n}m watch 1000 watchers delivery p50"),
-                    s.p50_ms,
-                    "ms",
-                    false,
-                );
-                put(
-                    format!("{n}m watch 1000 watchers delivery p99"),
-                    s.p99_ms,
-                    "ms",
-                    false,
-                );
-                put(
-                    format!("{n}m watch events delivered"),
-                    s.ops_per_sec,
-                    "events/s",
-                    true,
-                );
-            }
-            if has("rss") {
-                let mib = bench_rss(&c, l, args.keys).await;
+        }
+        if has("rss") {
+            for (fi, (flavor, c, l, _)) in clusters.iter().enumerate() {
+                let mib = bench_rss(c, *l, args.keys).await;
                 eprintln!("{flavor:?} n={n} rss {} keys: {mib:.1} MiB", args.keys);
-                put(
+                s.add(
+                    fi,
                     format!("{n}m leader RSS with {} keys", args.keys),
                     mib,
                     "MiB",
                     false,
                 );
                 let disk = dir_mib(&c._dir.path().join(format!("m{l}")));
-                put(
+                s.add(
+                    fi,
                     format!("{n}m leader data dir with {} keys", args.keys),
                     disk,
                     "MiB",
                     false,
                 );
             }
-            drop(c);
         }
-        for (name, v, unit, hib) in &results {
-            println!("{}", row(name, v[0], v[1], unit, *hib));
+        drop(clusters);
+        for (name, v, unit, hib) in &s.rows {
+            println!("{}", row(name, median(&v[0]), median(&v[1]), unit, *hib));
         }
     }
 }
