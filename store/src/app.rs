@@ -76,21 +76,31 @@ impl SnapshotSource for Source {
     }
 }
 
-/// Writes a new cluster's initial state: members, this member's and the cluster's IDs,
-/// the consistent index, and the Raft log's bootstrap snapshot. One durable write.
-pub fn bootstrap_new(
-    engine: &dyn KvEngine,
+/// Adds the member's identity to a batch: the members, this member's ID, the cluster ID.
+fn put_identity(
+    b: &mut WriteBatch,
+    members: &[proto::etcdserverpb::Member],
+    me: u64,
+    cluster_id: u64,
+) {
+    for m in members {
+        crate::membership::put(b, m);
+    }
+    b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
+    b.put(Table::Meta, CLUSTER_ID, cluster_id.to_be_bytes().to_vec());
+}
+
+/// Adds a new cluster's initial state to a batch: identity, the consistent index, and
+/// the Raft log's bootstrap snapshot (see [`RaftLog::bootstrap`]). Shared by a new
+/// member's first start and by `snapshot restore`.
+pub fn bootstrap_batch(
+    b: &mut WriteBatch,
     log: &RaftLog,
     members: &[proto::etcdserverpb::Member],
     me: u64,
     cluster_id: u64,
-) -> Result<(), engine::Error> {
-    let mut b = WriteBatch::new();
-    for m in members {
-        crate::membership::put(&mut b, m);
-    }
-    b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
-    b.put(Table::Meta, CLUSTER_ID, cluster_id.to_be_bytes().to_vec());
+) {
+    put_identity(b, members, me, cluster_id);
     b.put(
         Table::Meta,
         crate::mvcc::meta::CONSISTENT_INDEX,
@@ -101,7 +111,19 @@ pub fn bootstrap_new(
         crate::mvcc::meta::CONSISTENT_TERM,
         1u64.to_be_bytes().to_vec(),
     );
-    log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
+    log.bootstrap(members.iter().map(|m| m.id).collect(), b);
+}
+
+/// Writes a new cluster's initial state in one durable write.
+pub fn bootstrap_new(
+    engine: &dyn KvEngine,
+    log: &RaftLog,
+    members: &[proto::etcdserverpb::Member],
+    me: u64,
+    cluster_id: u64,
+) -> Result<(), engine::Error> {
+    let mut b = WriteBatch::new();
+    bootstrap_batch(&mut b, log, members, me, cluster_id);
     engine.write(&b, Durability::Sync)
 }
 
@@ -113,11 +135,7 @@ pub fn record_join(
     cluster_id: u64,
 ) -> Result<(), engine::Error> {
     let mut b = WriteBatch::new();
-    for m in members {
-        crate::membership::put(&mut b, m);
-    }
-    b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
-    b.put(Table::Meta, CLUSTER_ID, cluster_id.to_be_bytes().to_vec());
+    put_identity(&mut b, members, me, cluster_id);
     engine.write(&b, Durability::Sync)
 }
 
@@ -294,6 +312,18 @@ impl Member {
         };
 
         let (applied, _) = sm.consistent_index();
+        if applied > log.commit() {
+            // Data written before the applied and commit indexes were stored together:
+            // what was applied was committed, so raise the commit index to match.
+            tracing::warn!(
+                applied,
+                commit = log.commit(),
+                "repairing commit index behind applied index"
+            );
+            let mut b = WriteBatch::new();
+            log.ensure_commit(applied, &mut b);
+            engine.write(&b, Durability::Sync)?;
+        }
         let cfg = raft_config(id, election_ticks, applied);
         cfg.validate()?;
         let logger = slog::Logger::root(crate::slog_bridge::TracingDrain, slog::o!());

@@ -22,6 +22,17 @@
 //! - [`server`]: the etcd v3 gRPC services and the peer service; [`serve`]: listeners.
 //! - [`snapshot`]: the snapshot format shared by Raft catch-up, `etcdctl snapshot save`
 //!   and `keelson-store snapshot restore`.
+//!
+//! # Limitations (known, recorded rather than hidden)
+//!
+//! - The Auth service (users, roles, `etcdctl auth`) and the v3lock/v3election services
+//!   are not served; `MemberUpdate` and `Downgrade` answer Unimplemented.
+//! - Snapshots are built in memory and sent as one Raft message; a very large store
+//!   needs chunked snapshot streaming.
+//! - A watcher whose client reads slowly buffers events without bound (etcd moves such
+//!   watchers to a victim set).
+//! - Snapshot files are not bbolt files: `etcdctl snapshot status` cannot read them;
+//!   `keelson-store snapshot restore` restores them.
 
 pub mod app;
 pub mod config;

@@ -377,17 +377,25 @@ impl Node {
             }
         }
         let mut light = self.raw.advance(rd);
+        // The new commit index rides with the apply round's write (it needs no fsync:
+        // a lost commit index is learned again from the leader).
+        let mut extra = WriteBatch::new();
         if let Some(commit) = light.commit_index() {
-            let mut b = WriteBatch::new();
-            self.log.set_commit(commit, &mut b);
-            self.sm
-                .mvcc()
-                .engine()
-                .write(&b, Durability::Buffered)
-                .map_err(|e| format!("persisting commit index: {e}"))?;
+            self.log.set_commit(commit, &mut extra);
         }
         self.transport.send(light.take_messages());
-        self.apply(light.take_committed_entries())?;
+        let entries = light.take_committed_entries();
+        if entries.is_empty() {
+            if !extra.is_empty() {
+                self.sm
+                    .mvcc()
+                    .engine()
+                    .write(&extra, Durability::Buffered)
+                    .map_err(|e| format!("persisting commit index: {e}"))?;
+            }
+        } else {
+            self.apply_with(entries, extra)?;
+        }
         self.raw.advance_apply();
         self.maybe_compact_log()?;
         self.refresh_status();
@@ -462,6 +470,12 @@ impl Node {
     }
 
     fn apply(&mut self, entries: Vec<Entry>) -> Result<(), String> {
+        self.apply_with(entries, WriteBatch::new())
+    }
+
+    /// Applies committed entries in one state-machine round whose engine write also
+    /// carries `extra`.
+    fn apply_with(&mut self, entries: Vec<Entry>, extra: WriteBatch) -> Result<(), String> {
         let Some(last) = entries.last() else {
             return Ok(());
         };
@@ -517,6 +531,8 @@ impl Node {
             }
         }
         StateMachine::set_consistent_index(&mut session, last_index, last_term);
+        session.batch_mut().extend(extra);
+        self.log.ensure_commit(last_index, session.batch_mut());
         let t = Instant::now();
         let committed = session
             .commit(Durability::Buffered)

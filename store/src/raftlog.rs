@@ -243,6 +243,23 @@ impl RaftLog {
         batch.put(Table::RaftState, HS, pb(&c.hs));
     }
 
+    /// Raises the commit index to at least `index` (entries that were applied are
+    /// committed by definition). Written in the same batch as the applied state, so on
+    /// disk the applied index never exceeds the commit index, whatever order an engine
+    /// makes buffered writes durable in.
+    pub fn ensure_commit(&self, index: u64, batch: &mut WriteBatch) {
+        let mut c = self.core.write();
+        if c.hs.commit < index {
+            c.hs.commit = index;
+        }
+        batch.put(Table::RaftState, HS, pb(&c.hs));
+    }
+
+    /// The commit index held.
+    pub fn commit(&self) -> u64 {
+        self.core.read().hs.commit
+    }
+
     /// Records the conf state after a membership change.
     pub fn set_conf_state(&self, cs: &ConfState, batch: &mut WriteBatch) {
         let mut c = self.core.write();

@@ -117,31 +117,8 @@ pub fn run(args: &RestoreArgs) -> Result<PathBuf, Error> {
             b.put(t, k, v);
         }
     }
-    for m in &members {
-        crate::membership::put(&mut b, m);
-    }
-    b.put(
-        Table::Meta,
-        b"member_id".to_vec(),
-        me.to_be_bytes().to_vec(),
-    );
-    b.put(
-        Table::Meta,
-        b"cluster_id".to_vec(),
-        cid.to_be_bytes().to_vec(),
-    );
-    b.put(
-        Table::Meta,
-        crate::mvcc::meta::CONSISTENT_INDEX.to_vec(),
-        1u64.to_be_bytes().to_vec(),
-    );
-    b.put(
-        Table::Meta,
-        crate::mvcc::meta::CONSISTENT_TERM.to_vec(),
-        1u64.to_be_bytes().to_vec(),
-    );
     let log = RaftLog::open(&engine, Arc::new(NoSource))?;
-    log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
+    crate::app::bootstrap_batch(&mut b, &log, &members, me, cid);
     engine.write(&b, Durability::Sync)?;
     Ok(dir)
 }

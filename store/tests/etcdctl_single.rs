@@ -295,7 +295,9 @@ fn watch_history_prev_kv_and_compaction() {
 
 #[test]
 fn maintenance_status_hash_defrag_alarm_and_metrics() {
-    let c = Cluster::start(1, Flavor::Keelson, &[]);
+    let metrics_port = free_port();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}");
+    let c = Cluster::start(1, Flavor::Keelson, &["--listen-metrics-urls", &metrics_url]);
     let ep = c.endpoints();
     ok(etcdctl(&ep, &["put", "m", "1"]));
     let st = ok(etcdctl(&ep, &["endpoint", "status", "-w", "table"]));
@@ -333,6 +335,9 @@ fn maintenance_status_hash_defrag_alarm_and_metrics() {
         health.contains("{\"health\":\"true\",\"reason\":\"\"}"),
         "{health}"
     );
+    // The same on --listen-metrics-urls.
+    assert!(http_get(metrics_port, "/metrics").contains("etcd_server_has_leader 1"));
+    assert!(http_get(metrics_port, "/health").contains("\"health\":\"true\""));
 }
 
 #[test]
