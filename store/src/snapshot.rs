@@ -155,4 +155,33 @@ mod tests {
             "restore replaces"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Arbitrary bytes never panic the parser, with or without our magic in front.
+        #[test]
+        fn garbage_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+            let _ = parse(&data);
+            let mut with_magic = MAGIC.to_vec();
+            with_magic.extend_from_slice(&data);
+            let _ = parse(&with_magic);
+        }
+
+        /// Any single-byte change to a valid snapshot is rejected.
+        #[test]
+        fn any_corruption_is_caught(pos in 0usize..4096, flip in 1u8..=255) {
+            let dir = tempfile::tempdir().unwrap();
+            let e = engine::open(EngineKind::Redb, dir.path()).unwrap();
+            let mut b = WriteBatch::new();
+            for i in 0..20u32 {
+                b.put(Table::Kv, i.to_be_bytes().to_vec(), vec![i as u8; 50]);
+            }
+            e.write(&b, Durability::Sync).unwrap();
+            let mut snap = export(&*e, &Table::STATE_MACHINE).unwrap();
+            let pos = pos % snap.len();
+            snap[pos] ^= flip;
+            proptest::prop_assert!(parse(&snap).is_err());
+        }
+    }
 }
