@@ -281,24 +281,7 @@ impl Member {
                 .map(|m| m.id)
                 .ok_or_else(|| Error::Config("local member missing".into()))?;
             let cid = crate::membership::cluster_id(members.iter().map(|m| m.id));
-            let mut b = WriteBatch::new();
-            for m in &members {
-                crate::membership::put(&mut b, m);
-            }
-            b.put(Table::Meta, MEMBER_ID, me.to_be_bytes().to_vec());
-            b.put(Table::Meta, CLUSTER_ID, cid.to_be_bytes().to_vec());
-            b.put(
-                Table::Meta,
-                crate::mvcc::meta::CONSISTENT_INDEX,
-                1u64.to_be_bytes().to_vec(),
-            );
-            b.put(
-                Table::Meta,
-                crate::mvcc::meta::CONSISTENT_TERM,
-                1u64.to_be_bytes().to_vec(),
-            );
-            log.bootstrap(members.iter().map(|m| m.id).collect(), &mut b);
-            engine.write(&b, Durability::Sync)?;
+            bootstrap_new(&*engine, &log, &members, me, cid)?;
             sm.reload()?;
             tracing::info!(member = %format!("{me:x}"), cluster = %format!("{cid:x}"), members = members.len(), "bootstrapped new cluster");
             (me, cid)

@@ -59,6 +59,26 @@ async fn write_load(
     acked
 }
 
+/// Every running member holds every key in `acked` under `prefix`.
+fn assert_no_acked_lost(c: &Cluster, prefix: &str, acked: &BTreeSet<String>) {
+    for m in c.members.iter().filter(|m| m.child.is_some()) {
+        let keys: BTreeSet<String> = ok(etcdctl(
+            &m.endpoint(),
+            &["get", prefix, "--prefix", "--keys-only"],
+        ))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+        let lost: Vec<&String> = acked.difference(&keys).collect();
+        assert!(
+            lost.is_empty(),
+            "member {} lost acknowledged writes: {lost:?}",
+            m.name
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kill9_under_load_loses_no_acknowledged_write() {
     let mut c = tokio::task::spawn_blocking(|| Cluster::start(3, Flavor::Keelson, &[]))
@@ -78,22 +98,7 @@ async fn leader_kill9_under_load_loses_no_acknowledged_write() {
     c.members[leader].start();
     tokio::task::spawn_blocking(move || {
         c.wait_healthy(Duration::from_secs(30));
-        for m in &c.members {
-            let keys: BTreeSet<String> = ok(etcdctl(
-                &m.endpoint(),
-                &["get", "load/", "--prefix", "--keys-only"],
-            ))
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
-            let lost: Vec<&String> = acked.difference(&keys).collect();
-            assert!(
-                lost.is_empty(),
-                "member {} lost acknowledged writes: {lost:?}",
-                m.name
-            );
-        }
+        assert_no_acked_lost(&c, "load/", &acked);
     })
     .await
     .unwrap();
@@ -539,21 +544,8 @@ async fn sled_engine_keeps_acknowledged_writes_across_kill9() {
         c.wait_healthy(Duration::from_secs(30));
         for m in &c.members {
             assert!(m.log_text().contains("engine=\"sled\""), "ran on sled");
-            let keys: BTreeSet<String> = ok(etcdctl(
-                &m.endpoint(),
-                &["get", "sled/", "--prefix", "--keys-only"],
-            ))
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect();
-            let lost: Vec<&String> = acked.difference(&keys).collect();
-            assert!(
-                lost.is_empty(),
-                "member {} lost acknowledged writes: {lost:?}",
-                m.name
-            );
         }
+        assert_no_acked_lost(&c, "sled/", &acked);
     })
     .await
     .unwrap();

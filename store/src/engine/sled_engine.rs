@@ -20,14 +20,29 @@ pub(crate) struct SledEngine {
 impl SledEngine {
     /// Opens or creates the database at `path`.
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 << 20)
-            .open()
-            .map_err(|e| Error::Open {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
+        // sled releases its file lock from its flusher thread after the last handle is
+        // dropped, so a reopen right after a close can find the lock still held for a
+        // moment: retry lock errors for up to two seconds.
+        let mut attempts = 0;
+        let db = loop {
+            match sled::Config::new()
+                .path(path)
+                .cache_capacity(64 << 20)
+                .open()
+            {
+                Ok(db) => break db,
+                Err(e) if attempts < 40 && e.to_string().contains("lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(Error::Open {
+                        path: path.display().to_string(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        };
         let trees = Table::ALL
             .iter()
             .map(|t| {
