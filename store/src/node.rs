@@ -56,9 +56,14 @@ pub enum Command {
     SnapshotDone(u64, bool),
     /// Hand leadership to another member.
     TransferLeader(u64),
+    /// A peer refused our messages because this member was removed from the cluster.
+    Removed,
     /// Stop the thread.
     Stop,
 }
+
+/// What a peer answers a removed member (etcd's wording).
+pub const MEMBER_REMOVED: &str = "the member has been permanently removed from the cluster";
 
 /// Sends Raft messages to peers.
 pub trait Transport: Send + Sync {
@@ -301,6 +306,11 @@ impl Node {
                 },
             ),
             Command::TransferLeader(id) => self.raw.transfer_leader(id),
+            Command::Removed => {
+                tracing::warn!("{MEMBER_REMOVED}");
+                let _ = self.shared.stopped.send_replace(true);
+                return false;
+            }
             Command::Stop => return false,
         }
         true
@@ -579,7 +589,7 @@ impl Node {
             tracing::warn!(took = ?started.elapsed(), "apply request took too long");
         }
         if removed_self {
-            tracing::warn!("the member has been permanently removed from the cluster");
+            tracing::warn!("{MEMBER_REMOVED}");
             let _ = self.shared.stopped.send_replace(true);
         }
         Ok(())

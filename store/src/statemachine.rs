@@ -77,6 +77,7 @@ fn header(rev: i64) -> Option<ResponseHeader> {
 }
 
 const ALARM_PREFIX: &[u8] = b"alarm/";
+const REMOVED_PREFIX: &[u8] = b"removed_member/";
 
 /// The state machine.
 pub struct StateMachine {
@@ -84,6 +85,9 @@ pub struct StateMachine {
     lessor: Arc<Lessor>,
     members: RwLock<BTreeMap<u64, Member>>,
     alarms: RwLock<BTreeSet<(u64, i32)>>,
+    /// Members removed from the cluster; their messages are refused, which is how a
+    /// removed member that missed its own removal learns of it (etcd keeps the same set).
+    removed: RwLock<HashSet<u64>>,
 }
 
 impl StateMachine {
@@ -96,6 +100,7 @@ impl StateMachine {
             lessor,
             members: RwLock::new(BTreeMap::new()),
             alarms: RwLock::new(BTreeSet::new()),
+            removed: RwLock::new(HashSet::new()),
         };
         sm.load_derived()?;
         Ok(sm)
@@ -139,6 +144,17 @@ impl StateMachine {
             true
         })?;
         *self.alarms.write() = alarms;
+        let mut removed = HashSet::new();
+        engine.scan(Table::Meta, REMOVED_PREFIX, None, &mut |k, _| {
+            let Some(rest) = k.strip_prefix(REMOVED_PREFIX) else {
+                return false;
+            };
+            if let Ok(id) = <[u8; 8]>::try_from(rest) {
+                removed.insert(u64::from_be_bytes(id));
+            }
+            true
+        })?;
+        *self.removed.write() = removed;
         Ok(())
     }
 
@@ -167,6 +183,11 @@ impl StateMachine {
     /// One member.
     pub fn member(&self, id: u64) -> Option<Member> {
         self.members.read().get(&id).cloned()
+    }
+
+    /// Whether `id` was removed from the cluster.
+    pub fn is_removed(&self, id: u64) -> bool {
+        self.removed.read().contains(&id)
     }
 
     /// Active alarms.
@@ -564,6 +585,10 @@ impl StateMachine {
             MemberChange::Remove(id) => {
                 crate::membership::delete(s.batch_mut(), *id);
                 members.remove(id);
+                let mut k = REMOVED_PREFIX.to_vec();
+                k.extend_from_slice(&id.to_be_bytes());
+                s.batch_mut().put(Table::Meta, k, vec![1]);
+                self.removed.write().insert(*id);
             }
             MemberChange::Promote(id) => {
                 if let Some(m) = members.get_mut(id) {

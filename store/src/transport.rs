@@ -217,6 +217,10 @@ impl PeerWorker {
             let ok = match self.peers.get(self.to) {
                 Some(mut c) => match c.send(req).await {
                     Ok(_) => true,
+                    Err(e) if e.message() == crate::node::MEMBER_REMOVED => {
+                        let _ = self.cmd.send(Command::Removed);
+                        return;
+                    }
                     Err(e) => {
                         if !down_logged {
                             tracing::warn!(peer = %format!("{:x}", self.to), error = %e.message(), "lost TCP streaming connection with remote peer");

@@ -28,6 +28,9 @@ impl Peer for PeerService {
                 self.0.cluster_id, b.cluster_id
             )));
         }
+        if self.0.sm.is_removed(b.from) {
+            return Err(Status::failed_precondition(crate::node::MEMBER_REMOVED));
+        }
         let mut msgs = Vec::with_capacity(b.messages.len());
         for raw in &b.messages {
             let m = Message::parse_from_bytes(raw)
