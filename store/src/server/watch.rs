@@ -151,28 +151,24 @@ impl StreamTask {
                             w.seen = upto;
                         }
                     }
-                    Err(crate::mvcc::Error::Compacted) => {
-                        let id = w.id;
-                        self.drop_watch(hub_id);
-                        return self
-                            .send(WatchResponse {
-                                header: Some(self.core.header(0)),
-                                watch_id: id,
-                                compact_revision: self.core.sm.mvcc().compact_rev(),
-                                canceled: true,
-                                ..Default::default()
-                            })
-                            .await;
-                    }
                     Err(e) => {
+                        // A compacted start revision is reported as etcd does, with the
+                        // compaction revision; anything else with its reason.
                         let id = w.id;
                         self.drop_watch(hub_id);
+                        let (compact_revision, cancel_reason) = match e {
+                            crate::mvcc::Error::Compacted => {
+                                (self.core.sm.mvcc().compact_rev(), String::new())
+                            }
+                            other => (0, other.to_string()),
+                        };
                         return self
                             .send(WatchResponse {
                                 header: Some(self.core.header(0)),
                                 watch_id: id,
+                                compact_revision,
                                 canceled: true,
-                                cancel_reason: e.to_string(),
+                                cancel_reason,
                                 ..Default::default()
                             })
                             .await;
