@@ -159,6 +159,8 @@ pub fn raft_config(id: u64, election_ticks: usize, applied: u64) -> raft::Config
 pub struct Member {
     /// The shared core (for tests and embedding).
     pub core: Arc<Core>,
+    /// The addresses the client listeners bound (port 0 resolved), for embedding.
+    pub client_addrs: Vec<std::net::SocketAddr>,
     cmd: std::sync::mpsc::Sender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     stop_tx: tokio::sync::watch::Sender<bool>,
@@ -421,6 +423,7 @@ impl Member {
             client_urls: flags.advertise_client_urls.clone(),
         };
         publish(&core, attrs).await;
+        let client_addrs = client_bound.iter().filter_map(|b| b.local_addr()).collect();
         for b in client_bound {
             let secure = b.url.starts_with("https");
             tracing::info!(address = %b.url, "ready to serve client requests");
@@ -433,6 +436,7 @@ impl Member {
         }
         Ok(Member {
             core,
+            client_addrs,
             cmd: cmd_tx,
             thread: Some(thread),
             stop_tx,

@@ -1,0 +1,342 @@
+//! Start-up: the store (embedded or remote), serving certificates, the registry and
+//! its caches, the bootstrap objects (system namespaces and the `kubernetes`
+//! Service), then HTTPS until SIGTERM.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use clap::Parser;
+use serde_json::{Value, json};
+use tokio::sync::Semaphore;
+
+use crate::api::{Api, Config, parse_cidr, parse_port_range};
+use crate::authn::{Authenticator, TokenFile};
+use crate::catalog::catalog;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::options::Options;
+use crate::registry::Registry;
+use crate::server::{Server, serve};
+use crate::storage::Kv;
+use crate::storage::etcd::{EtcdKv, EtcdTls};
+use crate::storage::metered::MeteredKv;
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The embedded store did not start.
+    #[error("embedded store: {0}")]
+    Store(#[from] store::app::Error),
+    /// The store is unreachable.
+    #[error("{0}")]
+    Kv(#[from] crate::storage::KvError),
+    /// Certificates.
+    #[error("{0}")]
+    Tls(String),
+    /// Token file.
+    #[error("{0}")]
+    Authn(#[from] crate::authn::AuthnError),
+    /// Listening.
+    #[error("failed to listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The address other hosts reach this one at, when none is given: the source address
+/// of the default route (found without sending anything), else loopback.
+fn default_ip() -> IpAddr {
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:1")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Loads the serving certificate, or generates a self-signed one into `cert_dir` as
+/// upstream does (`apiserver.crt`, `apiserver.key`), reusing it on restart.
+pub fn serving_cert(opts: &Options, sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
+    if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
+        return Ok((c.clone(), k.clone()));
+    }
+    let dir = &opts.cert_dir;
+    let cert = dir.join("apiserver.crt");
+    let key = dir.join("apiserver.key");
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Tls(format!("unable to create {}: {e}", dir.display())))?;
+    let mut params =
+        rcgen::CertificateParams::new(sans.to_vec()).map_err(|e| Error::Tls(e.to_string()))?;
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!(
+            "{}@{}",
+            sans.first().cloned().unwrap_or_default(),
+            crate::meta::unix_now()
+        ),
+    );
+    let kp = rcgen::KeyPair::generate().map_err(|e| Error::Tls(e.to_string()))?;
+    let c = params
+        .self_signed(&kp)
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    write_private(&key, kp.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, c.pem()).map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
+    tracing::info!(cert = %cert.display(), "generated self-signed cert");
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::Tls(format!("{}: {e}", tmp.display())))?;
+    f.write_all(data).map_err(|e| Error::Tls(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// Starts the embedded single-member store; returns it and its client URL.
+async fn embedded_store(data_dir: &Path) -> Result<(store::app::Member, String), Error> {
+    let dir = data_dir.join("store");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Config(format!("--data-dir {}: {e}", data_dir.display())))?;
+    let flags = store::config::Flags::parse_from([
+        "keelson-store",
+        "--name",
+        "apiserver",
+        "--data-dir",
+        &dir.display().to_string(),
+        "--listen-client-urls",
+        "http://127.0.0.1:0",
+        "--advertise-client-urls",
+        "http://127.0.0.1:2379",
+        "--listen-peer-urls",
+        "http://127.0.0.1:0",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+        "--initial-cluster",
+        "apiserver=http://127.0.0.1:2380",
+        "--auto-compaction-mode",
+        "periodic",
+        "--auto-compaction-retention",
+        "5m",
+    ]);
+    let member = store::app::Member::start(flags).await?;
+    let addr = member
+        .client_addrs
+        .first()
+        .copied()
+        .ok_or_else(|| Error::Config("embedded store has no client listener".into()))?;
+    Ok((member, format!("http://{addr}")))
+}
+
+/// Creates `obj` of `res` unless it exists.
+async fn ensure(api: &Api, group: &str, plural: &str, mut obj: Value) -> Result<(), ApiError> {
+    let res = catalog()
+        .get(group, "v1", plural)
+        .expect("bootstrap resource");
+    if api
+        .registry
+        .get(res, crate::meta::namespace(&obj), crate::meta::name(&obj))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    crate::defaults::apply(res.kind, &mut obj);
+    crate::strategy::prepare_for_create(res, &mut obj);
+    if res.kind == "Service" {
+        api.before_create(res, &mut obj, false).await?;
+    }
+    match api.registry.create(res, &obj).await {
+        Ok(_) | Err(ApiError::AlreadyExists { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bootstrap controller's objects: the system namespaces and the `kubernetes`
+/// Service with its Endpoints and EndpointSlice.
+pub async fn bootstrap(api: &Api, advertise: IpAddr, port: u16) -> Result<(), ApiError> {
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        ensure(
+            api,
+            "",
+            "namespaces",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
+    }
+    let ip = api.config.kubernetes_service_ip().to_string();
+    ensure(
+        api,
+        "",
+        "services",
+        json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"clusterIP": ip, "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                "sessionAffinity": "None", "type": "ClusterIP"}}),
+    )
+    .await?;
+    let eps = catalog().get("", "v1", "endpoints").expect("endpoints");
+    let want = json!([{"addresses": [{"ip": advertise.to_string()}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}]);
+    ensure(
+        api,
+        "",
+        "endpoints",
+        json!({"apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": want}),
+    )
+    .await?;
+    // Reconcile the address after a restart on a new address.
+    api.registry
+        .guaranteed_update(eps, "default", "kubernetes", |mut e| {
+            if e.get("subsets") == Some(&want) {
+                return Ok(None);
+            }
+            e["subsets"] = want.clone();
+            Ok(Some(e))
+        })
+        .await?;
+    let slice = json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "kubernetes", "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
+    ensure(api, "discovery.k8s.io", "endpointslices", slice).await
+}
+
+/// Runs the apiserver until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<(), Error> {
+    let service_cidr = parse_cidr(&opts.service_cluster_ip_range).map_err(Error::Config)?;
+    let node_ports = parse_port_range(&opts.service_node_port_range).map_err(Error::Config)?;
+    let bind_ip: IpAddr = opts
+        .bind_address
+        .parse()
+        .map_err(|_| Error::Config(format!("invalid --bind-address {:?}", opts.bind_address)))?;
+    let advertise: IpAddr = match &opts.advertise_address {
+        Some(a) => a
+            .parse()
+            .map_err(|_| Error::Config(format!("invalid --advertise-address {a:?}")))?,
+        None if !bind_ip.is_unspecified() => bind_ip,
+        None => default_ip(),
+    };
+    let authn = Authenticator {
+        tokens: opts
+            .token_auth_file
+            .as_deref()
+            .map(TokenFile::load)
+            .transpose()?,
+    };
+    let (member, servers) = if opts.etcd_servers.is_empty() {
+        let (m, url) = embedded_store(&opts.data_dir).await?;
+        tracing::info!(url, data_dir = %opts.data_dir.display(), "started the embedded store");
+        (Some(m), vec![url])
+    } else {
+        (None, opts.etcd_servers.clone())
+    };
+    let etcd = EtcdKv::connect(
+        &servers,
+        &EtcdTls {
+            ca_file: opts.etcd_cafile.clone(),
+            cert_file: opts.etcd_certfile.clone(),
+            key_file: opts.etcd_keyfile.clone(),
+        },
+    )?;
+    let kv: Arc<dyn Kv> = Arc::new(MeteredKv::new(Arc::new(etcd), &opts.etcd_prefix));
+    // Wait for the store before building caches, with upstream's patience.
+    let mut tries = 0;
+    while let Err(e) = kv.current_revision().await {
+        tries += 1;
+        if tries > 60 {
+            return Err(Error::Kv(e));
+        }
+        tracing::warn!(error = %e, "waiting for etcd");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let registry = Registry::new(kv, &opts.etcd_prefix).await;
+    let config = Config {
+        service_cidr,
+        node_ports,
+        min_request_timeout: Duration::from_secs(opts.min_request_timeout),
+        advertise: format!("{advertise}:{}", opts.secure_port),
+    };
+    let service_ip = config.kubernetes_service_ip();
+    let api = Arc::new(Api::new(registry, config));
+    let mut sans = vec![
+        "localhost".to_owned(),
+        "kubernetes".to_owned(),
+        "kubernetes.default".to_owned(),
+        "kubernetes.default.svc".to_owned(),
+        "kubernetes.default.svc.cluster.local".to_owned(),
+        "127.0.0.1".to_owned(),
+        service_ip.to_string(),
+        advertise.to_string(),
+    ];
+    sans.dedup();
+    let (cert, key) = serving_cert(&opts, &sans)?;
+    let tls = component_base::tls::server_config(&cert, &key, None, false, &[b"h2", b"http/1.1"])
+        .map_err(|e| Error::Tls(e.to_string()))?;
+    let addr = SocketAddr::new(bind_ip, opts.secure_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let server = Arc::new(Server {
+        api: api.clone(),
+        authn,
+        readonly: Semaphore::new(opts.max_requests_inflight.max(1)),
+        mutating: Semaphore::new(opts.max_mutating_requests_inflight.max(1)),
+        request_timeout: opts.request_timeout,
+        metrics: Metrics::new(),
+        ready: AtomicBool::new(false),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(serve(server.clone(), listener, tls, stop_rx));
+    tracing::info!(address = %addr, "Serving securely");
+    for attempt in 0.. {
+        match bootstrap(&api, advertise, opts.secure_port).await {
+            Ok(()) => break,
+            Err(e) if attempt < 30 => {
+                tracing::warn!(error = %e, "bootstrap; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(Error::Config(format!("bootstrap: {e}"))),
+        }
+    }
+    server
+        .ready
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    tracing::info!("apiserver is ready");
+    component_base::signal::shutdown().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = serving.await;
+    if let Some(m) = member {
+        m.shutdown().await;
+    }
+    Ok(())
+}

@@ -1,0 +1,1440 @@
+//! The resource verbs: get, list, watch, create, update, patch, delete and
+//! deletecollection, and the status and scale subresources.
+//!
+//! Each write runs upstream's pipeline: decode (with field validation), defaulting,
+//! the strategy's server-owned fields, admission (mutating, then validating), object
+//! and kind validation, then the store. dryRun=All stops before the store.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::admission::{AdmissionRequest, Operation};
+use crate::api::Api;
+use crate::cache::{CacheError, EventType, Notice};
+use crate::catalog::{Resource, gv_string};
+use crate::error::{ApiError, FieldError};
+use crate::fieldsel;
+use crate::meta;
+use crate::request::{Query, RequestInfo};
+use crate::schema::FieldValidation;
+use crate::selectors::{FieldSelector, LabelSelector};
+use crate::storage::prefix_end;
+
+/// What a handler returns: a status code, a JSON body, and warnings.
+pub struct Reply {
+    /// HTTP status.
+    pub code: u16,
+    /// Body.
+    pub body: Value,
+    /// `Warning` headers.
+    pub warnings: Vec<String>,
+}
+
+impl Reply {
+    fn ok(body: Value) -> Self {
+        Reply {
+            code: 200,
+            body,
+            warnings: Vec::new(),
+        }
+    }
+    fn created(body: Value) -> Self {
+        Reply {
+            code: 201,
+            body,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// One resource request.
+pub struct Ctx<'a> {
+    /// The server.
+    pub api: &'a Api,
+    /// What was asked.
+    pub info: &'a RequestInfo,
+    /// The resource.
+    pub res: &'static Resource,
+    /// Query parameters.
+    pub query: &'a Query,
+    /// The authenticated user.
+    pub user: &'a crate::authn::UserInfo,
+}
+
+impl Ctx<'_> {
+    fn ns(&self) -> &str {
+        if self.res.namespaced {
+            self.info.namespace.as_deref().unwrap_or("")
+        } else {
+            ""
+        }
+    }
+    fn name(&self) -> &str {
+        self.info.name.as_deref().unwrap_or("")
+    }
+    fn dry_run(&self) -> Result<bool, ApiError> {
+        match self.query.0.get("dryRun") {
+            None => Ok(false),
+            Some(v) => {
+                for d in v {
+                    if d != "All" {
+                        return Err(ApiError::BadRequest(format!(
+                            "Invalid dryRun value: {d:?}; supported values: \"All\""
+                        )));
+                    }
+                }
+                Ok(!v.is_empty())
+            }
+        }
+    }
+    fn field_validation(&self) -> Result<FieldValidation, ApiError> {
+        FieldValidation::parse(self.query.get("fieldValidation"))
+    }
+    fn admission(
+        &self,
+        op: Operation,
+        obj: Option<&Value>,
+        old: Option<&Value>,
+        sub: Option<&str>,
+        dry_run: bool,
+    ) -> AdmissionRequest {
+        AdmissionRequest {
+            operation: op,
+            resource: self.res,
+            subresource: sub.map(str::to_owned),
+            namespace: self.ns().to_owned(),
+            name: self.name().to_owned(),
+            object: obj.cloned(),
+            old_object: old.cloned(),
+            user: self.user.clone(),
+            dry_run,
+        }
+    }
+}
+
+/// Checks the body's apiVersion and kind against the endpoint, filling them when
+/// absent, as upstream's decoder defaults them.
+fn check_type(
+    res: &Resource,
+    kind: &str,
+    group: &str,
+    version: &str,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    let want_av = gv_string(group, version);
+    let Some(m) = obj.as_object_mut() else {
+        return Err(ApiError::BadRequest(
+            "the object provided is unrecognized (must be of type Object)".into(),
+        ));
+    };
+    match m.get("apiVersion").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("apiVersion".into(), json!(want_av));
+        }
+        Some(av) if av != want_av => {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({av}) does not match the expected API version ({want_av})"
+            )));
+        }
+        _ => {}
+    }
+    match m.get("kind").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("kind".into(), json!(kind));
+        }
+        Some(k) if k != kind => {
+            return Err(ApiError::BadRequest(format!(
+                "{k} in version \"{version}\" cannot be handled as a {kind}: no kind \"{k}\" is registered for version \"{want_av}\" in scheme \"k8s.io/apimachinery@v1.33.0/pkg/runtime/scheme.go:100\""
+            )));
+        }
+        _ => {}
+    }
+    let _ = res;
+    Ok(())
+}
+
+/// Parses a JSON body.
+pub fn parse_json(body: &Bytes) -> Result<Value, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::BadRequest(
+            "Object 'Kind' is missing in ''".into(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "couldn't get version/kind; json parse error: {}",
+            crate::schema::go_json_error(&e)
+        ))
+    })
+}
+
+/// Decodes a request body into an object of the endpoint's kind, with field
+/// validation; returns the object and the warnings.
+fn decode(
+    ctx: &Ctx<'_>,
+    body: &Bytes,
+    kind: &str,
+    group: &str,
+    version: &str,
+) -> Result<(Value, Vec<String>), ApiError> {
+    let mut obj = parse_json(body)?;
+    check_type(ctx.res, kind, group, version, &mut obj)?;
+    let mode = ctx.field_validation()?;
+    let warnings = ctx
+        .api
+        .schema
+        .validate_fields(group, version, kind, &mut obj, mode, body)?;
+    Ok((obj, warnings))
+}
+
+fn check_namespace(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
+    if !ctx.res.namespaced {
+        if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("namespace");
+        }
+        return Ok(());
+    }
+    let ns = ctx.ns().to_owned();
+    let m = meta::meta_mut(obj);
+    match m.get("namespace").and_then(Value::as_str) {
+        None | Some("") => {
+            m.insert("namespace".into(), json!(ns));
+        }
+        Some(n) if n != ns => {
+            return Err(ApiError::BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request".into(),
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn invalid(res: &Resource, obj: &Value, causes: Vec<FieldError>) -> ApiError {
+    let name = match meta::name(obj) {
+        "" => meta::field(obj, "generateName").unwrap_or(""),
+        n => n,
+    };
+    ApiError::Invalid {
+        group: res.group.to_owned(),
+        kind: res.kind.to_owned(),
+        name: name.to_owned(),
+        causes,
+    }
+}
+
+/// Validates a whole object of `res`'s kind.
+pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
+    let mut errs = crate::validation::validate_object_meta(obj, res.kind, res.namespaced);
+    errs.extend(crate::validation::validate_kind(res.kind, obj));
+    if let Some(old) = old {
+        errs.extend(crate::validation::validate_meta_update(obj, old));
+        errs.extend(crate::validation::validate_kind_update(res.kind, obj, old));
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(invalid(res, obj, errs))
+    }
+}
+
+/// `metadata.generateName` + a random suffix, for objects created without a name.
+fn generate_name(obj: &mut Value) {
+    if meta::name(obj).is_empty() {
+        if let Some(g) = meta::field(obj, "generateName").map(str::to_owned) {
+            if !g.is_empty() {
+                let mut base = g;
+                base.truncate(58);
+                meta::meta_mut(obj).insert(
+                    "name".into(),
+                    json!(format!("{base}{}", meta::name_suffix())),
+                );
+            }
+        }
+    }
+}
+
+/// POST to a collection.
+pub async fn create(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let (mut obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    check_namespace(ctx, &mut obj)?;
+    let dry_run = ctx.dry_run()?;
+    crate::defaults::apply(res.kind, &mut obj);
+    crate::strategy::prepare_for_create(res, &mut obj);
+    let mut last_err = None;
+    // A generated name may collide; upstream retries with a new suffix.
+    for _ in 0..3 {
+        let mut attempt = obj.clone();
+        generate_name(&mut attempt);
+        let adm = ctx.admission(Operation::Create, Some(&attempt), None, None, dry_run);
+        let mut attempt = ctx.api.admission.admit(ctx.api, adm).await?;
+        validate(res, &attempt, None)?;
+        ctx.api
+            .validate_admission(ctx.admission(
+                Operation::Create,
+                Some(&attempt),
+                None,
+                None,
+                dry_run,
+            ))
+            .await?;
+        ctx.api.before_create(res, &mut attempt, dry_run).await?;
+        if dry_run {
+            meta::meta_mut(&mut attempt).remove("resourceVersion");
+            return Ok(Reply {
+                code: 201,
+                body: attempt,
+                warnings,
+            });
+        }
+        match ctx.api.registry.create(res, &attempt).await {
+            Ok(stored) => {
+                ctx.api.after_create(res, &stored).await;
+                return Ok(Reply {
+                    code: 201,
+                    body: stored,
+                    warnings,
+                });
+            }
+            Err(e @ ApiError::AlreadyExists { .. }) if meta::name(&obj).is_empty() => {
+                last_err = Some(e);
+            }
+            Err(e) => {
+                ctx.api.release(res, &attempt).await;
+                return Err(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| ApiError::Internal("create failed".into())))
+}
+
+/// GET one object.
+pub async fn get(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let rv = ctx.query.get("resourceVersion").unwrap_or("");
+    // "0" may be served from the cache; anything else is a consistent read.
+    if rv == "0" {
+        if let Some(c) = ctx.api.registry.cache(res) {
+            let key = ctx.api.registry.key(res, ctx.ns(), ctx.name());
+            return match c.get(&key) {
+                Some(o) => Ok(Reply::ok((*o).clone())),
+                None => Err(ApiError::not_found(&res.gr(), ctx.name())),
+            };
+        }
+    }
+    Ok(Reply::ok(
+        ctx.api.registry.get(res, ctx.ns(), ctx.name()).await?,
+    ))
+}
+
+/// The selectors of a list or watch, parsed and checked against the resource's field
+/// labels.
+pub struct Selectors {
+    /// Labels.
+    pub label: LabelSelector,
+    /// Fields.
+    pub field: FieldSelector,
+}
+
+impl Selectors {
+    fn parse(ctx: &Ctx<'_>) -> Result<Self, ApiError> {
+        let label = LabelSelector::parse(ctx.query.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::BadRequest(e.0))?;
+        let field = FieldSelector::parse(ctx.query.get("fieldSelector").unwrap_or(""))
+            .map_err(|e| ApiError::BadRequest(e.0))?;
+        for r in &field.0 {
+            fieldsel::check_label(ctx.res.kind, &r.field).map_err(ApiError::BadRequest)?;
+        }
+        Ok(Selectors { label, field })
+    }
+    /// Whether an object matches both.
+    pub fn matches(&self, kind: &str, obj: &Value) -> bool {
+        self.label.matches_object(obj)
+            && (self.field.is_empty() || self.field.matches(|f| fieldsel::value(kind, obj, f)))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ContinueToken {
+    v: String,
+    rv: u64,
+    start: String,
+}
+
+fn encode_continue(rv: u64, start: &str) -> String {
+    use base64::Engine;
+    let t = ContinueToken {
+        v: "meta.k8s.io/v1".into(),
+        rv,
+        start: start.to_owned(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::to_vec(&t).unwrap_or_default())
+}
+
+fn decode_continue(s: &str) -> Result<ContinueToken, ApiError> {
+    use base64::Engine;
+    let bad = || {
+        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".into())
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let t: ContinueToken = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    if t.v != "meta.k8s.io/v1" || t.start.contains("..") || t.start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok(t)
+}
+
+/// A list result before rendering.
+pub struct ListResult {
+    /// The items (at the storage version).
+    pub items: Vec<Arc<Value>>,
+    /// The list's resourceVersion.
+    pub rv: u64,
+    /// The continue token.
+    pub cont: Option<String>,
+    /// Items after this page, when known.
+    pub remaining: Option<u64>,
+}
+
+/// Reads a list with upstream's resourceVersion semantics: from the watch cache unless
+/// the request needs the store (a continue token, an exact revision, or a limit on a
+/// consistent read).
+pub async fn list_objects(ctx: &Ctx<'_>) -> Result<ListResult, ApiError> {
+    let res = ctx.res;
+    let sel = Selectors::parse(ctx)?;
+    let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
+    let rvm = ctx.query.get("resourceVersionMatch").unwrap_or("");
+    let limit = ctx.query.int("limit")?.unwrap_or(0).max(0) as u64;
+    let cont = ctx.query.get("continue").unwrap_or("");
+    let ns = if res.namespaced {
+        ctx.info.namespace.as_deref()
+    } else {
+        None
+    };
+    let rv_num: Option<u64> =
+        if rv_param.is_empty() {
+            None
+        } else {
+            Some(rv_param.parse().map_err(|_| {
+                ApiError::BadRequest(format!("invalid resource version: {rv_param}"))
+            })?)
+        };
+    match rvm {
+        "" => {}
+        "Exact" | "NotOlderThan"
+            if rv_num.is_some() && rv_num != Some(0)
+                || rvm == "NotOlderThan" && rv_num.is_some() => {}
+        "Exact" | "NotOlderThan" => {
+            return Err(ApiError::Invalid {
+                group: "meta.k8s.io".into(),
+                kind: "ListOptions".into(),
+                name: String::new(),
+                causes: vec![FieldError::forbidden(
+                    "resourceVersionMatch",
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                )],
+            });
+        }
+        other => {
+            return Err(ApiError::Invalid {
+                group: "meta.k8s.io".into(),
+                kind: "ListOptions".into(),
+                name: String::new(),
+                causes: vec![FieldError::not_supported(
+                    "resourceVersionMatch",
+                    json!(other),
+                    &["Exact", "NotOlderThan", ""],
+                )],
+            });
+        }
+    }
+    if !cont.is_empty() && rv_num.is_some() {
+        return Err(ApiError::BadRequest(
+            "specifying resource version is not allowed when using continue".into(),
+        ));
+    }
+    let has_limit = limit > 0;
+    let delegate = !cont.is_empty()
+        || rvm == "Exact"
+        || (has_limit && rv_num != Some(0) && rvm != "NotOlderThan");
+    let prefix = ctx.api.registry.collection(res, ns);
+    if !delegate {
+        if let Some(cache) = ctx.api.registry.cache(res) {
+            let want = match rv_num {
+                Some(0) => 0,
+                Some(n) => n,
+                None => ctx
+                    .api
+                    .registry
+                    .kv
+                    .current_revision()
+                    .await
+                    .map_err(|e| crate::registry::kv_error(res, "", e))?,
+            };
+            cache.wait_fresh(want).await.map_err(cache_error)?;
+            let sub = prefix
+                .strip_prefix(&ctx.api.registry.collection(res, None))
+                .unwrap_or("");
+            let (all, rv) = cache.snapshot(sub);
+            let items = all
+                .into_iter()
+                .filter(|o| sel.matches(res.kind, o))
+                .collect();
+            return Ok(ListResult {
+                items,
+                rv,
+                cont: None,
+                remaining: None,
+            });
+        }
+    }
+    // From the store: one consistent revision across every page.
+    let (mut start, mut rev) = if cont.is_empty() {
+        (prefix.clone(), rv_num.unwrap_or(0))
+    } else {
+        let t = decode_continue(cont)?;
+        (format!("{prefix}{}", t.start), t.rv)
+    };
+    let end = prefix_end(prefix.as_bytes());
+    let mut items = Vec::new();
+    let filtering = !sel.label.is_empty() || !sel.field.is_empty();
+    loop {
+        let page = ctx
+            .api
+            .registry
+            .kv
+            .range(start.as_bytes(), &end, rev, if has_limit { limit.max(1) } else { 0 })
+            .await
+            .map_err(|e| match e {
+                crate::storage::KvError::Compacted(_) if !cont.is_empty() => ApiError::Gone(
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.".into(),
+                ),
+                crate::storage::KvError::Compacted(c) => ApiError::too_old(rv_num.unwrap_or(0), c),
+                e => crate::registry::kv_error(res, "", e),
+            })?;
+        if rev == 0 {
+            rev = page.revision;
+        }
+        let n = page.kvs.len();
+        let mut last_key = None;
+        for kv in &page.kvs {
+            last_key = Some(String::from_utf8_lossy(&kv.key).into_owned());
+            let obj = crate::registry::decode(kv)?;
+            if sel.matches(res.kind, &obj) {
+                items.push(Arc::new(obj));
+                if has_limit && items.len() as u64 >= limit {
+                    break;
+                }
+            }
+        }
+        let consumed_all_page = last_key
+            .as_ref()
+            .is_some_and(|k| page.kvs.last().is_some_and(|l| l.key == k.as_bytes()));
+        let more = page.more || !consumed_all_page && n > 0;
+        if has_limit && items.len() as u64 >= limit {
+            if more {
+                let lk = last_key.unwrap_or_default();
+                let next = format!("{}\u{0}", lk.strip_prefix(&prefix).unwrap_or(&lk));
+                let remaining = if filtering {
+                    None
+                } else {
+                    Some(page.count.saturating_sub(n as u64))
+                };
+                return Ok(ListResult {
+                    items,
+                    rv: rev,
+                    cont: Some(encode_continue(rev, &next)),
+                    remaining,
+                });
+            }
+            break;
+        }
+        if !page.more || !has_limit {
+            break;
+        }
+        let lk = last_key.unwrap_or_default();
+        start = format!("{lk}\u{0}");
+    }
+    Ok(ListResult {
+        items,
+        rv: rev,
+        cont: None,
+        remaining: None,
+    })
+}
+
+fn cache_error(e: CacheError) -> ApiError {
+    match e {
+        CacheError::TooOld { requested, oldest } => ApiError::too_old(requested, oldest),
+        CacheError::TooLarge { requested, current } => {
+            ApiError::TooLargeResourceVersion { requested, current }
+        }
+    }
+}
+
+/// Converts a stored object to the request's version.
+pub fn to_request_version(res: &Resource, obj: &Value) -> Value {
+    if res.converts() {
+        crate::convert::from_storage(res, obj)
+    } else {
+        obj.clone()
+    }
+}
+
+/// A list as JSON (`PodList`).
+pub fn list_body(res: &Resource, list: &ListResult) -> Value {
+    let mut md = serde_json::Map::new();
+    md.insert("resourceVersion".into(), json!(list.rv.to_string()));
+    if let Some(c) = &list.cont {
+        md.insert("continue".into(), json!(c));
+    }
+    if let Some(r) = list.remaining {
+        md.insert("remainingItemCount".into(), json!(r));
+    }
+    let items: Vec<Value> = list
+        .items
+        .iter()
+        .map(|o| {
+            let mut o = to_request_version(res, o);
+            // Items in a list carry no kind or apiVersion upstream.
+            if let Some(m) = o.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            o
+        })
+        .collect();
+    json!({
+        "kind": format!("{}List", res.kind),
+        "apiVersion": res.api_version(),
+        "metadata": md,
+        "items": items,
+    })
+}
+
+/// Starts a watch: the backlog to send first, and the live receiver.
+pub struct WatchStart {
+    /// Events to send first.
+    pub backlog: Vec<Notice>,
+    /// Live notices.
+    pub rx: tokio::sync::broadcast::Receiver<Notice>,
+    /// Selectors to filter by.
+    pub sel: Selectors,
+    /// Key prefix to filter by (a namespace).
+    pub prefix: String,
+    /// The resource.
+    pub res: &'static Resource,
+    /// Bookmarks wanted.
+    pub bookmarks: bool,
+    /// When to stop.
+    pub timeout: std::time::Duration,
+}
+
+/// Opens a watch with upstream's resourceVersion semantics.
+pub async fn watch(ctx: &Ctx<'_>) -> Result<WatchStart, ApiError> {
+    let res = ctx.res;
+    if !res.has_verb("watch") {
+        return Err(ApiError::MethodNotSupported {
+            resource: res.gr(),
+            verb: "watch".into(),
+        });
+    }
+    let mut sel = Selectors::parse(ctx)?;
+    // GET /namespaces/ns/pods/name?watch=true: a watch of one object.
+    if let Some(name) = &ctx.info.name {
+        sel.field.0.push(crate::selectors::FieldRequirement {
+            field: "metadata.name".into(),
+            value: name.clone(),
+            negate: false,
+        });
+    }
+    let cache = ctx
+        .api
+        .registry
+        .cache(res)
+        .ok_or_else(|| ApiError::MethodNotSupported {
+            resource: res.gr(),
+            verb: "watch".into(),
+        })?;
+    let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
+    let (backlog, rx) = match rv_param {
+        "" => {
+            let cur = ctx
+                .api
+                .registry
+                .kv
+                .current_revision()
+                .await
+                .map_err(|e| crate::registry::kv_error(res, "", e))?;
+            cache.wait_fresh(cur).await.map_err(cache_error)?;
+            cache.watch_from(0, true).map_err(cache_error)?
+        }
+        "0" => cache.watch_from(0, true).map_err(cache_error)?,
+        n => {
+            let n: u64 = n
+                .parse()
+                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {n}")))?;
+            cache.wait_fresh(n).await.map_err(cache_error)?;
+            cache.watch_from(n, false).map_err(cache_error)?
+        }
+    };
+    let ns = if res.namespaced {
+        ctx.info.namespace.as_deref()
+    } else {
+        None
+    };
+    let timeout = match ctx.query.int("timeoutSeconds")? {
+        Some(t) if t > 0 => std::time::Duration::from_secs(t as u64),
+        _ => {
+            // Upstream picks a random timeout in [min-request-timeout, 2x).
+            use rand::Rng;
+            let min = ctx.api.config.min_request_timeout.as_secs().max(1);
+            std::time::Duration::from_secs(rand::rng().random_range(min..2 * min))
+        }
+    };
+    Ok(WatchStart {
+        backlog,
+        rx,
+        sel,
+        prefix: ctx.api.registry.collection(res, ns),
+        res,
+        bookmarks: ctx.query.flag("allowWatchBookmarks"),
+        timeout,
+    })
+}
+
+/// The watch event to send for a notice, if this watcher sees it: selector
+/// transitions turn into ADDED and DELETED as upstream's cacher does.
+pub fn watch_event(w: &WatchStart, n: &Notice) -> Option<(EventType, Value)> {
+    let Notice::Event(e) = n else { return None };
+    if !e.key.starts_with(&w.prefix) {
+        return None;
+    }
+    let kind = w.res.kind;
+    let now = w.sel.matches(kind, &e.object);
+    let before = e.prev.as_ref().is_some_and(|p| w.sel.matches(kind, p));
+    let ty = match e.kind {
+        EventType::Added if now => EventType::Added,
+        EventType::Modified if now && before => EventType::Modified,
+        EventType::Modified if now => EventType::Added,
+        EventType::Modified if before => EventType::Deleted,
+        EventType::Deleted if before || now => EventType::Deleted,
+        _ => return None,
+    };
+    Some((ty, to_request_version(w.res, &e.object)))
+}
+
+/// PUT to an object (or its status).
+pub async fn update(ctx: &Ctx<'_>, body: &Bytes, status: bool) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let (mut obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    check_namespace(ctx, &mut obj)?;
+    let name = ctx.name().to_owned();
+    match meta::name(&obj) {
+        "" => {
+            meta::meta_mut(&mut obj).insert("name".into(), json!(name));
+        }
+        n if n != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {}
+    }
+    let dry_run = ctx.dry_run()?;
+    write_update(ctx, obj, status, dry_run, warnings).await
+}
+
+/// The shared tail of update and patch: server-owned fields, admission, validation and
+/// a conditional write. The new object's resourceVersion, if set, is a precondition.
+async fn write_update(
+    ctx: &Ctx<'_>,
+    obj: Value,
+    status: bool,
+    dry_run: bool,
+    warnings: Vec<String>,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let name = ctx.name().to_owned();
+    let ns = ctx.ns().to_owned();
+    let mut result = None;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let old = match ctx.api.registry.get(res, &ns, &name).await {
+            Ok(o) => o,
+            Err(ApiError::NotFound { .. }) if !status && allow_create_on_update(res.kind) => {
+                let body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+                return create(ctx, &body).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let old_rv = meta::rv(&old).unwrap_or(0);
+        if let Some(want) = meta::rv(&obj) {
+            if want != old_rv {
+                return Err(ApiError::stale(&res.gr(), &name));
+            }
+        }
+        let mut new = if status {
+            crate::strategy::prepare_for_status_update(&obj, &old)
+        } else {
+            let mut n = obj.clone();
+            crate::defaults::apply(res.kind, &mut n);
+            crate::strategy::prepare_for_update(res, &mut n, &old);
+            n
+        };
+        // Finalizers gone from an object being deleted: the delete completes.
+        let op = Operation::Update;
+        let sub = if status { Some("status") } else { None };
+        new = ctx
+            .api
+            .admission
+            .admit(
+                ctx.api,
+                ctx.admission(op, Some(&new), Some(&old), sub, dry_run),
+            )
+            .await?;
+        validate(res, &new, Some(&old))?;
+        ctx.api
+            .validate_admission(ctx.admission(op, Some(&new), Some(&old), sub, dry_run))
+            .await?;
+        ctx.api.before_update(res, &mut new, &old, dry_run).await?;
+        if new.get("metadata") == old.get("metadata") && without_meta(&new) == without_meta(&old) {
+            // A no-op write keeps the resourceVersion, as upstream.
+            return Ok(Reply {
+                code: 200,
+                body: old,
+                warnings,
+            });
+        }
+        if dry_run {
+            return Ok(Reply {
+                code: 200,
+                body: new,
+                warnings,
+            });
+        }
+        let deleting =
+            meta::field(&new, "deletionTimestamp").is_some() && meta::finalizers(&new).is_empty();
+        if deleting {
+            ctx.api.registry.delete(res, &new, old_rv).await?;
+            ctx.api.after_delete(res, &new).await;
+            return Ok(Reply {
+                code: 200,
+                body: new,
+                warnings,
+            });
+        }
+        match ctx.api.registry.update(res, &new, old_rv).await {
+            Ok(stored) => {
+                result = Some(stored);
+                break;
+            }
+            Err(ApiError::Conflict { .. }) if meta::rv(&obj).is_none() && attempts < 16 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reply {
+        code: 200,
+        body: result.unwrap_or(Value::Null),
+        warnings,
+    })
+}
+
+fn without_meta(v: &Value) -> Value {
+    let mut o = v.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.remove("metadata");
+    }
+    o
+}
+
+/// Kinds upstream creates on PUT when absent.
+fn allow_create_on_update(kind: &str) -> bool {
+    matches!(kind, "Endpoints" | "Event" | "Lease" | "EndpointSlice")
+}
+
+/// PATCH to an object (or its status).
+pub async fn patch(
+    ctx: &Ctx<'_>,
+    body: &Bytes,
+    content_type: &str,
+    status: bool,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let patch = parse_json(body)?;
+    let dry_run = ctx.dry_run()?;
+    let ns = ctx.ns().to_owned();
+    let name = ctx.name().to_owned();
+    let current = ctx.api.registry.get(res, &ns, &name).await?;
+    let cur_rv = meta::rv(&current);
+    let mut patched = to_request_version(res, &current);
+    match content_type {
+        "application/merge-patch+json" => crate::patch::merge(&mut patched, &patch),
+        "application/json-patch+json" => {
+            crate::patch::json_patch(&mut patched, &patch).map_err(ApiError::BadRequest)?
+        }
+        "application/strategic-merge-patch+json" => {
+            crate::patch::strategic(&ctx.api.schema, res, &mut patched, &patch)
+                .map_err(ApiError::BadRequest)?
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+            )));
+        }
+    }
+    // A patch that names a resourceVersion makes it a precondition; otherwise the patch
+    // applies to whatever is current (the write retries on a race).
+    let precondition = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some();
+    if !precondition {
+        if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+    }
+    let mode = ctx.field_validation()?;
+    let raw = Bytes::from(serde_json::to_vec(&patched).unwrap_or_default());
+    let warnings = ctx.api.schema.validate_fields(
+        res.group,
+        res.version,
+        res.kind,
+        &mut patched,
+        mode,
+        &raw,
+    )?;
+    check_type(res, res.kind, res.group, res.version, &mut patched)?;
+    let obj = if res.converts() {
+        crate::convert::to_storage(res, &patched)
+    } else {
+        patched
+    };
+    let _ = cur_rv;
+    write_update(ctx, obj, status, dry_run, warnings).await
+}
+
+/// Delete options from the body and query.
+struct DeleteOptions {
+    grace: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    rv: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let b: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        parse_json(body)?
+    };
+    let grace = match ctx.query.int("gracePeriodSeconds")? {
+        Some(g) => Some(g),
+        None => b.get("gracePeriodSeconds").and_then(Value::as_i64),
+    };
+    let mut propagation = ctx
+        .query
+        .get("propagationPolicy")
+        .map(str::to_owned)
+        .or_else(|| {
+            b.get("propagationPolicy")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+    let orphan = ctx
+        .query
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| b.get("orphanDependents").and_then(Value::as_bool));
+    if let Some(o) = orphan {
+        if propagation.is_some() {
+            return Err(ApiError::Invalid {
+                group: "meta.k8s.io".into(),
+                kind: "DeleteOptions".into(),
+                name: String::new(),
+                causes: vec![FieldError::invalid(
+                    "propagationPolicy",
+                    json!(propagation),
+                    "orphanDependents and deletionPropagation cannot be both set",
+                )],
+            });
+        }
+        propagation = Some(if o { "Orphan" } else { "Background" }.into());
+    }
+    if let Some(p) = &propagation {
+        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+            return Err(ApiError::Invalid {
+                group: "meta.k8s.io".into(),
+                kind: "DeleteOptions".into(),
+                name: String::new(),
+                causes: vec![FieldError::not_supported(
+                    "propagationPolicy",
+                    json!(p),
+                    &["Foreground", "Background", "Orphan", "nil"],
+                )],
+            });
+        }
+    }
+    let dry_run = ctx.dry_run()?
+        || b.get("dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
+    Ok(DeleteOptions {
+        grace,
+        propagation,
+        uid: b
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        rv: b
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        dry_run,
+    })
+}
+
+/// Kinds whose DELETE returns the object rather than a Status.
+fn returns_deleted_object(kind: &str) -> bool {
+    matches!(
+        kind,
+        "Pod" | "Namespace" | "Service" | "CustomResourceDefinition"
+    )
+}
+
+/// Upstream's default propagation when the client names none.
+fn default_propagation(res: &Resource) -> &'static str {
+    if res.group.is_empty() && res.kind == "ReplicationController" {
+        "Orphan"
+    } else {
+        "Background"
+    }
+}
+
+/// DELETE one object: preconditions, graceful deletion for pods, and the orphan and
+/// foreground finalizers.
+pub async fn delete(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
+    let opts = delete_options(ctx, body)?;
+    delete_one(ctx, ctx.ns(), ctx.name(), &opts).await
+}
+
+async fn delete_one(
+    ctx: &Ctx<'_>,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    for _ in 0..16 {
+        let cur = ctx.api.registry.get(res, ns, name).await?;
+        let cur_rv = meta::rv(&cur).unwrap_or(0);
+        if let Some(uid) = &opts.uid {
+            let have = meta::field(&cur, "uid").unwrap_or("");
+            if have != uid {
+                return Err(ApiError::Conflict {
+                    resource: res.gr(),
+                    name: name.to_owned(),
+                    message: format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {have}"
+                    ),
+                });
+            }
+        }
+        if let Some(rv) = &opts.rv {
+            let have = cur_rv.to_string();
+            if *rv != have {
+                return Err(ApiError::Conflict {
+                    resource: res.gr(),
+                    name: name.to_owned(),
+                    message: format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {have}"
+                    ),
+                });
+            }
+        }
+        ctx.api
+            .validate_admission(AdmissionRequest {
+                operation: Operation::Delete,
+                resource: res,
+                subresource: None,
+                namespace: ns.to_owned(),
+                name: name.to_owned(),
+                object: None,
+                old_object: Some(cur.clone()),
+                user: ctx.user.clone(),
+                dry_run: opts.dry_run,
+            })
+            .await?;
+        let mut next = cur.clone();
+        let mut finalizers = meta::finalizers(&cur);
+        let propagation = opts
+            .propagation
+            .clone()
+            .unwrap_or_else(|| default_propagation(res).into());
+        let already_deleting = meta::field(&cur, "deletionTimestamp").is_some();
+        match propagation.as_str() {
+            "Orphan" if !finalizers.iter().any(|f| f == "orphan") => {
+                finalizers.push("orphan".into())
+            }
+            "Foreground" if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                finalizers.push("foregroundDeletion".into())
+            }
+            _ => {}
+        }
+        // Foreground and orphan finalizers are only added by a delete that starts the
+        // deletion; Background removes none but adds none.
+        if propagation == "Background" {
+            finalizers.retain(|f| f != "orphan" || meta::finalizers(&cur).contains(f));
+        }
+        let grace = graceful_period(res, &cur, opts.grace);
+        let must_wait = !finalizers.is_empty() || grace > 0;
+        if !must_wait {
+            if opts.dry_run {
+                return Ok(deleted_reply(res, &cur));
+            }
+            match ctx.api.registry.delete(res, &cur, cur_rv).await {
+                Ok(rev) => {
+                    ctx.api.after_delete(res, &cur).await;
+                    let mut gone = cur.clone();
+                    meta::set_rv(&mut gone, rev);
+                    return Ok(deleted_reply(res, &gone));
+                }
+                Err(ApiError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        // Graceful: mark the object and let its finalizers or its kubelet finish.
+        meta::set_finalizers(&mut next, &finalizers);
+        let m = meta::meta_mut(&mut next);
+        if !already_deleting {
+            let now = meta::unix_now();
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(meta::rfc3339(now + grace)),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        } else if grace == 0
+            || m.get("deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|g| g > grace)
+        {
+            // A shorter grace period may shorten a deletion already under way.
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(meta::rfc3339(meta::unix_now() + grace)),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        }
+        if res.kind == "Pod" {
+            if let Some(s) = next.get_mut("spec").and_then(Value::as_object_mut) {
+                if grace >= 0
+                    && s.contains_key("terminationGracePeriodSeconds")
+                    && !already_deleting
+                {
+                    s.insert("terminationGracePeriodSeconds".into(), json!(grace));
+                }
+            }
+        }
+        if opts.dry_run {
+            return Ok(Reply::ok(next));
+        }
+        if next == cur {
+            return Ok(Reply::ok(cur));
+        }
+        match ctx.api.registry.update(res, &next, cur_rv).await {
+            Ok(stored) => return Ok(Reply::ok(stored)),
+            Err(ApiError::Conflict { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::stale(&res.gr(), name))
+}
+
+/// The grace period of a delete: only pods bound to a node wait for their kubelet.
+fn graceful_period(res: &Resource, obj: &Value, asked: Option<i64>) -> i64 {
+    if res.kind != "Pod" {
+        return 0;
+    }
+    let scheduled = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !scheduled || finished {
+        return 0;
+    }
+    let g = asked
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
+        .unwrap_or(30);
+    // Upstream turns 0 into 1 unless forced; kubectl --force --grace-period=0 sends 0,
+    // which deletes at once.
+    g.max(0)
+}
+
+fn deleted_reply(res: &Resource, obj: &Value) -> Reply {
+    if returns_deleted_object(res.kind) {
+        return Reply::ok(to_request_version(res, obj));
+    }
+    let mut details = serde_json::Map::new();
+    details.insert("name".into(), json!(meta::name(obj)));
+    if !res.group.is_empty() {
+        details.insert("group".into(), json!(res.group));
+    }
+    details.insert("kind".into(), json!(res.plural));
+    details.insert("uid".into(), json!(meta::field(obj, "uid").unwrap_or("")));
+    Reply::ok(json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    }))
+}
+
+/// DELETE a collection: every object the selectors match.
+pub async fn delete_collection(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
+    let opts = delete_options(ctx, body)?;
+    let list = list_objects(ctx).await?;
+    let mut deleted = Vec::new();
+    for o in &list.items {
+        match delete_one(ctx, meta::namespace(o), meta::name(o), &opts).await {
+            Ok(_) | Err(ApiError::NotFound { .. }) => deleted.push(o.clone()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Reply::ok(list_body(
+        ctx.res,
+        &ListResult {
+            items: deleted,
+            rv: list.rv,
+            cont: None,
+            remaining: None,
+        },
+    )))
+}
+
+/// The Scale of a workload.
+fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let selector = match res.kind {
+        "ReplicationController" => obj
+            .pointer("/spec/selector")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default(),
+        _ => label_selector_string(obj.pointer("/spec/selector").unwrap_or(&Value::Null)),
+    };
+    let mut metadata = serde_json::Map::new();
+    for f in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = obj.pointer(&format!("/metadata/{f}")) {
+            metadata.insert(f.into(), v.clone());
+        }
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+/// A metav1.LabelSelector as its string form (`a=b,c in (d)`).
+pub fn label_selector_string(sel: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in ml {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
+        }
+    }
+    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+        for e in exprs {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let vals: Vec<&str> = e
+                .get("values")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
+                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
+                "Exists" => parts.push(key.to_owned()),
+                "DoesNotExist" => parts.push(format!("!{key}")),
+                _ => {}
+            }
+        }
+    }
+    parts.sort();
+    parts.join(",")
+}
+
+/// GET, PUT and PATCH on `/scale`.
+pub async fn scale(
+    ctx: &Ctx<'_>,
+    method: &str,
+    body: &Bytes,
+    content_type: &str,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let ns = ctx.ns().to_owned();
+    let name = ctx.name().to_owned();
+    let cur = ctx.api.registry.get(res, &ns, &name).await?;
+    if method == "GET" {
+        return Ok(Reply::ok(scale_of(res, &cur)));
+    }
+    let dry_run = ctx.dry_run()?;
+    let mut scale = scale_of(res, &cur);
+    let asked = if method == "PUT" {
+        parse_json(body)?
+    } else {
+        let p = parse_json(body)?;
+        match content_type {
+            "application/json-patch+json" => {
+                crate::patch::json_patch(&mut scale, &p).map_err(ApiError::BadRequest)?
+            }
+            _ => crate::patch::merge(&mut scale, &p),
+        }
+        scale.clone()
+    };
+    let replicas = match asked.pointer("/spec/replicas") {
+        None => 0,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ApiError::BadRequest("Scale in version \"v1\" cannot be handled as a Scale: json: cannot unmarshal string into Go struct field ScaleSpec.spec.replicas of type int32".into())
+        })?,
+    };
+    if replicas < 0 {
+        return Err(ApiError::Invalid {
+            group: "autoscaling".into(),
+            kind: "Scale".into(),
+            name: name.clone(),
+            causes: vec![FieldError::invalid(
+                "spec.replicas",
+                json!(replicas),
+                "must be greater than or equal to 0",
+            )],
+        });
+    }
+    let precondition = asked
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let stored = ctx
+        .api
+        .registry
+        .guaranteed_update(res, &ns, &name, |mut o| {
+            if let Some(p) = &precondition {
+                if meta::field(&o, "resourceVersion") != Some(p.as_str()) {
+                    return Err(ApiError::stale(&res.gr(), &name));
+                }
+            }
+            if o.pointer("/spec/replicas") == Some(&json!(replicas)) {
+                return Ok(None);
+            }
+            let old = o.clone();
+            o["spec"]["replicas"] = json!(replicas);
+            crate::strategy::prepare_for_update(res, &mut o, &old);
+            if dry_run {
+                return Err(ApiError::Internal(String::new()));
+            }
+            Ok(Some(o))
+        })
+        .await;
+    match stored {
+        Ok(o) => Ok(Reply::ok(scale_of(res, &o))),
+        Err(ApiError::Internal(m)) if m.is_empty() && dry_run => {
+            let mut o = cur.clone();
+            o["spec"]["replicas"] = json!(replicas);
+            Ok(Reply::ok(scale_of(res, &o)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// GET on `/status`: the object.
+pub async fn get_status(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
+    get(ctx).await
+}
+
+/// POST to `pods/<name>/binding` or `bindings`: assigns a pod to a node.
+pub async fn bind(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
+    let b = parse_json(body)?;
+    let pod_name = ctx
+        .info
+        .name
+        .clone()
+        .or_else(|| meta::field(&b, "name").map(str::to_owned))
+        .unwrap_or_default();
+    let node = b
+        .pointer("/target/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let pods = crate::catalog::catalog()
+        .get("", "v1", "pods")
+        .expect("pods");
+    if node.is_empty() {
+        return Err(ApiError::Invalid {
+            group: String::new(),
+            kind: "Binding".into(),
+            name: pod_name,
+            causes: vec![FieldError::required("target.name", "")],
+        });
+    }
+    let ns = ctx.ns().to_owned();
+    ctx.api
+        .registry
+        .guaranteed_update(pods, &ns, &pod_name, |mut p| {
+            if meta::field(&p, "deletionTimestamp").is_some() {
+                return Err(ApiError::Conflict {
+                    resource: pods.gr(),
+                    name: pod_name.clone(),
+                    message: format!("pod {pod_name} is being deleted, cannot be assigned to a host"),
+                });
+            }
+            let cur = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+            if !cur.is_empty() {
+                return Err(ApiError::Conflict {
+                    resource: pods.gr(),
+                    name: pod_name.clone(),
+                    message: format!("pod {pod_name} is already assigned to node {cur:?}"),
+                });
+            }
+            p["spec"]["nodeName"] = json!(node);
+            let conds = p["status"]["conditions"].as_array().cloned().unwrap_or_default();
+            let mut conds: Vec<Value> = conds.into_iter().filter(|c| c["type"] != "PodScheduled").collect();
+            conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": meta::now()}));
+            p["status"]["conditions"] = json!(conds);
+            Ok(Some(p))
+        })
+        .await?;
+    Ok(Reply::created(json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
+    })))
+}

@@ -1,0 +1,132 @@
+//! `kube-apiserver`'s flags, with upstream's names and defaults.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// kube-apiserver flags.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "kube-apiserver",
+    about = "The Kubernetes API server validates and configures data for the api objects which include pods, services, replicationcontrollers, and others."
+)]
+pub struct Options {
+    /// List of etcd servers to connect with (scheme://ip:port), comma separated. Without
+    /// it, the store runs in-process as a single member under --data-dir.
+    #[arg(long = "etcd-servers", value_delimiter = ',')]
+    pub etcd_servers: Vec<String>,
+    /// The prefix to prepend to all resource paths in etcd.
+    #[arg(long = "etcd-prefix", default_value = "/registry")]
+    pub etcd_prefix: String,
+    /// SSL Certificate Authority file used to secure etcd communication.
+    #[arg(long = "etcd-cafile")]
+    pub etcd_cafile: Option<PathBuf>,
+    /// SSL certification file used to secure etcd communication.
+    #[arg(long = "etcd-certfile")]
+    pub etcd_certfile: Option<PathBuf>,
+    /// SSL key file used to secure etcd communication.
+    #[arg(long = "etcd-keyfile")]
+    pub etcd_keyfile: Option<PathBuf>,
+    /// Where the embedded store keeps its data when --etcd-servers is not given.
+    #[arg(long = "data-dir", default_value = "/var/lib/keelson/apiserver")]
+    pub data_dir: PathBuf,
+    /// The port on which to serve HTTPS with authentication and authorization.
+    #[arg(long = "secure-port", default_value_t = 6443)]
+    pub secure_port: u16,
+    /// The IP address on which to listen for the --secure-port port.
+    #[arg(long = "bind-address", default_value = "0.0.0.0")]
+    pub bind_address: String,
+    /// The IP address on which to advertise the apiserver to members of the cluster.
+    #[arg(long = "advertise-address")]
+    pub advertise_address: Option<String>,
+    /// The directory where the TLS certs are located. Ignored if --tls-cert-file and
+    /// --tls-private-key-file are provided.
+    #[arg(long = "cert-dir", default_value = "/var/run/kubernetes")]
+    pub cert_dir: PathBuf,
+    /// File containing the default x509 Certificate for HTTPS.
+    #[arg(long = "tls-cert-file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file.
+    #[arg(long = "tls-private-key-file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// A CIDR notation IP range from which to assign service cluster IPs.
+    #[arg(long = "service-cluster-ip-range", default_value = "10.0.0.0/24")]
+    pub service_cluster_ip_range: String,
+    /// A port range to reserve for services with NodePort visibility.
+    #[arg(long = "service-node-port-range", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+    /// The maximum number of non-mutating requests in flight at a given time.
+    #[arg(long = "max-requests-inflight", default_value_t = 400)]
+    pub max_requests_inflight: usize,
+    /// The maximum number of mutating requests in flight at a given time.
+    #[arg(long = "max-mutating-requests-inflight", default_value_t = 200)]
+    pub max_mutating_requests_inflight: usize,
+    /// An optional field indicating the duration a handler must keep a request open
+    /// before timing it out (e.g. 60s, 1m).
+    #[arg(long = "request-timeout", default_value = "1m0s", value_parser = parse_duration)]
+    pub request_timeout: std::time::Duration,
+    /// The minimum number of seconds a handler must keep a request open before timing
+    /// it out; watches pick a random timeout from [this, 2x this).
+    #[arg(long = "min-request-timeout", default_value_t = 1800)]
+    pub min_request_timeout: u64,
+    /// If set, the file that will be used to secure the secure port of the API server
+    /// via token authentication.
+    #[arg(long = "token-auth-file")]
+    pub token_auth_file: Option<PathBuf>,
+}
+
+/// Parses Go-style durations: `60s`, `1m0s`, `1h`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = s.chars().peekable();
+    if s.is_empty() {
+        return Err("invalid duration \"\"".into());
+    }
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let mut unit = c.to_string();
+        while let Some(&n) = chars.peek() {
+            if n.is_ascii_alphabetic() || n == 'µ' {
+                unit.push(n);
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+        num.clear();
+        total += v * match unit.as_str() {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
+        };
+    }
+    if !num.is_empty() {
+        if num == "0" {
+            return Ok(std::time::Duration::ZERO);
+        }
+        return Err(format!("missing unit in duration {s:?}"));
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1m0s").unwrap().as_secs(), 60);
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5400);
+        assert!(parse_duration("10").is_err());
+    }
+}

@@ -1,0 +1,333 @@
+//! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), and strategic
+//! merge patch with the patch strategies and merge keys of the OpenAPI definitions.
+
+use serde_json::{Map, Value};
+
+use crate::catalog::Resource;
+use crate::schema::Schema;
+
+/// Applies an RFC 7386 merge patch.
+pub fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if v.is_null() {
+            t.remove(k);
+        } else {
+            merge(t.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+fn unescape(tok: &str) -> String {
+    tok.replace("~1", "/").replace("~0", "~")
+}
+
+fn parent<'a>(doc: &'a mut Value, path: &str) -> Result<(&'a mut Value, String), String> {
+    if !path.starts_with('/') {
+        return Err(format!(
+            "add operation does not apply: doc is missing path: {path:?}"
+        ));
+    }
+    let toks: Vec<String> = path[1..].split('/').map(unescape).collect();
+    let (last, init) = toks.split_last().expect("non-empty");
+    let mut cur = doc;
+    for t in init {
+        cur = match cur {
+            Value::Object(m) => m.get_mut(t),
+            Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("doc is missing path: {path:?}: missing value"))?;
+    }
+    Ok((cur, last.clone()))
+}
+
+fn get_path<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    if path.is_empty() {
+        return Some(doc);
+    }
+    doc.pointer(path)
+}
+
+fn op_add(doc: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    if path.is_empty() {
+        *doc = value;
+        return Ok(());
+    }
+    let (p, last) = parent(doc, path)?;
+    match p {
+        Value::Object(m) => {
+            m.insert(last, value);
+            Ok(())
+        }
+        Value::Array(a) => {
+            let i = if last == "-" {
+                a.len()
+            } else {
+                last.parse::<usize>().map_err(|_| {
+                    format!("add operation does not apply: doc is missing path: {path:?}")
+                })?
+            };
+            if i > a.len() {
+                return Err(format!(
+                    "add operation does not apply: doc is missing path: {path:?}"
+                ));
+            }
+            a.insert(i, value);
+            Ok(())
+        }
+        _ => Err(format!(
+            "add operation does not apply: doc is missing path: {path:?}"
+        )),
+    }
+}
+
+fn op_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
+    let (p, last) = parent(doc, path)?;
+    let missing = || format!("remove operation does not apply: doc is missing path: {path:?}");
+    match p {
+        Value::Object(m) => m.remove(&last).ok_or_else(missing),
+        Value::Array(a) => {
+            let i = last.parse::<usize>().map_err(|_| missing())?;
+            if i >= a.len() {
+                return Err(missing());
+            }
+            Ok(a.remove(i))
+        }
+        _ => Err(missing()),
+    }
+}
+
+/// Applies an RFC 6902 JSON patch, all or nothing.
+pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
+    let ops = patch.as_array().ok_or_else(|| {
+        "json: cannot unmarshal object into Go value of type jsonpatch.Patch".to_owned()
+    })?;
+    let mut work = doc.clone();
+    for op in ops {
+        let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
+        let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+        let value = op.get("value").cloned();
+        match kind {
+            "add" => op_add(&mut work, path, value.ok_or("missing value")?)?,
+            "remove" => {
+                op_remove(&mut work, path)?;
+            }
+            "replace" => {
+                if get_path(&work, path).is_none() {
+                    return Err(format!(
+                        "replace operation does not apply: doc is missing key: {path}: missing value"
+                    ));
+                }
+                op_remove(&mut work, path).ok();
+                op_add(&mut work, path, value.ok_or("missing value")?)?;
+            }
+            "move" | "copy" => {
+                let from = op.get("from").and_then(Value::as_str).unwrap_or("");
+                let v = get_path(&work, from).cloned().ok_or_else(|| {
+                    format!("{kind} operation does not apply: doc is missing from path: {from}")
+                })?;
+                if kind == "move" {
+                    op_remove(&mut work, from)?;
+                }
+                op_add(&mut work, path, v)?;
+            }
+            "test" => {
+                let have = get_path(&work, path);
+                if have != value.as_ref() {
+                    return Err(format!("testing value {path} failed: test failed"));
+                }
+            }
+            other => return Err(format!("Unexpected kind: {other}")),
+        }
+    }
+    *doc = work;
+    Ok(())
+}
+
+/// Applies a strategic merge patch to an object of `res`'s kind.
+pub fn strategic(
+    schema: &Schema,
+    res: &Resource,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), String> {
+    let def = schema.definition_for(res.group, res.version, res.kind);
+    smp(schema, def.as_deref(), target, patch)
+}
+
+fn smp(
+    schema: &Schema,
+    def: Option<&str>,
+    target: &mut Value,
+    patch: &Value,
+) -> Result<(), String> {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return Ok(());
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut clean = p.clone();
+        clean.remove("$patch");
+        *target = Value::Object(clean);
+        return Ok(());
+    }
+    if p.get("$patch").and_then(Value::as_str) == Some("delete") {
+        *target = Value::Null;
+        return Ok(());
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let retain: Option<Vec<String>> = p.get("$retainKeys").and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect()
+    });
+    let t = target.as_object_mut().expect("object");
+    if let Some(keep) = &retain {
+        t.retain(|k, _| keep.contains(k));
+    }
+    for (k, v) in p {
+        if k.starts_with('$') {
+            if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/") {
+                if let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list), v.as_array()) {
+                    cur.retain(|x| !del.contains(x));
+                }
+            }
+            continue;
+        }
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        let field = def.and_then(|d| schema.field(d, k));
+        match (v, field) {
+            (Value::Array(items), Some(f)) if f.strategy.contains("merge") => {
+                let cur = t.entry(k.clone()).or_insert(Value::Array(Vec::new()));
+                if !cur.is_array() {
+                    *cur = Value::Array(Vec::new());
+                }
+                let cur = cur.as_array_mut().expect("array");
+                match &f.merge_key {
+                    Some(key) => {
+                        for item in items {
+                            let directive = item.get("$patch").and_then(Value::as_str);
+                            let kv = item.get(key.as_str());
+                            let pos = cur
+                                .iter()
+                                .position(|c| c.get(key.as_str()) == kv && kv.is_some());
+                            match (directive, pos) {
+                                (Some("delete"), Some(i)) => {
+                                    cur.remove(i);
+                                }
+                                (Some("delete"), None) => {}
+                                (_, Some(i)) => {
+                                    smp(schema, f.items_ref.as_deref(), &mut cur[i], item)?
+                                }
+                                (_, None) => {
+                                    let mut fresh = Value::Object(Map::new());
+                                    smp(schema, f.items_ref.as_deref(), &mut fresh, item)?;
+                                    cur.push(fresh);
+                                }
+                            }
+                        }
+                        if let Some(order) = p
+                            .get(&format!("$setElementOrder/{k}"))
+                            .and_then(Value::as_array)
+                        {
+                            let mut sorted = Vec::new();
+                            for o in order {
+                                if let Some(i) = cur
+                                    .iter()
+                                    .position(|c| c.get(key.as_str()) == o.get(key.as_str()))
+                                {
+                                    sorted.push(cur.remove(i));
+                                }
+                            }
+                            sorted.append(cur);
+                            *cur = sorted;
+                        }
+                    }
+                    None => {
+                        for item in items {
+                            if !cur.contains(item) {
+                                cur.push(item.clone());
+                            }
+                        }
+                    }
+                }
+            }
+            (Value::Object(_), f) => {
+                let sub = f.and_then(|f| f.reference.clone());
+                let slot = t.entry(k.clone()).or_insert(Value::Null);
+                smp(schema, sub.as_deref(), slot, v)?;
+                if slot.is_null() {
+                    t.remove(k);
+                }
+            }
+            _ => {
+                t.insert(k.clone(), strip_directives(v));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn strip_directives(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(k, _)| !k.starts_with('$'))
+                .map(|(k, v)| (k.clone(), strip_directives(v)))
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_patch() {
+        let mut d = json!({"a": 1, "b": {"c": 2, "d": 3}});
+        merge(&mut d, &json!({"a": null, "b": {"c": 5}, "e": [1]}));
+        assert_eq!(d, json!({"b": {"c": 5, "d": 3}, "e": [1]}));
+    }
+
+    #[test]
+    fn json_patch_ops() {
+        let mut d = json!({"a": [1, 2], "b": "x"});
+        json_patch(
+            &mut d,
+            &json!([
+                {"op": "add", "path": "/a/-", "value": 3},
+                {"op": "replace", "path": "/b", "value": "y"},
+                {"op": "test", "path": "/b", "value": "y"},
+                {"op": "move", "from": "/b", "path": "/c"},
+            ]),
+        )
+        .unwrap();
+        assert_eq!(d, json!({"a": [1, 2, 3], "c": "y"}));
+        let before = d.clone();
+        assert!(
+            json_patch(
+                &mut d,
+                &json!([{"op": "remove", "path": "/c"}, {"op": "test", "path": "/a", "value": 1}])
+            )
+            .is_err()
+        );
+        assert_eq!(d, before, "a failed patch changes nothing");
+    }
+}

@@ -1,0 +1,713 @@
+//! HTTPS serving and the request path, in upstream's filter order: authentication,
+//! in-flight limits, authorization, then the handler (which runs admission and
+//! storage). Non-resource paths (discovery, OpenAPI, health, version, metrics) are
+//! served here too. Every error leaves through [`ApiError::to_status`].
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::api::Api;
+use crate::authn::{Authenticator, UserInfo};
+use crate::cache::Notice;
+use crate::catalog::{Resource, catalog};
+use crate::error::ApiError;
+use crate::handlers::{self, Ctx, Reply};
+use crate::metrics::Metrics;
+use crate::request::{self, Query, RequestInfo};
+use crate::table::{self, IncludeObject};
+
+/// The largest request body upstream accepts (3 MiB).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What the serving loop shares.
+pub struct Server {
+    /// The API.
+    pub api: Arc<Api>,
+    /// Authentication.
+    pub authn: Authenticator,
+    /// Non-mutating in-flight slots (`--max-requests-inflight`).
+    pub readonly: Semaphore,
+    /// Mutating in-flight slots (`--max-mutating-requests-inflight`).
+    pub mutating: Semaphore,
+    /// `--request-timeout`.
+    pub request_timeout: Duration,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness: set once bootstrap is done.
+    pub ready: std::sync::atomic::AtomicBool,
+}
+
+fn json_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn respond(code: u16, body: &Value, content_type: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(json_bytes(body)));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
+    );
+    r
+}
+
+/// An error as a Status reply.
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let mut r = respond(e.code(), &e.to_status(), "application/json");
+    if matches!(
+        e,
+        ApiError::TooManyRequests | ApiError::TooLargeResourceVersion { .. }
+    ) {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+fn text(code: u16, body: String) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    r
+}
+
+/// Whether the Accept header asks for a Table, and which version.
+fn wants_table(accept: &str) -> bool {
+    accept.split(',').any(|p| {
+        let ps: Vec<&str> = p.split(';').map(str::trim).collect();
+        ps.contains(&"as=Table")
+            && ps.contains(&"g=meta.k8s.io")
+            && (ps.contains(&"v=v1") || ps.contains(&"v=v1beta1"))
+    })
+}
+
+fn accepts_json(accept: &str) -> bool {
+    accept.is_empty()
+        || accept.split(',').any(|p| {
+            let ps: Vec<&str> = p.split(';').map(str::trim).collect();
+            matches!(
+                ps[0],
+                "application/json"
+                    | "*/*"
+                    | "application/*"
+                    | "application/yaml"
+                    | "application/vnd.kubernetes.protobuf"
+            ) && !ps.iter().any(|x| x.starts_with("as="))
+        })
+}
+
+/// The version information `/version` reports.
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": "33",
+        "emulationMajor": "1",
+        "emulationMinor": "33",
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "32",
+        "gitVersion": "v1.33.0-keelson",
+        "gitCommit": option_env!("KEELSON_GIT_COMMIT").unwrap_or("0000000000000000000000000000000000000000"),
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-23T00:00:00Z",
+        "goVersion": "go1.24.2",
+        "compiler": "gc",
+        "platform": format!("linux/{}", if cfg!(target_arch = "aarch64") { "arm64" } else { "amd64" }),
+    })
+}
+
+fn is_long_running(info: &RequestInfo) -> bool {
+    info.verb == "watch"
+        || matches!(
+            info.subresource.as_deref(),
+            Some("log" | "exec" | "attach" | "portforward" | "proxy")
+        )
+}
+
+impl Server {
+    /// Handles one request.
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let method = req.method().as_str().to_owned();
+        let path = req.uri().path().to_owned();
+        let query = Query::parse(req.uri().query());
+        let info = request::parse(&method, &path, &query);
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // Health and version are open to everyone, as upstream's
+        // system:public-info-viewer role makes them.
+        let public = matches!(
+            path.as_str(),
+            "/healthz" | "/livez" | "/readyz" | "/version"
+        ) || path.starts_with("/healthz/")
+            || path.starts_with("/livez/")
+            || path.starts_with("/readyz/");
+        let user = self.authn.authenticate(auth.as_deref());
+        let user = match (user, public) {
+            (Some(u), _) => u,
+            (None, true) => UserInfo {
+                name: "system:anonymous".into(),
+                uid: String::new(),
+                groups: vec!["system:unauthenticated".into()],
+            },
+            (None, false) => {
+                tracing::debug!(path, "unauthenticated request");
+                return error_response(&ApiError::Unauthorized);
+            }
+        };
+        let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
+        let long = is_long_running(&info);
+        let _permit = if long {
+            None
+        } else {
+            let sem = if mutating {
+                &self.mutating
+            } else {
+                &self.readonly
+            };
+            match sem.try_acquire() {
+                Ok(p) => Some(p),
+                Err(_) => return error_response(&ApiError::TooManyRequests),
+            }
+        };
+        let kind = if mutating { "mutating" } else { "readOnly" };
+        self.metrics.inflight.with_label_values(&[kind]).inc();
+        let resp = if long {
+            self.clone().route(req, &info, &query, &user).await
+        } else {
+            match tokio::time::timeout(self.request_timeout, self.clone().route(req, &info, &query, &user)).await {
+                Ok(r) => r,
+                Err(_) => error_response(&ApiError::Timeout(
+                    "Timeout: request did not complete within requested timeout - context deadline exceeded".into(),
+                )),
+            }
+        };
+        self.metrics.inflight.with_label_values(&[kind]).dec();
+        if info.is_resource {
+            self.metrics
+                .observe(&info, resp.status().as_u16(), start.elapsed());
+        }
+        resp
+    }
+
+    async fn route(
+        self: Arc<Self>,
+        req: Request<hyper::body::Incoming>,
+        info: &RequestInfo,
+        query: &Query,
+        user: &UserInfo,
+    ) -> Response<Body> {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        let path = info.path.as_str();
+        if !info.is_resource {
+            return self
+                .non_resource(req.method().as_str(), path, query, &accept)
+                .await;
+        }
+        let Some(res) = catalog().get(&info.group, &info.version, &info.resource) else {
+            return error_response(&ApiError::NoRoute);
+        };
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        let body = match read_body(req.into_body()).await {
+            Ok(b) => b,
+            Err(e) => return error_response(&e),
+        };
+        let ctx = Ctx {
+            api: &self.api,
+            info,
+            res,
+            query,
+            user,
+        };
+        if info.verb == "watch" {
+            return match handlers::watch(&ctx).await {
+                Ok(w) => watch_response(
+                    w,
+                    wants_table(&accept),
+                    IncludeObject::parse(query.get("includeObject")),
+                    self.metrics.clone(),
+                ),
+                Err(e) => error_response(&e),
+            };
+        }
+        let result = dispatch(&ctx, &body, &content_type).await;
+        match result {
+            Ok(reply) => self.render(res, info, query, &accept, reply),
+            Err(e) => error_response(&e),
+        }
+    }
+
+    fn render(
+        &self,
+        res: &Resource,
+        info: &RequestInfo,
+        query: &Query,
+        accept: &str,
+        reply: Reply,
+    ) -> Response<Body> {
+        let is_object = reply.body.get("kind").and_then(Value::as_str) != Some("Status");
+        let mut resp = if wants_table(accept)
+            && is_object
+            && matches!(info.verb.as_str(), "get" | "list")
+            && info.subresource.is_none()
+        {
+            let include = IncludeObject::parse(query.get("includeObject"));
+            let items: Vec<Value> = if info.verb == "list" {
+                reply.body["items"].as_array().cloned().unwrap_or_default()
+            } else {
+                vec![reply.body.clone()]
+            };
+            let rv = reply
+                .body
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let cont = reply
+                .body
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            // Rows of a list carry the full object with its kind, as upstream.
+            let items: Vec<Value> = items
+                .into_iter()
+                .map(|mut o| {
+                    if let Some(m) = o.as_object_mut() {
+                        m.entry("kind").or_insert(json!(res.kind));
+                        m.entry("apiVersion").or_insert(json!(res.api_version()));
+                    }
+                    o
+                })
+                .collect();
+            respond(
+                reply.code,
+                &table::table(res.kind, &items, rv, cont, include),
+                "application/json",
+            )
+        } else if !accepts_json(accept) && !wants_table(accept) {
+            return error_response(&ApiError::NotAcceptable(
+                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
+            ));
+        } else {
+            respond(reply.code, &reply.body, "application/json")
+        };
+        for w in &reply.warnings {
+            if let Ok(v) = HeaderValue::from_str(&format!("299 - {:?}", w)) {
+                resp.headers_mut().append("warning", v);
+            }
+        }
+        resp
+    }
+
+    async fn non_resource(
+        &self,
+        method: &str,
+        path: &str,
+        query: &Query,
+        accept: &str,
+    ) -> Response<Body> {
+        if method != "GET" && method != "HEAD" {
+            return error_response(&ApiError::MethodNotAllowed);
+        }
+        let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match parts.as_slice() {
+            ["version"] => respond(200, &version_info(), "application/json"),
+            ["healthz" | "livez" | "readyz", rest @ ..] => self.health(parts[0], rest, query),
+            ["metrics"] => {
+                self.metrics.refresh_storage(&self.api);
+                text(200, component_base::metrics::render(&self.metrics.registry))
+            }
+            ["api"] => {
+                if crate::discovery::wants_aggregated(accept) {
+                    respond(
+                        200,
+                        &crate::discovery::aggregated(true),
+                        crate::discovery::AGGREGATED,
+                    )
+                } else {
+                    respond(
+                        200,
+                        &crate::discovery::api_versions(&self.api.config.advertise),
+                        "application/json",
+                    )
+                }
+            }
+            ["apis"] => {
+                if crate::discovery::wants_aggregated(accept) {
+                    respond(
+                        200,
+                        &crate::discovery::aggregated(false),
+                        crate::discovery::AGGREGATED,
+                    )
+                } else {
+                    respond(200, &crate::discovery::api_group_list(), "application/json")
+                }
+            }
+            ["api", v] => match crate::discovery::resource_list("", v) {
+                Some(l) => respond(200, &l, "application/json"),
+                None => error_response(&ApiError::NoRoute),
+            },
+            ["apis", g] => match crate::discovery::api_group(g) {
+                Some(l) => respond(200, &l, "application/json"),
+                None => error_response(&ApiError::NoRoute),
+            },
+            ["apis", g, v] => match crate::discovery::resource_list(g, v) {
+                Some(l) => respond(200, &l, "application/json"),
+                None => error_response(&ApiError::NoRoute),
+            },
+            ["openapi", "v2"] => {
+                if accept.contains("protobuf") && !accept.contains("json") {
+                    return error_response(&ApiError::NotAcceptable(
+                        "only the following media types are accepted: application/json".into(),
+                    ));
+                }
+                respond(
+                    200,
+                    &crate::openapi::v2_document(self.api.schema),
+                    "application/json",
+                )
+            }
+            ["openapi", "v3"] => respond(
+                200,
+                &crate::openapi::v3_index(OPENAPI_HASH),
+                "application/json",
+            ),
+            ["openapi", "v3", "api", v] => {
+                match crate::openapi::v3_document(self.api.schema, "", v) {
+                    Some(d) => openapi_response(&d),
+                    None => error_response(&ApiError::NoRoute),
+                }
+            }
+            ["openapi", "v3", "apis", g, v] => {
+                match crate::openapi::v3_document(self.api.schema, g, v) {
+                    Some(d) => openapi_response(&d),
+                    None => error_response(&ApiError::NoRoute),
+                }
+            }
+            _ => error_response(&ApiError::NoRoute),
+        }
+    }
+
+    fn health(&self, endpoint: &str, rest: &[&str], query: &Query) -> Response<Body> {
+        let ready = self.ready.load(std::sync::atomic::Ordering::SeqCst);
+        let mut checks: Vec<(&str, bool)> = vec![("ping", true), ("log", true), ("etcd", true)];
+        if endpoint == "readyz" {
+            checks.push(("etcd-readiness", true));
+            checks.push(("informer-sync", ready));
+            checks.push(("poststarthook/bootstrap-controller", ready));
+            checks.push(("shutdown", true));
+        }
+        checks.push(("poststarthook/start-apiextensions-informers", true));
+        checks.push(("poststarthook/rbac/bootstrap-roles", ready));
+        if let Some(one) = rest.first() {
+            let name = rest.join("/");
+            return match checks.iter().find(|(n, _)| *n == name) {
+                Some((_, true)) => text(200, "ok".into()),
+                Some((n, false)) => text(500, format!("internal server error: {n} check failed")),
+                None if *one == "" => text(200, "ok".into()),
+                None => error_response(&ApiError::NoRoute),
+            };
+        }
+        let ok = checks.iter().all(|(_, ok)| *ok);
+        if query.0.contains_key("verbose") {
+            let mut out = String::new();
+            for (n, good) in &checks {
+                out.push_str(&format!(
+                    "[{}]{n} {}\n",
+                    if *good { "+" } else { "-" },
+                    if *good {
+                        "ok"
+                    } else {
+                        "failed: reason withheld"
+                    }
+                ));
+            }
+            out.push_str(&format!(
+                "{endpoint} check {}\n",
+                if ok { "passed" } else { "failed" }
+            ));
+            return text(if ok { 200 } else { 500 }, out);
+        }
+        if ok {
+            text(200, "ok".into())
+        } else {
+            let failed: Vec<String> = checks
+                .iter()
+                .filter(|(_, g)| !g)
+                .map(|(n, _)| format!("[-]{n} failed: reason withheld"))
+                .collect();
+            text(
+                500,
+                format!("{}\n{endpoint} check failed", failed.join("\n")),
+            )
+        }
+    }
+}
+
+/// The hash in `/openapi/v3` URLs; stable for one build of the schema.
+const OPENAPI_HASH: &str = "keelson-v1.33.0";
+
+fn openapi_response(d: &Value) -> Response<Body> {
+    let mut r = respond(200, d, "application/json");
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, immutable"),
+    );
+    r.headers_mut().insert(
+        header::ETAG,
+        HeaderValue::from_static("\"keelson-v1.33.0\""),
+    );
+    r
+}
+
+async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::TooLarge(MAX_BODY))
+            } else {
+                Err(ApiError::BadRequest(format!(
+                    "error reading request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let info = ctx.info;
+    let verb = info.verb.as_str();
+    if res.namespaced
+        && info.namespace.is_none()
+        && !matches!(verb, "list" | "watch")
+        && res.plural != "namespaces"
+    {
+        return Err(ApiError::NoRoute);
+    }
+    let not_supported = || ApiError::MethodNotSupported {
+        resource: res.gr(),
+        verb: verb.to_owned(),
+    };
+    if let Some(sub) = info.subresource.as_deref() {
+        let Some(s) = res.subresource(sub) else {
+            return Err(ApiError::NoRoute);
+        };
+        let method = match verb {
+            "get" => "GET",
+            "update" => "PUT",
+            "patch" => "PATCH",
+            "create" => "POST",
+            "delete" => "DELETE",
+            _ => "",
+        };
+        if !s.verbs.contains(&verb) {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return match sub {
+            "status" => match verb {
+                "get" => handlers::get_status(ctx).await,
+                "update" => handlers::update(ctx, body, true).await,
+                "patch" => handlers::patch(ctx, body, content_type, true).await,
+                _ => Err(ApiError::MethodNotAllowed),
+            },
+            "scale" => handlers::scale(ctx, method, body, content_type).await,
+            "binding" => handlers::bind(ctx, body).await,
+            "eviction" => crate::eviction::evict(ctx, body).await,
+            "log" | "exec" | "attach" | "portforward" | "proxy" => {
+                Err(crate::nodes::no_kubelet(ctx).await)
+            }
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
+    if !res.has_verb(verb) && !(res.plural == "bindings" && verb == "create") {
+        return Err(not_supported());
+    }
+    if res.plural == "bindings" {
+        return handlers::bind(ctx, body).await;
+    }
+    match verb {
+        "get" => handlers::get(ctx).await.map(|mut r| {
+            r.body = handlers::to_request_version(res, &r.body);
+            r
+        }),
+        "list" => {
+            let l = handlers::list_objects(ctx).await?;
+            Ok(Reply {
+                code: 200,
+                body: handlers::list_body(res, &l),
+                warnings: Vec::new(),
+            })
+        }
+        "create" => handlers::create(ctx, body).await,
+        "update" => handlers::update(ctx, body, false).await,
+        "patch" => handlers::patch(ctx, body, content_type, false).await,
+        "delete" => handlers::delete(ctx, body).await,
+        "deletecollection" => handlers::delete_collection(ctx, body).await,
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn watch_response(
+    mut w: handlers::WatchStart,
+    table: bool,
+    include: IncludeObject,
+    metrics: Metrics,
+) -> Response<Body> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let res = w.res;
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + w.timeout;
+        let encode = |ty: &str, obj: Value| {
+            let obj = if table && ty != "BOOKMARK" && ty != "ERROR" {
+                table::table(res.kind, &[obj], None, None, include)
+            } else {
+                obj
+            };
+            let mut line =
+                serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
+            line.push(b'\n');
+            Bytes::from(line)
+        };
+        let backlog = std::mem::take(&mut w.backlog);
+        for n in &backlog {
+            if let Some((ty, obj)) = handlers::watch_event(&w, n) {
+                metrics.watch_event(res);
+                if tx.send(Ok(encode(ty.as_str(), obj))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut bookmark_tick = tokio::time::interval(Duration::from_secs(60));
+        bookmark_tick.tick().await;
+        let mut last_rv = 0u64;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = tx.closed() => return,
+                _ = bookmark_tick.tick(), if w.bookmarks => {
+                    if last_rv > 0 {
+                        let bm = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": last_rv.to_string()}});
+                        if tx.send(Ok(encode("BOOKMARK", bm))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                n = w.rx.recv() => match n {
+                    Ok(n) => {
+                        match &n {
+                            Notice::Progress(rv) => last_rv = *rv,
+                            Notice::Event(e) => last_rv = e.rv,
+                        }
+                        if let Some((ty, obj)) = handlers::watch_event(&w, &n) {
+                            metrics.watch_event(res);
+                            if tx.send(Ok(encode(ty.as_str(), obj))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Too slow: end the watch; the client re-watches from its last
+                        // resourceVersion, as with upstream's terminated slow watchers.
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut r = Response::new(Body::from_stream(stream.map(|b| b)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    r
+}
+
+/// Serves HTTPS on `addr` until `stop` resolves.
+pub async fn serve(
+    server: Arc<Server>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept");
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let server = server.clone();
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(server.handle(req).await) }
+            });
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+        });
+    }
+}

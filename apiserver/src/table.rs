@@ -1,0 +1,916 @@
+//! Server-side printing: `meta.k8s.io/v1` Tables with upstream's columns for each
+//! built-in kind (`pkg/printers/internalversion/printers.go`). Columns with priority 1
+//! are shown by `kubectl get -o wide` only.
+
+use serde_json::{Value, json};
+
+use crate::meta;
+
+type Cell = Value;
+
+fn s(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => String::new(),
+    }
+}
+
+fn or_none(x: String) -> Cell {
+    if x.is_empty() {
+        json!("<none>")
+    } else {
+        json!(x)
+    }
+}
+
+fn p<'a>(o: &'a Value, ptr: &str) -> Option<&'a Value> {
+    o.pointer(ptr)
+}
+
+fn int(o: &Value, ptr: &str) -> i64 {
+    p(o, ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+/// (name, type, format, description, priority)
+type Col = (&'static str, &'static str, &'static str, i64);
+
+const NAME: Col = ("Name", "string", "name", 0);
+const AGE: Col = ("Age", "string", "", 0);
+
+fn columns(kind: &str) -> Vec<Col> {
+    match kind {
+        "Pod" => vec![
+            NAME,
+            ("Ready", "string", "", 0),
+            ("Status", "string", "", 0),
+            ("Restarts", "string", "", 0),
+            AGE,
+            ("IP", "string", "", 1),
+            ("Node", "string", "", 1),
+            ("Nominated Node", "string", "", 1),
+            ("Readiness Gates", "string", "", 1),
+        ],
+        "Service" => vec![
+            NAME,
+            ("Type", "string", "", 0),
+            ("Cluster-IP", "string", "", 0),
+            ("External-IP", "string", "", 0),
+            ("Port(s)", "string", "", 0),
+            AGE,
+            ("Selector", "string", "", 1),
+        ],
+        "Deployment" => vec![
+            NAME,
+            ("Ready", "string", "", 0),
+            ("Up-to-date", "integer", "", 0),
+            ("Available", "integer", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        "ReplicaSet" | "ReplicationController" => vec![
+            NAME,
+            ("Desired", "integer", "", 0),
+            ("Current", "integer", "", 0),
+            ("Ready", "integer", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        "StatefulSet" => vec![
+            NAME,
+            ("Ready", "string", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+        ],
+        "DaemonSet" => vec![
+            NAME,
+            ("Desired", "integer", "", 0),
+            ("Current", "integer", "", 0),
+            ("Ready", "integer", "", 0),
+            ("Up-to-date", "integer", "", 0),
+            ("Available", "integer", "", 0),
+            ("Node Selector", "string", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        "Job" => vec![
+            NAME,
+            ("Status", "string", "", 0),
+            ("Completions", "string", "", 0),
+            ("Duration", "string", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        "CronJob" => vec![
+            NAME,
+            ("Schedule", "string", "", 0),
+            ("Timezone", "string", "", 0),
+            ("Suspend", "boolean", "", 0),
+            ("Active", "integer", "", 0),
+            ("Last Schedule", "string", "", 0),
+            AGE,
+            ("Containers", "string", "", 1),
+            ("Images", "string", "", 1),
+            ("Selector", "string", "", 1),
+        ],
+        "Node" => vec![
+            NAME,
+            ("Status", "string", "", 0),
+            ("Roles", "string", "", 0),
+            AGE,
+            ("Version", "string", "", 0),
+            ("Internal-IP", "string", "", 1),
+            ("External-IP", "string", "", 1),
+            ("OS-Image", "string", "", 1),
+            ("Kernel-Version", "string", "", 1),
+            ("Container-Runtime", "string", "", 1),
+        ],
+        "Namespace" => vec![NAME, ("Status", "string", "", 0), AGE],
+        "ConfigMap" => vec![NAME, ("Data", "integer", "", 0), AGE],
+        "Secret" => vec![
+            NAME,
+            ("Type", "string", "", 0),
+            ("Data", "integer", "", 0),
+            AGE,
+        ],
+        "ServiceAccount" => vec![NAME, ("Secrets", "integer", "", 0), AGE],
+        "Endpoints" => vec![NAME, ("Endpoints", "string", "", 0), AGE],
+        "Event" => vec![
+            ("Last Seen", "string", "", 0),
+            ("Type", "string", "", 0),
+            ("Reason", "string", "", 0),
+            ("Object", "string", "", 0),
+            ("Subobject", "string", "", 1),
+            ("Source", "string", "", 1),
+            ("Message", "string", "", 0),
+            ("First Seen", "string", "", 1),
+            ("Count", "string", "", 1),
+            NAME,
+        ],
+        "PersistentVolumeClaim" => vec![
+            NAME,
+            ("Status", "string", "", 0),
+            ("Volume", "string", "", 0),
+            ("Capacity", "string", "", 0),
+            ("Access Modes", "string", "", 0),
+            ("StorageClass", "string", "", 0),
+            ("VolumeAttributesClass", "string", "", 0),
+            AGE,
+            ("VolumeMode", "string", "", 1),
+        ],
+        "Lease" => vec![NAME, ("Holder", "string", "", 0), AGE],
+        "PriorityClass" => vec![
+            NAME,
+            ("Value", "integer", "", 0),
+            ("Global-Default", "boolean", "", 0),
+            AGE,
+            ("PreemptionPolicy", "string", "", 0),
+        ],
+        "StorageClass" => vec![
+            NAME,
+            ("Provisioner", "string", "", 0),
+            ("ReclaimPolicy", "string", "", 0),
+            ("VolumeBindingMode", "string", "", 0),
+            ("AllowVolumeExpansion", "string", "", 0),
+            AGE,
+        ],
+        "PodDisruptionBudget" => vec![
+            NAME,
+            ("Min Available", "string", "", 0),
+            ("Max Unavailable", "string", "", 0),
+            ("Allowed Disruptions", "integer", "", 0),
+            AGE,
+        ],
+        "Ingress" => vec![
+            NAME,
+            ("Class", "string", "", 0),
+            ("Hosts", "string", "", 0),
+            ("Address", "string", "", 0),
+            ("Ports", "string", "", 0),
+            AGE,
+        ],
+        "HorizontalPodAutoscaler" => vec![
+            NAME,
+            ("Reference", "string", "", 0),
+            ("Targets", "string", "", 0),
+            ("MinPods", "string", "", 0),
+            ("MaxPods", "integer", "", 0),
+            ("Replicas", "integer", "", 0),
+            AGE,
+        ],
+        "EndpointSlice" => vec![
+            NAME,
+            ("AddressType", "string", "", 0),
+            ("Ports", "string", "", 0),
+            ("Endpoints", "string", "", 0),
+            AGE,
+        ],
+        _ => vec![NAME, ("Created At", "date", "", 0)],
+    }
+}
+
+fn containers(spec: Option<&Value>) -> (String, String) {
+    let cs = spec
+        .and_then(|s| s.get("containers"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = cs.iter().map(|c| s(c.get("name"))).collect();
+    let images: Vec<String> = cs.iter().map(|c| s(c.get("image"))).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector(o: &Value) -> Cell {
+    or_none(crate::handlers::label_selector_string(
+        p(o, "/spec/selector").unwrap_or(&Value::Null),
+    ))
+}
+
+fn pod_status(o: &Value) -> String {
+    let mut reason = s(p(o, "/status/reason"));
+    if reason.is_empty() {
+        reason = s(p(o, "/status/phase"));
+    }
+    if let Some(cs) = p(o, "/status/containerStatuses").and_then(Value::as_array) {
+        for c in cs.iter().rev() {
+            if let Some(w) = p(c, "/state/waiting/reason").and_then(Value::as_str) {
+                reason = w.to_owned();
+            } else if let Some(t) = p(c, "/state/terminated/reason").and_then(Value::as_str) {
+                reason = t.to_owned();
+            }
+        }
+    }
+    if meta::field(o, "deletionTimestamp").is_some() {
+        reason = if p(o, "/status/reason").and_then(Value::as_str) == Some("NodeLost") {
+            "Unknown".into()
+        } else {
+            "Terminating".into()
+        };
+    }
+    reason
+}
+
+fn row(kind: &str, o: &Value) -> Vec<Cell> {
+    let name = json!(meta::name(o));
+    let age = json!(meta::age(o));
+    match kind {
+        "Pod" => {
+            let total = p(o, "/spec/containers")
+                .and_then(Value::as_array)
+                .map(Vec::len)
+                .unwrap_or(0);
+            let statuses = p(o, "/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ready = statuses
+                .iter()
+                .filter(|c| c.get("ready") == Some(&json!(true)))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
+                .sum();
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(pod_status(o)),
+                json!(restarts.to_string()),
+                age,
+                or_none(s(p(o, "/status/podIP"))),
+                or_none(s(p(o, "/spec/nodeName"))),
+                or_none(s(p(o, "/status/nominatedNodeName"))),
+                json!("<none>"),
+            ]
+        }
+        "Service" => {
+            let ty = s(p(o, "/spec/type"));
+            let ports = p(o, "/spec/ports")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let ports: Vec<String> = ports
+                .iter()
+                .map(|pt| {
+                    let np = pt.get("nodePort").and_then(Value::as_i64);
+                    match np {
+                        Some(np) => {
+                            format!("{}:{}/{}", s(pt.get("port")), np, s(pt.get("protocol")))
+                        }
+                        None => format!("{}/{}", s(pt.get("port")), s(pt.get("protocol"))),
+                    }
+                })
+                .collect();
+            let external = match ty.as_str() {
+                "ExternalName" => s(p(o, "/spec/externalName")),
+                "LoadBalancer" => {
+                    let ing: Vec<String> = p(o, "/status/loadBalancer/ingress")
+                        .and_then(Value::as_array)
+                        .map(|a| {
+                            a.iter()
+                                .map(|i| s(i.get("ip").or(i.get("hostname"))))
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    if ing.is_empty() {
+                        "<pending>".into()
+                    } else {
+                        ing.join(",")
+                    }
+                }
+                _ => p(o, "/spec/externalIPs")
+                    .and_then(Value::as_array)
+                    .map(|a| a.iter().map(|v| s(Some(v))).collect::<Vec<_>>().join(","))
+                    .unwrap_or_default(),
+            };
+            let sel = p(o, "/spec/selector").and_then(Value::as_object).map(|m| {
+                let mut v: Vec<String> = m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                    .collect();
+                v.sort();
+                v.join(",")
+            });
+            vec![
+                name,
+                json!(ty),
+                or_none(s(p(o, "/spec/clusterIP"))),
+                or_none(external),
+                or_none(ports.join(",")),
+                age,
+                or_none(sel.unwrap_or_default()),
+            ]
+        }
+        "Deployment" => {
+            let (c, i) = containers(p(o, "/spec/template/spec"));
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(o, "/status/readyReplicas"),
+                    int(o, "/spec/replicas")
+                )),
+                json!(int(o, "/status/updatedReplicas")),
+                json!(int(o, "/status/availableReplicas")),
+                age,
+                json!(c),
+                json!(i),
+                selector(o),
+            ]
+        }
+        "ReplicaSet" | "ReplicationController" => {
+            let (c, i) = containers(p(o, "/spec/template/spec"));
+            let sel = if kind == "ReplicationController" {
+                or_none(
+                    p(o, "/spec/selector")
+                        .and_then(Value::as_object)
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default(),
+                )
+            } else {
+                selector(o)
+            };
+            vec![
+                name,
+                json!(int(o, "/spec/replicas")),
+                json!(int(o, "/status/replicas")),
+                json!(int(o, "/status/readyReplicas")),
+                age,
+                json!(c),
+                json!(i),
+                sel,
+            ]
+        }
+        "StatefulSet" => {
+            let (c, i) = containers(p(o, "/spec/template/spec"));
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    int(o, "/status/readyReplicas"),
+                    int(o, "/spec/replicas")
+                )),
+                age,
+                json!(c),
+                json!(i),
+            ]
+        }
+        "DaemonSet" => {
+            let (c, i) = containers(p(o, "/spec/template/spec"));
+            let ns = p(o, "/spec/template/spec/nodeSelector")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(int(o, "/status/desiredNumberScheduled")),
+                json!(int(o, "/status/currentNumberScheduled")),
+                json!(int(o, "/status/numberReady")),
+                json!(int(o, "/status/updatedNumberScheduled")),
+                json!(int(o, "/status/numberAvailable")),
+                or_none(ns),
+                age,
+                json!(c),
+                json!(i),
+                selector(o),
+            ]
+        }
+        "Job" => {
+            let (c, i) = containers(p(o, "/spec/template/spec"));
+            let completions = p(o, "/spec/completions").and_then(Value::as_i64);
+            let succeeded = int(o, "/status/succeeded");
+            let comp = match completions {
+                Some(n) => format!("{succeeded}/{n}"),
+                None => format!("{succeeded}/1 of {}", int(o, "/spec/parallelism")),
+            };
+            let conds = p(o, "/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let has = |t: &str| {
+                conds
+                    .iter()
+                    .any(|c| c["type"] == t && c["status"] == "True")
+            };
+            let status = if has("Complete") {
+                "Complete"
+            } else if has("Failed") {
+                "Failed"
+            } else if meta::field(o, "deletionTimestamp").is_some() {
+                "Terminating"
+            } else if has("Suspended") {
+                "Suspended"
+            } else {
+                "Running"
+            };
+            let dur = match (
+                p(o, "/status/startTime")
+                    .and_then(Value::as_str)
+                    .and_then(meta::parse_rfc3339),
+                p(o, "/status/completionTime")
+                    .and_then(Value::as_str)
+                    .and_then(meta::parse_rfc3339),
+            ) {
+                (Some(s0), Some(e)) => meta::human_duration(e - s0),
+                (Some(s0), None) => meta::human_duration(meta::unix_now() - s0),
+                _ => String::new(),
+            };
+            vec![
+                name,
+                json!(status),
+                json!(comp),
+                json!(dur),
+                age,
+                json!(c),
+                json!(i),
+                selector(o),
+            ]
+        }
+        "CronJob" => {
+            let (c, i) = containers(p(o, "/spec/jobTemplate/spec/template/spec"));
+            let last = p(o, "/status/lastScheduleTime")
+                .and_then(Value::as_str)
+                .and_then(meta::parse_rfc3339)
+                .map(|t| meta::human_duration(meta::unix_now() - t))
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                json!(s(p(o, "/spec/schedule"))),
+                or_none(s(p(o, "/spec/timeZone"))),
+                json!(
+                    p(o, "/spec/suspend")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                ),
+                json!(
+                    p(o, "/status/active")
+                        .and_then(Value::as_array)
+                        .map(Vec::len)
+                        .unwrap_or(0)
+                ),
+                json!(last),
+                age,
+                json!(c),
+                json!(i),
+                selector(o),
+            ]
+        }
+        "Node" => {
+            let conds = p(o, "/status/conditions")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let mut status = match conds.iter().find(|c| c["type"] == "Ready") {
+                Some(c) if c["status"] == "True" => "Ready".to_owned(),
+                Some(_) => "NotReady".to_owned(),
+                None => "Unknown".to_owned(),
+            };
+            if p(o, "/spec/unschedulable") == Some(&json!(true)) {
+                status.push_str(",SchedulingDisabled");
+            }
+            let mut roles: Vec<String> = crate::selectors::labels_of(o)
+                .keys()
+                .filter_map(|k| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_owned)
+                })
+                .collect();
+            roles.sort();
+            let addr = |t: &str| {
+                p(o, "/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .find(|x| x["type"] == t)
+                            .map(|x| s(x.get("address")))
+                    })
+                    .unwrap_or_default()
+            };
+            vec![
+                name,
+                json!(status),
+                or_none(roles.join(",")),
+                age,
+                json!(s(p(o, "/status/nodeInfo/kubeletVersion"))),
+                or_none(addr("InternalIP")),
+                or_none(addr("ExternalIP")),
+                json!(s(p(o, "/status/nodeInfo/osImage"))),
+                json!(s(p(o, "/status/nodeInfo/kernelVersion"))),
+                json!(s(p(o, "/status/nodeInfo/containerRuntimeVersion"))),
+            ]
+        }
+        "Namespace" => vec![name, json!(s(p(o, "/status/phase"))), age],
+        "ConfigMap" => {
+            let n = p(o, "/data")
+                .and_then(Value::as_object)
+                .map(|m| m.len())
+                .unwrap_or(0)
+                + p(o, "/binaryData")
+                    .and_then(Value::as_object)
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+            vec![name, json!(n), age]
+        }
+        "Secret" => {
+            let n = p(o, "/data")
+                .and_then(Value::as_object)
+                .map(|m| m.len())
+                .unwrap_or(0);
+            vec![name, json!(s(p(o, "/type"))), json!(n), age]
+        }
+        "ServiceAccount" => vec![
+            name,
+            json!(
+                p(o, "/secrets")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+                    .unwrap_or(0)
+            ),
+            age,
+        ],
+        "Endpoints" => {
+            let mut eps = Vec::new();
+            for sub in p(o, "/subsets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let ports: Vec<String> = sub["ports"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| s(x.get("port"))).collect())
+                    .unwrap_or_default();
+                for a in sub["addresses"].as_array().cloned().unwrap_or_default() {
+                    let ip = s(a.get("ip"));
+                    if ports.is_empty() {
+                        eps.push(ip);
+                    } else {
+                        for pt in &ports {
+                            eps.push(format!("{ip}:{pt}"));
+                        }
+                    }
+                }
+            }
+            let shown = if eps.len() > 3 {
+                format!("{} + {} more...", eps[..3].join(","), eps.len() - 3)
+            } else {
+                eps.join(",")
+            };
+            vec![name, or_none(shown), age]
+        }
+        "Event" => {
+            let last = p(o, "/lastTimestamp")
+                .or(p(o, "/eventTime"))
+                .and_then(Value::as_str)
+                .and_then(meta::parse_rfc3339)
+                .map(|t| meta::human_duration(meta::unix_now() - t))
+                .unwrap_or_else(|| "<unknown>".into());
+            let first = p(o, "/firstTimestamp")
+                .and_then(Value::as_str)
+                .and_then(meta::parse_rfc3339)
+                .map(|t| meta::human_duration(meta::unix_now() - t))
+                .unwrap_or_else(|| "<unknown>".into());
+            let obj = format!(
+                "{}/{}",
+                s(p(o, "/involvedObject/kind")).to_lowercase(),
+                s(p(o, "/involvedObject/name"))
+            );
+            let mut source = s(p(o, "/source/component"));
+            if source.is_empty() {
+                source = s(p(o, "/reportingComponent"));
+            }
+            let host = s(p(o, "/source/host"));
+            if !host.is_empty() {
+                source = format!("{source}, {host}");
+            }
+            vec![
+                json!(last),
+                json!(s(p(o, "/type"))),
+                json!(s(p(o, "/reason"))),
+                json!(obj),
+                json!(s(p(o, "/involvedObject/fieldPath"))),
+                json!(source),
+                json!(s(p(o, "/message")).trim().to_owned()),
+                json!(first),
+                json!(int(o, "/count").to_string()),
+                name,
+            ]
+        }
+        "PersistentVolumeClaim" => vec![
+            name,
+            json!(s(p(o, "/status/phase"))),
+            json!(s(p(o, "/spec/volumeName"))),
+            json!(s(p(o, "/status/capacity/storage"))),
+            json!(
+                p(o, "/status/accessModes")
+                    .and_then(Value::as_array)
+                    .map(|a| a
+                        .iter()
+                        .map(|m| match m.as_str() {
+                            Some("ReadWriteOnce") => "RWO",
+                            Some("ReadOnlyMany") => "ROX",
+                            Some("ReadWriteMany") => "RWX",
+                            Some("ReadWriteOncePod") => "RWOP",
+                            _ => "",
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            ),
+            or_none(s(p(o, "/spec/storageClassName"))),
+            or_none(s(p(o, "/spec/volumeAttributesClassName"))),
+            age,
+            json!(s(p(o, "/spec/volumeMode"))),
+        ],
+        "Lease" => vec![name, or_none(s(p(o, "/spec/holderIdentity"))), age],
+        "PriorityClass" => vec![
+            name,
+            json!(int(o, "/value")),
+            json!(
+                p(o, "/globalDefault")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age,
+            or_none(s(p(o, "/preemptionPolicy"))),
+        ],
+        "StorageClass" => {
+            let default = meta::field(o, "annotations").is_some()
+                || o.pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                    == Some(&json!("true"));
+            let n = if default
+                && o.pointer("/metadata/annotations/storageclass.kubernetes.io~1is-default-class")
+                    == Some(&json!("true"))
+            {
+                format!("{} (default)", meta::name(o))
+            } else {
+                meta::name(o).to_owned()
+            };
+            vec![
+                json!(n),
+                json!(s(p(o, "/provisioner"))),
+                json!(s(p(o, "/reclaimPolicy"))),
+                json!(s(p(o, "/volumeBindingMode"))),
+                json!(
+                    p(o, "/allowVolumeExpansion")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(false)
+                        .to_string()
+                ),
+                age,
+            ]
+        }
+        "PodDisruptionBudget" => vec![
+            name,
+            json!(
+                p(o, "/spec/minAvailable")
+                    .map(|v| s(Some(v)))
+                    .unwrap_or_else(|| "N/A".into())
+            ),
+            json!(
+                p(o, "/spec/maxUnavailable")
+                    .map(|v| s(Some(v)))
+                    .unwrap_or_else(|| "N/A".into())
+            ),
+            json!(int(o, "/status/disruptionsAllowed")),
+            age,
+        ],
+        "Ingress" => {
+            let hosts: Vec<String> = p(o, "/spec/rules")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .map(|r| s(r.get("host")))
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                or_none(s(p(o, "/spec/ingressClassName"))),
+                json!(if hosts.is_empty() {
+                    "*".to_owned()
+                } else {
+                    hosts.join(",")
+                }),
+                json!(""),
+                json!(if p(o, "/spec/tls").is_some() {
+                    "80, 443"
+                } else {
+                    "80"
+                }),
+                age,
+            ]
+        }
+        "HorizontalPodAutoscaler" => vec![
+            name,
+            json!(format!(
+                "{}/{}",
+                s(p(o, "/spec/scaleTargetRef/kind")),
+                s(p(o, "/spec/scaleTargetRef/name"))
+            )),
+            json!("<unknown>"),
+            json!(
+                p(o, "/spec/minReplicas")
+                    .map(|v| s(Some(v)))
+                    .unwrap_or_else(|| "<unset>".into())
+            ),
+            json!(int(o, "/spec/maxReplicas")),
+            json!(int(o, "/status/currentReplicas")),
+            age,
+        ],
+        "EndpointSlice" => {
+            let ports: Vec<String> = p(o, "/ports")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|x| s(x.get("port"))).collect())
+                .unwrap_or_default();
+            let eps: Vec<String> = p(o, "/endpoints")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .flat_map(|e| e["addresses"].as_array().cloned().unwrap_or_default())
+                        .map(|v| s(Some(&v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(s(p(o, "/addressType"))),
+                or_none(ports.join(",")),
+                or_none(eps.join(",")),
+                age,
+            ]
+        }
+        _ => vec![
+            name,
+            json!(meta::field(o, "creationTimestamp").unwrap_or("")),
+        ],
+    }
+}
+
+/// What each row carries as its object (`includeObject`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncludeObject {
+    /// None.
+    None,
+    /// PartialObjectMetadata (the default).
+    Metadata,
+    /// The full object.
+    Object,
+}
+
+impl IncludeObject {
+    /// Parses the query parameter.
+    pub fn parse(v: Option<&str>) -> Self {
+        match v {
+            Some("None") => IncludeObject::None,
+            Some("Object") => IncludeObject::Object,
+            _ => IncludeObject::Metadata,
+        }
+    }
+}
+
+/// Builds a Table of `objects` of `kind`.
+pub fn table(
+    kind: &str,
+    objects: &[Value],
+    rv: Option<String>,
+    cont: Option<String>,
+    include: IncludeObject,
+) -> Value {
+    let cols: Vec<Value> = columns(kind)
+        .into_iter()
+        .map(|(n, t, f, pr)| {
+            json!({"name": n, "type": t, "format": f, "description": column_description(n), "priority": pr})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut r = json!({"cells": row(kind, o)});
+            match include {
+                IncludeObject::None => {}
+                IncludeObject::Object => r["object"] = o.clone(),
+                IncludeObject::Metadata => {
+                    r["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": o.get("metadata").cloned().unwrap_or(json!({})),
+                    })
+                }
+            }
+            r
+        })
+        .collect();
+    let mut md = serde_json::Map::new();
+    if let Some(rv) = rv {
+        md.insert("resourceVersion".into(), json!(rv));
+    }
+    if let Some(c) = cont {
+        md.insert("continue".into(), json!(c));
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": md,
+        "columnDefinitions": cols,
+        "rows": rows,
+    })
+}
+
+fn column_description(name: &str) -> &'static str {
+    match name {
+        "Name" => {
+            "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names"
+        }
+        "Age" | "Created At" => {
+            "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
+        }
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_row() {
+        let pod = json!({"metadata": {"name": "p", "creationTimestamp": meta::now()},
+            "spec": {"containers": [{"name": "c"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "podIP": "10.1.0.2", "containerStatuses": [{"ready": true, "restartCount": 2}]}});
+        let t = table(
+            "Pod",
+            &[pod],
+            Some("5".into()),
+            None,
+            IncludeObject::Metadata,
+        );
+        let cells = &t["rows"][0]["cells"];
+        assert_eq!(cells[1], "1/1");
+        assert_eq!(cells[2], "Running");
+        assert_eq!(cells[3], "2");
+        assert_eq!(cells[6], "n1");
+        assert_eq!(t["columnDefinitions"][5]["priority"], 1);
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+}
