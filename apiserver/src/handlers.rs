@@ -763,7 +763,7 @@ async fn write_update(
     let res = ctx.res;
     let name = ctx.name().to_owned();
     let ns = ctx.ns().to_owned();
-    let mut result = None;
+    let result;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -833,7 +833,7 @@ async fn write_update(
         }
         match ctx.api.registry.update(res, &new, old_rv).await {
             Ok(stored) => {
-                result = Some(stored);
+                result = stored;
                 break;
             }
             Err(ApiError::Conflict { .. }) if meta::rv(&obj).is_none() && attempts < 16 => continue,
@@ -842,7 +842,7 @@ async fn write_update(
     }
     Ok(Reply {
         code: 200,
-        body: result.unwrap_or(Value::Null),
+        body: result,
         warnings,
     })
 }

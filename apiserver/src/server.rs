@@ -563,6 +563,13 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     if res.plural == "bindings" {
         return handlers::bind(ctx, body).await;
     }
+    if matches!(verb, "create" | "update")
+        && !matches!(content_type, "" | "application/json" | "*/*")
+    {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
+        )));
+    }
     match verb {
         "get" => handlers::get(ctx).await.map(|mut r| {
             r.body = handlers::to_request_version(res, &r.body);
