@@ -334,14 +334,13 @@ impl Api {
 
     /// Hook when a create failed after `before_create`: frees reservations.
     pub async fn release(&self, res: &Resource, obj: &Value) {
-        if res.kind == "Service" {
-            if let Some(ip) = obj
+        if res.kind == "Service"
+            && let Some(ip) = obj
                 .pointer("/spec/clusterIP")
                 .and_then(Value::as_str)
                 .and_then(|x| x.parse().ok())
-            {
-                self.reserved_ips.lock().remove(&ip);
-            }
+        {
+            self.reserved_ips.lock().remove(&ip);
         }
     }
 

@@ -7,10 +7,10 @@ use serde_json::{Map, Value, json};
 use crate::catalog::Resource;
 
 fn mv(from: &Value, to: &mut Map<String, Value>, src: &str, dst: &str) {
-    if let Some(v) = from.get(src) {
-        if !v.is_null() {
-            to.insert(dst.to_owned(), v.clone());
-        }
+    if let Some(v) = from.get(src)
+        && !v.is_null()
+    {
+        to.insert(dst.to_owned(), v.clone());
     }
 }
 
@@ -108,21 +108,21 @@ pub fn to_storage(res: &Resource, obj: &Value) -> Value {
         ("autoscaling", "HorizontalPodAutoscaler") if res.version == "v1" => {
             let mut o = obj.clone();
             o["apiVersion"] = json!("autoscaling/v2");
-            if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
-                if let Some(c) = spec.remove("targetCPUUtilizationPercentage") {
-                    spec.insert(
+            if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut)
+                && let Some(c) = spec.remove("targetCPUUtilizationPercentage")
+            {
+                spec.insert(
                         "metrics".into(),
                         json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": c}}}]),
                     );
-                }
             }
-            if let Some(st) = o.get_mut("status").and_then(Value::as_object_mut) {
-                if let Some(c) = st.remove("currentCPUUtilizationPercentage") {
-                    st.insert(
+            if let Some(st) = o.get_mut("status").and_then(Value::as_object_mut)
+                && let Some(c) = st.remove("currentCPUUtilizationPercentage")
+            {
+                st.insert(
                         "currentMetrics".into(),
                         json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": c}}}]),
                     );
-                }
             }
             o
         }

@@ -141,12 +141,12 @@ pub fn apply(kind: &str, o: &mut Value) {
                 "strategy",
                 json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
             );
-            if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut) {
-                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = child(s, "rollingUpdate");
-                    set(ru, "maxUnavailable", json!("25%"));
-                    set(ru, "maxSurge", json!("25%"));
-                }
+            if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut)
+                && s.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+            {
+                let ru = child(s, "rollingUpdate");
+                set(ru, "maxUnavailable", json!("25%"));
+                set(ru, "maxSurge", json!("25%"));
             }
             set(spec, "revisionHistoryLimit", json!(10));
             set(spec, "progressDeadlineSeconds", json!(600));

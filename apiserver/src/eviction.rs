@@ -14,12 +14,12 @@ use crate::validation;
 pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
     let ev = parse_json(body)?;
     let name = ctx.info.name.clone().unwrap_or_default();
-    if let Some(n) = meta::field(&ev, "name") {
-        if n != name {
-            return Err(ApiError::BadRequest(format!(
-                "name in URL does not match name in Eviction object"
-            )));
-        }
+    if let Some(n) = meta::field(&ev, "name")
+        && n != name
+    {
+        return Err(ApiError::BadRequest(
+            "name in URL does not match name in Eviction object".to_owned(),
+        ));
     }
     let ns = ctx.info.namespace.clone().unwrap_or_default();
     let pods = catalog().get("", "v1", "pods").expect("pods");

@@ -242,17 +242,16 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), 
 
 /// `metadata.generateName` + a random suffix, for objects created without a name.
 fn generate_name(obj: &mut Value) {
-    if meta::name(obj).is_empty() {
-        if let Some(g) = meta::field(obj, "generateName").map(str::to_owned) {
-            if !g.is_empty() {
-                let mut base = g;
-                base.truncate(58);
-                meta::meta_mut(obj).insert(
-                    "name".into(),
-                    json!(format!("{base}{}", meta::name_suffix())),
-                );
-            }
-        }
+    if meta::name(obj).is_empty()
+        && let Some(g) = meta::field(obj, "generateName").map(str::to_owned)
+        && !g.is_empty()
+    {
+        let mut base = g;
+        base.truncate(58);
+        meta::meta_mut(obj).insert(
+            "name".into(),
+            json!(format!("{base}{}", meta::name_suffix())),
+        );
     }
 }
 
@@ -316,14 +315,14 @@ pub async fn get(ctx: &Ctx<'_>) -> Result<Reply, ApiError> {
     let res = ctx.res;
     let rv = ctx.query.get("resourceVersion").unwrap_or("");
     // "0" may be served from the cache; anything else is a consistent read.
-    if rv == "0" {
-        if let Some(c) = ctx.api.registry.cache(res) {
-            let key = ctx.api.registry.key(res, ctx.ns(), ctx.name());
-            return match c.get(&key) {
-                Some(o) => Ok(Reply::ok((*o).clone())),
-                None => Err(ApiError::not_found(&res.gr(), ctx.name())),
-            };
-        }
+    if rv == "0"
+        && let Some(c) = ctx.api.registry.cache(res)
+    {
+        let key = ctx.api.registry.key(res, ctx.ns(), ctx.name());
+        return match c.get(&key) {
+            Some(o) => Ok(Reply::ok((*o).clone())),
+            None => Err(ApiError::not_found(&res.gr(), ctx.name())),
+        };
     }
     Ok(Reply::ok(
         ctx.api.registry.get(res, ctx.ns(), ctx.name()).await?,
@@ -464,35 +463,33 @@ pub async fn list_objects(ctx: &Ctx<'_>) -> Result<ListResult, ApiError> {
         || rvm == "Exact"
         || (has_limit && rv_num != Some(0) && rvm != "NotOlderThan");
     let prefix = ctx.api.registry.collection(res, ns);
-    if !delegate {
-        if let Some(cache) = ctx.api.registry.cache(res) {
-            let want = match rv_num {
-                Some(0) => 0,
-                Some(n) => n,
-                None => ctx
-                    .api
-                    .registry
-                    .kv
-                    .current_revision()
-                    .await
-                    .map_err(|e| crate::registry::kv_error(res, "", e))?,
-            };
-            cache.wait_fresh(want).await.map_err(cache_error)?;
-            let sub = prefix
-                .strip_prefix(&ctx.api.registry.collection(res, None))
-                .unwrap_or("");
-            let (all, rv) = cache.snapshot(sub);
-            let items = all
-                .into_iter()
-                .filter(|o| sel.matches(res.kind, o))
-                .collect();
-            return Ok(ListResult {
-                items,
-                rv,
-                cont: None,
-                remaining: None,
-            });
-        }
+    if !delegate && let Some(cache) = ctx.api.registry.cache(res) {
+        let want = match rv_num {
+            Some(0) => 0,
+            Some(n) => n,
+            None => ctx
+                .api
+                .registry
+                .kv
+                .current_revision()
+                .await
+                .map_err(|e| crate::registry::kv_error(res, "", e))?,
+        };
+        cache.wait_fresh(want).await.map_err(cache_error)?;
+        let sub = prefix
+            .strip_prefix(&ctx.api.registry.collection(res, None))
+            .unwrap_or("");
+        let (all, rv) = cache.snapshot(sub);
+        let items = all
+            .into_iter()
+            .filter(|o| sel.matches(res.kind, o))
+            .collect();
+        return Ok(ListResult {
+            items,
+            rv,
+            cont: None,
+            remaining: None,
+        });
     }
     // From the store: one consistent revision across every page.
     let (mut start, mut rev) = if cont.is_empty() {
@@ -776,10 +773,10 @@ async fn write_update(
             Err(e) => return Err(e),
         };
         let old_rv = meta::rv(&old).unwrap_or(0);
-        if let Some(want) = meta::rv(&obj) {
-            if want != old_rv {
-                return Err(ApiError::stale(&res.gr(), &name));
-            }
+        if let Some(want) = meta::rv(&obj)
+            && want != old_rv
+        {
+            return Err(ApiError::stale(&res.gr(), &name));
         }
         let mut new = if status {
             crate::strategy::prepare_for_status_update(&obj, &old)
@@ -836,7 +833,7 @@ async fn write_update(
                 result = stored;
                 break;
             }
-            Err(ApiError::Conflict { .. }) if meta::rv(&obj).is_none() && attempts < 16 => continue,
+            Err(ApiError::Conflict { .. }) if meta::rv(&obj).is_none() && attempts < 16 => {}
             Err(e) => return Err(e),
         }
     }
@@ -881,7 +878,7 @@ pub async fn patch(
             crate::patch::json_patch(&mut patched, &patch).map_err(ApiError::BadRequest)?
         }
         "application/strategic-merge-patch+json" => {
-            crate::patch::strategic(&ctx.api.schema, res, &mut patched, &patch)
+            crate::patch::strategic(ctx.api.schema, res, &mut patched, &patch)
                 .map_err(ApiError::BadRequest)?
         }
         other => {
@@ -896,10 +893,8 @@ pub async fn patch(
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .is_some();
-    if !precondition {
-        if let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
-        }
+    if !precondition && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
     }
     let mode = ctx.field_validation()?;
     let raw = Bytes::from(serde_json::to_vec(&patched).unwrap_or_default());
@@ -969,19 +964,19 @@ fn delete_options(ctx: &Ctx<'_>, body: &Bytes) -> Result<DeleteOptions, ApiError
         }
         propagation = Some(if o { "Orphan" } else { "Background" }.into());
     }
-    if let Some(p) = &propagation {
-        if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
-            return Err(ApiError::Invalid {
-                group: "meta.k8s.io".into(),
-                kind: "DeleteOptions".into(),
-                name: String::new(),
-                causes: vec![FieldError::not_supported(
-                    "propagationPolicy",
-                    json!(p),
-                    &["Foreground", "Background", "Orphan", "nil"],
-                )],
-            });
-        }
+    if let Some(p) = &propagation
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::Invalid {
+            group: "meta.k8s.io".into(),
+            kind: "DeleteOptions".into(),
+            name: String::new(),
+            causes: vec![FieldError::not_supported(
+                "propagationPolicy",
+                json!(p),
+                &["Foreground", "Background", "Orphan", "nil"],
+            )],
+        });
     }
     let dry_run = ctx.dry_run()?
         || b.get("dryRun")
@@ -1133,15 +1128,13 @@ async fn delete_one(
             );
             m.insert("deletionGracePeriodSeconds".into(), json!(grace));
         }
-        if res.kind == "Pod" {
-            if let Some(s) = next.get_mut("spec").and_then(Value::as_object_mut) {
-                if grace >= 0
-                    && s.contains_key("terminationGracePeriodSeconds")
-                    && !already_deleting
-                {
-                    s.insert("terminationGracePeriodSeconds".into(), json!(grace));
-                }
-            }
+        if res.kind == "Pod"
+            && let Some(s) = next.get_mut("spec").and_then(Value::as_object_mut)
+            && grace >= 0
+            && s.contains_key("terminationGracePeriodSeconds")
+            && !already_deleting
+        {
+            s.insert("terminationGracePeriodSeconds".into(), json!(grace));
         }
         if opts.dry_run {
             return Ok(Reply::ok(next));
@@ -1151,7 +1144,7 @@ async fn delete_one(
         }
         match ctx.api.registry.update(res, &next, cur_rv).await {
             Ok(stored) => return Ok(Reply::ok(stored)),
-            Err(ApiError::Conflict { .. }) => continue,
+            Err(ApiError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -1349,10 +1342,10 @@ pub async fn scale(
         .api
         .registry
         .guaranteed_update(res, &ns, &name, |mut o| {
-            if let Some(p) = &precondition {
-                if meta::field(&o, "resourceVersion") != Some(p.as_str()) {
-                    return Err(ApiError::stale(&res.gr(), &name));
-                }
+            if let Some(p) = &precondition
+                && meta::field(&o, "resourceVersion") != Some(p.as_str())
+            {
+                return Err(ApiError::stale(&res.gr(), &name));
             }
             if o.pointer("/spec/replicas") == Some(&json!(replicas)) {
                 return Ok(None);

@@ -197,10 +197,10 @@ fn smp(
     }
     for (k, v) in p {
         if k.starts_with('$') {
-            if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/") {
-                if let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list), v.as_array()) {
-                    cur.retain(|x| !del.contains(x));
-                }
+            if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/")
+                && let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list), v.as_array())
+            {
+                cur.retain(|x| !del.contains(x));
             }
             continue;
         }

@@ -190,13 +190,13 @@ impl Registry {
             let Some(new) = f(cur.clone())? else {
                 return Ok(cur);
             };
-            if let Some(want) = meta::rv(&new) {
-                if want != cur_rv {
-                    return Err(ApiError::stale(&res.gr(), name));
-                }
+            if let Some(want) = meta::rv(&new)
+                && want != cur_rv
+            {
+                return Err(ApiError::stale(&res.gr(), name));
             }
             match self.update(res, &new, cur_rv).await {
-                Err(ApiError::Conflict { .. }) => continue,
+                Err(ApiError::Conflict { .. }) => {}
                 other => return other,
             }
         }

@@ -123,7 +123,7 @@ impl Walk<'_> {
             {
                 !(v.is_string() || v.is_number())
             }
-            "string" => !v.is_string() && !(format == "byte" && v.is_null()),
+            "string" => !v.is_string(),
             "integer" => !(v.is_i64() || v.is_u64()),
             "number" => !v.is_number(),
             "boolean" => !v.is_boolean(),

@@ -185,9 +185,7 @@ impl LabelSelector {
                                 Tok::Op(">") | Tok::Op("<") => {
                                     let v = single(&mut lx)?;
                                     let n: i64 = v.parse().map_err(|_| {
-                                        SelectorError(format!(
-                                            "unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer"
-                                        ))
+                                        SelectorError("unable to parse requirement: for 'Gt', 'Lt' operators, the value must be an integer".to_owned())
                                     })?;
                                     if op == Tok::Op(">") {
                                         Op::Gt(n)

@@ -266,13 +266,12 @@ impl Server {
         }
         let result = dispatch(&ctx, &body, &content_type).await;
         match result {
-            Ok(reply) => self.render(res, info, query, &accept, reply),
+            Ok(reply) => Self::render(res, info, query, &accept, reply),
             Err(e) => error_response(&e),
         }
     }
 
     fn render(
-        &self,
         res: &Resource,
         info: &RequestInfo,
         query: &Query,
@@ -437,7 +436,7 @@ impl Server {
             return match checks.iter().find(|(n, _)| *n == name) {
                 Some((_, true)) => text(200, "ok".into()),
                 Some((n, false)) => text(500, format!("internal server error: {n} check failed")),
-                None if *one == "" => text(200, "ok".into()),
+                None if one.is_empty() => text(200, "ok".into()),
                 None => error_response(&ApiError::NoRoute),
             };
         }
@@ -557,7 +556,7 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
             _ => Err(ApiError::MethodNotAllowed),
         };
     }
-    if !res.has_verb(verb) && !(res.plural == "bindings" && verb == "create") {
+    if !(res.has_verb(verb) || res.plural == "bindings" && verb == "create") {
         return Err(not_supported());
     }
     if res.plural == "bindings" {

@@ -303,48 +303,48 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
                         )),
                         None => errs.push(FieldError::required(format!("{pp}.containerPort"), "")),
                     }
-                    if let Some(proto) = port.get("protocol").and_then(Value::as_str) {
-                        if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                            errs.push(FieldError::not_supported(
-                                format!("{pp}.protocol"),
-                                json!(proto),
-                                &["SCTP", "TCP", "UDP"],
-                            ));
-                        }
+                    if let Some(proto) = port.get("protocol").and_then(Value::as_str)
+                        && !matches!(proto, "TCP" | "UDP" | "SCTP")
+                    {
+                        errs.push(FieldError::not_supported(
+                            format!("{pp}.protocol"),
+                            json!(proto),
+                            &["SCTP", "TCP", "UDP"],
+                        ));
                     }
                 }
             }
-            if let Some(policy) = c.get("imagePullPolicy").and_then(Value::as_str) {
-                if !matches!(policy, "Always" | "IfNotPresent" | "Never") {
-                    errs.push(FieldError::not_supported(
-                        format!("{p}.imagePullPolicy"),
-                        json!(policy),
-                        &["Always", "IfNotPresent", "Never"],
-                    ));
-                }
+            if let Some(policy) = c.get("imagePullPolicy").and_then(Value::as_str)
+                && !matches!(policy, "Always" | "IfNotPresent" | "Never")
+            {
+                errs.push(FieldError::not_supported(
+                    format!("{p}.imagePullPolicy"),
+                    json!(policy),
+                    &["Always", "IfNotPresent", "Never"],
+                ));
             }
         }
     }
-    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str) {
-        if !matches!(rp, "Always" | "OnFailure" | "Never") {
-            errs.push(FieldError::not_supported(
-                format!("{path}.restartPolicy"),
-                json!(rp),
-                &["Always", "Never", "OnFailure"],
-            ));
-        }
+    if let Some(rp) = spec.get("restartPolicy").and_then(Value::as_str)
+        && !matches!(rp, "Always" | "OnFailure" | "Never")
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            json!(rp),
+            &["Always", "Never", "OnFailure"],
+        ));
     }
-    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str) {
-        if !matches!(
+    if let Some(dp) = spec.get("dnsPolicy").and_then(Value::as_str)
+        && !matches!(
             dp,
             "ClusterFirstWithHostNet" | "ClusterFirst" | "Default" | "None"
-        ) {
-            errs.push(FieldError::not_supported(
-                format!("{path}.dnsPolicy"),
-                json!(dp),
-                &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
-            ));
-        }
+        )
+    {
+        errs.push(FieldError::not_supported(
+            format!("{path}.dnsPolicy"),
+            json!(dp),
+            &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+        ));
     }
     errs
 }
@@ -394,14 +394,14 @@ fn selector_matches_labels(selector: &Value, labels: &Value) -> bool {
 fn validate_workload(obj: &Value, kind: &str) -> Vec<FieldError> {
     let mut errs = Vec::new();
     let spec = obj.get("spec").cloned().unwrap_or(json!({}));
-    if let Some(r) = spec.get("replicas") {
-        if r.as_i64().is_some_and(|n| n < 0) {
-            errs.push(FieldError::invalid(
-                "spec.replicas",
-                r.clone(),
-                "must be greater than or equal to 0",
-            ));
-        }
+    if let Some(r) = spec.get("replicas")
+        && r.as_i64().is_some_and(|n| n < 0)
+    {
+        errs.push(FieldError::invalid(
+            "spec.replicas",
+            r.clone(),
+            "must be greater than or equal to 0",
+        ));
     }
     let template_labels = spec
         .pointer("/template/metadata/labels")
@@ -456,19 +456,16 @@ fn validate_workload(obj: &Value, kind: &str) -> Vec<FieldError> {
     if matches!(
         kind,
         "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
-    ) {
-        if let Some(rp) = spec
-            .pointer("/template/spec/restartPolicy")
-            .and_then(Value::as_str)
-        {
-            if rp != "Always" {
-                errs.push(FieldError::not_supported(
-                    "spec.template.spec.restartPolicy",
-                    json!(rp),
-                    &["Always"],
-                ));
-            }
-        }
+    ) && let Some(rp) = spec
+        .pointer("/template/spec/restartPolicy")
+        .and_then(Value::as_str)
+        && rp != "Always"
+    {
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            json!(rp),
+            &["Always"],
+        ));
     }
     errs
 }
@@ -527,14 +524,14 @@ fn validate_service(obj: &Value) -> Vec<FieldError> {
         if !name.is_empty() && !names.insert(name.to_owned()) {
             errs.push(FieldError::duplicate(format!("{pp}.name"), json!(name)));
         }
-        if let Some(proto) = p.get("protocol").and_then(Value::as_str) {
-            if !matches!(proto, "TCP" | "UDP" | "SCTP") {
-                errs.push(FieldError::not_supported(
-                    format!("{pp}.protocol"),
-                    json!(proto),
-                    &["SCTP", "TCP", "UDP"],
-                ));
-            }
+        if let Some(proto) = p.get("protocol").and_then(Value::as_str)
+            && !matches!(proto, "TCP" | "UDP" | "SCTP")
+        {
+            errs.push(FieldError::not_supported(
+                format!("{pp}.protocol"),
+                json!(proto),
+                &["SCTP", "TCP", "UDP"],
+            ));
         }
     }
     errs

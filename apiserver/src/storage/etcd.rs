@@ -87,12 +87,12 @@ impl EtcdKv {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(10))
                 .keep_alive_while_idle(true);
-            if s.starts_with("https://") {
-                if let Some(cfg) = &tls_cfg {
-                    ep = ep
-                        .tls_config(cfg.clone())
-                        .map_err(|e| KvError::Unavailable(e.to_string()))?;
-                }
+            if s.starts_with("https://")
+                && let Some(cfg) = &tls_cfg
+            {
+                ep = ep
+                    .tls_config(cfg.clone())
+                    .map_err(|e| KvError::Unavailable(e.to_string()))?;
             }
             endpoints.push(ep);
         }

@@ -12,6 +12,12 @@ use tokio::sync::mpsc;
 
 use super::{KeyValue, Kv, KvError, KvResult, RangePage, WatchEvent, WatchStream};
 
+type Watcher = (
+    Vec<u8>,
+    Vec<u8>,
+    mpsc::UnboundedSender<KvResult<WatchEvent>>,
+);
+
 #[derive(Default)]
 struct State {
     revision: u64,
@@ -19,11 +25,7 @@ struct State {
     /// Every version of every key, oldest first; `None` is a delete at that revision.
     versions: BTreeMap<Vec<u8>, Vec<(u64, Option<KeyValue>)>>,
     log: Vec<(u64, WatchEvent)>,
-    watchers: Vec<(
-        Vec<u8>,
-        Vec<u8>,
-        mpsc::UnboundedSender<KvResult<WatchEvent>>,
-    )>,
+    watchers: Vec<Watcher>,
 }
 
 impl State {
