@@ -211,8 +211,6 @@ pub fn apply(kind: &str, o: &mut Value) {
             set(spec, "completionMode", json!("NonIndexed"));
             set(spec, "suspend", json!(false));
             set(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
-            set(spec, "manualSelector", Value::Null);
-            spec.remove("manualSelector");
             template(spec);
         }
         "CronJob" => {

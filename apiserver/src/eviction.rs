@@ -8,7 +8,6 @@ use crate::catalog::catalog;
 use crate::error::ApiError;
 use crate::handlers::{Ctx, Reply, parse_json};
 use crate::meta;
-use crate::validation;
 
 /// POST pods/<name>/eviction.
 pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
@@ -45,7 +44,7 @@ pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
             .iter()
             .filter(|p| {
                 let sel = p.pointer("/spec/selector").cloned().unwrap_or(Value::Null);
-                !sel.is_null() && selector_matches(&sel, &labels)
+                !sel.is_null() && crate::selectors::LabelSelector::from_meta(&sel).matches(&labels)
             })
             .collect();
         if matching.len() > 1 {
@@ -114,17 +113,9 @@ pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
         user: ctx.user,
     };
     crate::handlers::delete(&del_ctx, &body).await?;
-    let _ = validation::NameRule::Subdomain;
     Ok(Reply {
         code: 201,
         body: json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
         warnings: Vec::new(),
     })
-}
-
-fn selector_matches(sel: &Value, labels: &std::collections::BTreeMap<String, String>) -> bool {
-    let s = crate::handlers::label_selector_string(sel);
-    crate::selectors::LabelSelector::parse(&s)
-        .map(|l| l.matches(labels))
-        .unwrap_or(false)
 }

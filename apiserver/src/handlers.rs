@@ -870,7 +870,6 @@ pub async fn patch(
     let ns = ctx.ns().to_owned();
     let name = ctx.name().to_owned();
     let current = ctx.api.registry.get(res, &ns, &name).await?;
-    let cur_rv = meta::rv(&current);
     let mut patched = to_request_version(res, &current);
     match content_type {
         "application/merge-patch+json" => crate::patch::merge(&mut patched, &patch),
@@ -912,7 +911,6 @@ pub async fn patch(
     } else {
         patched
     };
-    let _ = cur_rv;
     write_update(ctx, obj, status, dry_run, warnings).await
 }
 

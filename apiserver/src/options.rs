@@ -63,7 +63,7 @@ pub struct Options {
     pub max_mutating_requests_inflight: usize,
     /// An optional field indicating the duration a handler must keep a request open
     /// before timing it out (e.g. 60s, 1m).
-    #[arg(long = "request-timeout", default_value = "1m0s", value_parser = parse_duration)]
+    #[arg(long = "request-timeout", default_value = "1m0s", value_parser = component_base::duration::parse_duration)]
     pub request_timeout: std::time::Duration,
     /// The minimum number of seconds a handler must keep a request open before timing
     /// it out; watches pick a random timeout from [this, 2x this).
@@ -75,52 +75,9 @@ pub struct Options {
     pub token_auth_file: Option<PathBuf>,
 }
 
-/// Parses Go-style durations: `60s`, `1m0s`, `1h`, `500ms`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    if s.is_empty() {
-        return Err("invalid duration \"\"".into());
-    }
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() || n == 'µ' {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-        num.clear();
-        total += v * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return Err(format!("unknown unit {unit:?} in duration {s:?}")),
-        };
-    }
-    if !num.is_empty() {
-        if num == "0" {
-            return Ok(std::time::Duration::ZERO);
-        }
-        return Err(format!("missing unit in duration {s:?}"));
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use component_base::duration::parse_duration;
 
     #[test]
     fn durations() {

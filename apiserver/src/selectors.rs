@@ -228,6 +228,47 @@ impl LabelSelector {
         Ok(Self(reqs))
     }
 
+    /// A `metav1.LabelSelector` object (`matchLabels`, `matchExpressions`) as a
+    /// selector; an unknown operator selects nothing, as upstream refuses it.
+    pub fn from_meta(sel: &Value) -> Self {
+        let mut reqs = Vec::new();
+        if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
+            for (k, v) in ml {
+                reqs.push(Requirement {
+                    key: k.clone(),
+                    op: Op::In(vec![v.as_str().unwrap_or("").to_owned()]),
+                });
+            }
+        }
+        if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
+            for e in exprs {
+                let key = e
+                    .get("key")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let vals: Vec<String> = e
+                    .get("values")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let op = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                    "In" => Op::In(vals),
+                    "NotIn" => Op::NotIn(vals),
+                    "Exists" => Op::Exists,
+                    "DoesNotExist" => Op::DoesNotExist,
+                    _ => Op::In(Vec::new()),
+                };
+                reqs.push(Requirement { key, op });
+            }
+        }
+        Self(reqs)
+    }
+
     /// Whether `labels` satisfy every requirement.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.0.iter().all(|r| {

@@ -350,43 +350,8 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<FieldError> {
 }
 
 fn selector_matches_labels(selector: &Value, labels: &Value) -> bool {
-    let labels: std::collections::BTreeMap<String, String> = labels
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Some(ml) = selector.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            if labels.get(k).map(String::as_str) != v.as_str() {
-                return false;
-            }
-        }
-    }
-    if let Some(exprs) = selector.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let vals: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let v = labels.get(key).map(String::as_str);
-            let ok = match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                "In" => v.is_some_and(|v| vals.contains(&v)),
-                "NotIn" => v.is_none_or(|v| !vals.contains(&v)),
-                "Exists" => v.is_some(),
-                "DoesNotExist" => v.is_none(),
-                _ => false,
-            };
-            if !ok {
-                return false;
-            }
-        }
-    }
-    true
+    let labels = crate::selectors::labels_of(&json!({"metadata": {"labels": labels}}));
+    crate::selectors::LabelSelector::from_meta(selector).matches(&labels)
 }
 
 /// Validates a workload's selector, replicas and template (deployments, replica sets,

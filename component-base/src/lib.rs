@@ -5,8 +5,10 @@
 //! - [`tls`]: loads PEM certificates and keys into rustls configs, with and without
 //!   client-certificate verification.
 //! - [`metrics`]: renders a `prometheus` registry in the text exposition format.
+//! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
 
+pub mod duration;
 pub mod metrics;
 pub mod signal;
 pub mod tls;

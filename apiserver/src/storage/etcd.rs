@@ -106,6 +106,26 @@ impl EtcdKv {
         })
     }
 
+    /// Runs `op` if `key`'s mod revision is `expected`; otherwise returns the current
+    /// value in [`KvError::CompareFailed`].
+    async fn compare_mod_and(&self, key: Vec<u8>, expected: u64, op: Op) -> KvResult<u64> {
+        let resp = self
+            .txn(TxnRequest {
+                compare: vec![cmp(
+                    &key,
+                    CompareTarget::Mod,
+                    TargetUnion::ModRevision(expected as i64),
+                )],
+                success: vec![RequestOp { request: Some(op) }],
+                failure: vec![get_op(&key)],
+            })
+            .await?;
+        if !resp.succeeded {
+            return Err(KvError::CompareFailed(failed_value(resp)));
+        }
+        Ok(revision_of(&resp))
+    }
+
     async fn txn(&self, req: TxnRequest) -> KvResult<proto::etcdserverpb::TxnResponse> {
         let mut kv = self.kv.clone();
         Ok(kv.txn(req).await.map_err(status_err)?.into_inner())
@@ -221,58 +241,20 @@ impl Kv for EtcdKv {
     }
 
     fn update(&self, key: &[u8], value: Vec<u8>, expected: u64) -> BoxFuture<'_, KvResult<u64>> {
-        let key = key.to_vec();
-        async move {
-            let resp = self
-                .txn(TxnRequest {
-                    compare: vec![cmp(
-                        &key,
-                        CompareTarget::Mod,
-                        TargetUnion::ModRevision(expected as i64),
-                    )],
-                    success: vec![RequestOp {
-                        request: Some(Op::RequestPut(PutRequest {
-                            key: key.clone(),
-                            value,
-                            ..Default::default()
-                        })),
-                    }],
-                    failure: vec![get_op(&key)],
-                })
-                .await?;
-            if !resp.succeeded {
-                return Err(KvError::CompareFailed(failed_value(resp)));
-            }
-            Ok(revision_of(&resp))
-        }
-        .boxed()
+        let op = Op::RequestPut(PutRequest {
+            key: key.to_vec(),
+            value,
+            ..Default::default()
+        });
+        self.compare_mod_and(key.to_vec(), expected, op).boxed()
     }
 
     fn delete(&self, key: &[u8], expected: u64) -> BoxFuture<'_, KvResult<u64>> {
-        let key = key.to_vec();
-        async move {
-            let resp = self
-                .txn(TxnRequest {
-                    compare: vec![cmp(
-                        &key,
-                        CompareTarget::Mod,
-                        TargetUnion::ModRevision(expected as i64),
-                    )],
-                    success: vec![RequestOp {
-                        request: Some(Op::RequestDeleteRange(DeleteRangeRequest {
-                            key: key.clone(),
-                            ..Default::default()
-                        })),
-                    }],
-                    failure: vec![get_op(&key)],
-                })
-                .await?;
-            if !resp.succeeded {
-                return Err(KvError::CompareFailed(failed_value(resp)));
-            }
-            Ok(revision_of(&resp))
-        }
-        .boxed()
+        let op = Op::RequestDeleteRange(DeleteRangeRequest {
+            key: key.to_vec(),
+            ..Default::default()
+        });
+        self.compare_mod_and(key.to_vec(), expected, op).boxed()
     }
 
     fn watch(
