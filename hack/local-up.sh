@@ -8,14 +8,17 @@ cd "$(dirname "$0")/.."
 base=${KEELSON_DATA:-/tmp/keelson}
 port=${KEELSON_PORT:-6443}
 mkdir -p "$base"
-cargo build --release -p keelson-apiserver --bin kube-apiserver
+# KEELSON_PROFILE=dev uses a debug build (faster to build, slower to run).
+profile=${KEELSON_PROFILE:-release}
+cargo build --profile "$profile" -p keelson-apiserver --bin kube-apiserver
+bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 if [ ! -s "$base/tokens.csv" ]; then
   token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
   umask 077
   echo "$token,kubernetes-admin,kubernetes-admin,\"system:masters\"" >"$base/tokens.csv"
 fi
 token=$(cut -d, -f1 "$base/tokens.csv" | head -1)
-target/release/kube-apiserver \
+"$bindir/kube-apiserver" \
   --data-dir "$base/data" --cert-dir "$base/pki" \
   --token-auth-file "$base/tokens.csv" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \

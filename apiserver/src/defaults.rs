@@ -136,14 +136,10 @@ pub fn apply(kind: &str, o: &mut Value) {
         "Deployment" => {
             let spec = child(root, "spec");
             set(spec, "replicas", json!(1));
-            set(
-                spec,
-                "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}),
-            );
-            if let Some(s) = spec.get_mut("strategy").and_then(Value::as_object_mut)
-                && s.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-            {
+            // `strategy: {}` (what typed clients send) defaults like a missing one.
+            let s = child(spec, "strategy");
+            set(s, "type", json!("RollingUpdate"));
+            if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
                 let ru = child(s, "rollingUpdate");
                 set(ru, "maxUnavailable", json!("25%"));
                 set(ru, "maxSurge", json!("25%"));
@@ -176,11 +172,11 @@ pub fn apply(kind: &str, o: &mut Value) {
             let spec = child(root, "spec");
             set(spec, "replicas", json!(1));
             set(spec, "podManagementPolicy", json!("OrderedReady"));
-            set(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            let s = child(spec, "updateStrategy");
+            set(s, "type", json!("RollingUpdate"));
+            if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                set(child(s, "rollingUpdate"), "partition", json!(0));
+            }
             set(spec, "revisionHistoryLimit", json!(10));
             set(
                 spec,
@@ -191,11 +187,13 @@ pub fn apply(kind: &str, o: &mut Value) {
         }
         "DaemonSet" => {
             let spec = child(root, "spec");
-            set(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
-            );
+            let s = child(spec, "updateStrategy");
+            set(s, "type", json!("RollingUpdate"));
+            if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+                let ru = child(s, "rollingUpdate");
+                set(ru, "maxUnavailable", json!(1));
+                set(ru, "maxSurge", json!(0));
+            }
             set(spec, "revisionHistoryLimit", json!(10));
             template(spec);
         }

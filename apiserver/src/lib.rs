@@ -43,6 +43,7 @@ pub mod nodes;
 pub mod openapi;
 pub mod options;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request;
 pub mod schema;

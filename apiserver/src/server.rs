@@ -388,10 +388,27 @@ impl Server {
                 None => error_response(&ApiError::NoRoute),
             },
             ["openapi", "v2"] => {
+                if accept.contains(crate::openapi::V2_PROTOBUF) {
+                    static PB: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+                    let pb = PB.get_or_init(|| {
+                        Bytes::from(crate::openapi::v2_protobuf(&crate::openapi::v2_document(
+                            self.api.schema,
+                        )))
+                    });
+                    // Upstream labels it application/octet-stream: Go's mime parser
+                    // rejects the '@' in the media type kubectl asks for.
+                    let mut r = Response::new(Body::from(pb.clone()));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/octet-stream"),
+                    );
+                    return r;
+                }
                 if accept.contains("protobuf") && !accept.contains("json") {
-                    return error_response(&ApiError::NotAcceptable(
-                        "only the following media types are accepted: application/json".into(),
-                    ));
+                    return error_response(&ApiError::NotAcceptable(format!(
+                        "only the following media types are accepted: application/json, {}",
+                        crate::openapi::V2_PROTOBUF
+                    )));
                 }
                 respond(
                     200,
@@ -510,10 +527,62 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
     }
 }
 
+/// Every non-patch body as JSON: YAML and protobuf bodies are converted here, once,
+/// so that the handlers see one format. Patch bodies keep their own media types.
+fn json_body(content_type: &str, body: &Bytes) -> Result<Bytes, ApiError> {
+    match content_type {
+        "" | "application/json" | "*/*" => Ok(body.clone()),
+        _ if body.is_empty() => Ok(body.clone()),
+        "application/yaml" => {
+            let text = std::str::from_utf8(body).map_err(|e| {
+                ApiError::BadRequest(format!("error converting YAML to JSON: {e}"))
+            })?;
+            let v: Value = serde_saphyr::from_str(text)
+                .map_err(|e| ApiError::BadRequest(yaml_error(&e)))?;
+            Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+        }
+        crate::protobuf::MEDIA_TYPE => {
+            let v = crate::protobuf::decode_body(body, |g, v, k| {
+                crate::schema::schema().definition_for(g, v, k)
+            })
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
+        }
+        _ => Err(ApiError::UnsupportedMediaType(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
+        )),
+    }
+}
+
+/// Upstream's words for a YAML body that does not parse:
+/// `error converting YAML to JSON: yaml: line 4: <what>`.
+fn yaml_error(e: &serde_saphyr::Error) -> String {
+    let text = e.without_snippet().to_string();
+    let text = text.trim_start_matches("error: ");
+    let what = match (e.location(), text.split_once(": ")) {
+        (Some(_), Some((pos, rest))) if pos.starts_with("line ") => rest,
+        _ => text,
+    };
+    match e.location() {
+        Some(loc) => format!(
+            "error converting YAML to JSON: yaml: line {}: {what}",
+            loc.line()
+        ),
+        None => format!("error converting YAML to JSON: yaml: {what}"),
+    }
+}
+
 async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Reply, ApiError> {
     let res = ctx.res;
     let info = ctx.info;
     let verb = info.verb.as_str();
+    let converted;
+    let (body, content_type) = if verb == "patch" {
+        (body, content_type)
+    } else {
+        converted = json_body(content_type, body)?;
+        (&converted, "application/json")
+    };
     if res.namespaced
         && info.namespace.is_none()
         && !matches!(verb, "list" | "watch")
@@ -561,13 +630,6 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     }
     if res.plural == "bindings" {
         return handlers::bind(ctx, body).await;
-    }
-    if matches!(verb, "create" | "update")
-        && !matches!(content_type, "" | "application/json" | "*/*")
-    {
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json (got {content_type})"
-        )));
     }
     match verb {
         "get" => handlers::get(ctx).await.map(|mut r| {

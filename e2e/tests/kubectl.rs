@@ -1,0 +1,532 @@
+//! The real kubectl (1.33, 1.32 and 1.27) against a freshly started kube-apiserver
+//! with its embedded store. Skipped with a message when kubectl is not installed.
+
+use std::time::Duration;
+
+use e2e::{ApiServer, KUBECTLS, have_kubectl, kubectl_path};
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+";
+
+#[test]
+fn kubectl_versions_discover_and_read() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in KUBECTLS {
+        if kubectl_path(bin).is_none() {
+            continue;
+        }
+        let ns = s.ok(bin, &["get", "ns"]);
+        for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            assert!(ns.contains(n), "{bin}: {ns}");
+        }
+        assert!(ns.starts_with("NAME"), "server-side table: {ns}");
+        let res = s.ok(bin, &["api-resources"]);
+        assert!(
+            res.contains("deployments") && res.contains("deploy") && res.contains("apps/v1"),
+            "{res}"
+        );
+        let vs = s.ok(bin, &["api-versions"]);
+        assert!(
+            vs.contains("autoscaling/v2") && vs.contains("rbac.authorization.k8s.io/v1"),
+            "{vs}"
+        );
+        // kubectl before 1.28 reads /openapi/v2 as protobuf for explain.
+        let explain = s.ok(bin, &["explain", "deploy.spec.replicas"]);
+        assert!(
+            explain.contains("replicas") && explain.contains("<integer>"),
+            "{bin}: {explain}"
+        );
+        let svc = s.ok(bin, &["get", "svc", "kubernetes", "-o", "wide"]);
+        assert!(
+            svc.contains("10.0.0.1") && svc.contains("443/TCP") && svc.contains("SELECTOR"),
+            "{svc}"
+        );
+    }
+    let v = s.ok("kubectl.1.33", &["version", "-o", "json"]);
+    assert!(v.contains("\"minor\": \"33\""), "{v}");
+    let explain = s.ok("kubectl.1.33", &["explain", "pods.spec.restartPolicy"]);
+    assert!(
+        explain.contains("Restart policy for all containers"),
+        "{explain}"
+    );
+    let info = s.ok("kubectl.1.33", &["cluster-info"]);
+    assert!(info.contains(&format!("127.0.0.1:{}", s.port)), "{info}");
+}
+
+#[test]
+fn kubectl_writes_and_errors() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let k = "kubectl.1.33";
+    let f = s.write("dep.yaml", DEPLOYMENT);
+    assert!(
+        s.ok(k, &["create", "-f", &f])
+            .contains("deployment.apps/web created")
+    );
+    let err = s.fails(k, &["create", "-f", &f], None);
+    assert!(
+        err.contains("Error from server (AlreadyExists): error when creating")
+            && err.contains("deployments.apps \"web\" already exists"),
+        "{err}"
+    );
+    // Defaults are applied server-side.
+    let y = s.ok(k, &["get", "deploy", "web", "-o", "yaml"]);
+    for want in [
+        "progressDeadlineSeconds: 600",
+        "maxSurge: 25%",
+        "imagePullPolicy: IfNotPresent",
+        "restartPolicy: Always",
+        "generation: 1",
+    ] {
+        assert!(y.contains(want), "missing {want}: {y}");
+    }
+    // Client-side apply of a change bumps the generation.
+    let f2 = s.write("dep2.yaml", &DEPLOYMENT.replace("1.27", "1.28"));
+    assert!(s.ok(k, &["apply", "-f", &f2]).contains("configured"));
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"
+            ]
+        ),
+        "nginx:1.28 2"
+    );
+    assert!(s.ok(k, &["apply", "-f", &f2]).contains("unchanged"));
+    // scale, label, annotate.
+    s.ok(k, &["scale", "deploy", "web", "--replicas=5"]);
+    s.ok(k, &["label", "deploy", "web", "tier=front"]);
+    s.ok(k, &["annotate", "deploy", "web", "note=hi"]);
+    let got = s.ok(
+        k,
+        &[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.metadata.labels.tier} {.metadata.annotations.note}",
+        ],
+    );
+    assert_eq!(got, "5 front hi");
+    let shown = s.ok(k, &["get", "deploy", "--show-labels"]);
+    assert!(shown.contains("tier=front"), "{shown}");
+    let cc = s.ok(
+        k,
+        &[
+            "get",
+            "deploy",
+            "-o",
+            "custom-columns=N:.metadata.name,R:.spec.replicas",
+        ],
+    );
+    assert!(cc.contains("web") && cc.contains('5'), "{cc}");
+    // Conflict from a stale resourceVersion.
+    let err = s.fails(
+        k,
+        &[
+            "patch",
+            "deploy",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"resourceVersion":"2"},"spec":{"replicas":1}}"#,
+        ],
+        None,
+    );
+    assert!(
+        err.contains("Error from server (Conflict)")
+            && err.contains("the object has been modified"),
+        "{err}"
+    );
+    // Invalid objects: the upstream message, built from the Status causes.
+    let err = s.fails(
+        k,
+        &["create", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n  - name: c\n",
+        ),
+    );
+    assert!(
+        err.contains("The Pod \"bad\" is invalid: spec.containers[0].image: Required value"),
+        "{err}"
+    );
+    // Unknown fields are refused under kubectl's fieldValidation=Strict.
+    let err = s.fails(k, &["create", "-f", "-"], Some("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\nspec:\n  containers: [{name: c, image: i, bogus: 1}]\n"));
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.containers[0].bogus\""),
+        "{err}"
+    );
+    let err = s.fails(k, &["get", "pod", "nothere"], None);
+    assert!(
+        err.contains("Error from server (NotFound): pods \"nothere\" not found"),
+        "{err}"
+    );
+    // Pods: create, selectors, graceful and immediate delete.
+    s.ok(k, &["run", "p1", "--image=busybox", "--labels=app=a"]);
+    s.ok(k, &["run", "p2", "--image=busybox:1.36", "--labels=app=b"]);
+    let sel = s.ok(k, &["get", "pods", "-l", "app in (a)", "-o", "name"]);
+    assert_eq!(sel.trim(), "pod/p1");
+    let fs = s.ok(
+        k,
+        &[
+            "get",
+            "pods",
+            "--field-selector",
+            "metadata.name=p2",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(fs.trim(), "pod/p2");
+    let sorted = s.ok(
+        k,
+        &["get", "pods", "--sort-by=.metadata.name", "-o", "name"],
+    );
+    assert_eq!(sorted.trim(), "pod/p1\npod/p2");
+    let all = s.ok(k, &["get", "all", "-A"]);
+    assert!(
+        all.contains("pod/p1")
+            && all.contains("deployment.apps/web")
+            && all.contains("service/kubernetes"),
+        "{all}"
+    );
+    assert!(
+        s.ok(k, &["delete", "pod", "p1", "--wait"])
+            .contains("pod \"p1\" deleted")
+    );
+    s.fails(k, &["get", "pod", "p1"], None);
+    // Namespaces: the system ones cannot be deleted.
+    let err = s.fails(k, &["delete", "ns", "kube-system"], None);
+    assert!(
+        err.contains("Forbidden") && err.contains("this namespace may not be deleted"),
+        "{err}"
+    );
+    // Creating in a namespace that does not exist.
+    let err = s.fails(k, &["run", "p3", "--image=busybox", "-n", "nope"], None);
+    assert!(err.contains("namespaces \"nope\" not found"), "{err}");
+    // Services get a ClusterIP from the range.
+    s.ok(
+        k,
+        &["expose", "deploy", "web", "--port=80", "--type=NodePort"],
+    );
+    let ip = s.ok(
+        k,
+        &[
+            "get",
+            "svc",
+            "web",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort} {.spec.ports[0].targetPort}",
+        ],
+    );
+    let parts: Vec<&str> = ip.split(' ').collect();
+    assert!(
+        parts[0].starts_with("10.0.0.") && parts[0] != "10.0.0.1",
+        "{ip}"
+    );
+    let np: u16 = parts[1].parse().unwrap();
+    assert!((30000..=32767).contains(&np), "{ip}");
+    assert_eq!(parts[2], "80");
+    assert!(s.ok(k, &["delete", "deploy", "web"]).contains("deleted"));
+    // A watch sees later changes.
+    let mut w = s.kubectl_spawn(
+        k,
+        &["get", "pods", "-w", "--request-timeout=8s", "-o", "name"],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    s.ok(k, &["run", "watched", "--image=busybox"]);
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = w.kill();
+    let out = w.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pod/watched"), "{text}");
+}
+
+/// `kubectl create <generator>` goes through client-go's typed clients, which send
+/// protobuf bodies since 1.31 (kubectl 1.27 still sends JSON).
+#[test]
+fn kubectl_create_generators_send_protobuf() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for (i, bin) in KUBECTLS.iter().enumerate() {
+        if kubectl_path(bin).is_none() {
+            continue;
+        }
+        let ns = format!("gen{i}");
+        let n = ns.as_str();
+        s.ok(bin, &["create", "namespace", n]);
+        let run = |args: &[&str]| {
+            let mut all = vec!["-n", n];
+            all.extend(args);
+            s.ok(bin, &all)
+        };
+        let get = |what: &str, path: &str| {
+            s.ok(
+                bin,
+                &["get", what, "-n", n, "-o", &format!("jsonpath={path}")],
+            )
+        };
+        run(&["create", "configmap", "cm", "--from-literal=a=b"]);
+        assert_eq!(get("cm/cm", "{.data.a}"), "b", "{bin}");
+        run(&["create", "secret", "generic", "sec", "--from-literal=pw=x"]);
+        assert_eq!(get("secret/sec", "{.data.pw} {.type}"), "eA== Opaque");
+        // A Go pointer set to zero survives the protobuf decoding; defaults fill the rest.
+        run(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=nginx:1.27",
+            "--replicas=0",
+        ]);
+        assert_eq!(
+            get(
+                "deploy/web",
+                "{.spec.replicas} {.spec.strategy.type} {.spec.template.spec.containers[0].image} {.spec.template.spec.terminationGracePeriodSeconds}"
+            ),
+            "0 RollingUpdate nginx:1.27 30",
+            "{bin}"
+        );
+        // Non-pointer zero values that protobuf always carries are not stored.
+        let json = s.ok(bin, &["get", "deploy/web", "-n", n, "-o", "json"]);
+        assert!(
+            !json.contains("hostNetwork") && !json.contains("\"tty\""),
+            "{json}"
+        );
+        run(&["create", "job", "j", "--image=busybox", "--", "echo", "hi"]);
+        assert_eq!(
+            get("job/j", "{.spec.template.spec.containers[0].command}"),
+            r#"["echo","hi"]"#
+        );
+        run(&[
+            "create",
+            "cronjob",
+            "cj",
+            "--image=busybox",
+            "--schedule=*/5 * * * *",
+        ]);
+        assert_eq!(get("cronjob/cj", "{.spec.schedule}"), "*/5 * * * *");
+        run(&["create", "service", "clusterip", "svc", "--tcp=80:8080"]);
+        assert_eq!(
+            get(
+                "svc/svc",
+                "{.spec.ports[0].port} {.spec.ports[0].targetPort}"
+            ),
+            "80 8080"
+        );
+        run(&["create", "role", "r", "--verb=get", "--resource=pods"]);
+        assert_eq!(get("role/r", "{.rules[0].verbs[0]}"), "get");
+        run(&["create", "rolebinding", "rb", "--role=r", "--user=bob"]);
+        run(&["create", "serviceaccount", "sa"]);
+        run(&["create", "quota", "q", "--hard=pods=10,cpu=2"]);
+        assert_eq!(get("quota/q", "{.spec.hard.pods}"), "10");
+        run(&[
+            "create",
+            "pdb",
+            "pdb",
+            "--selector=app=web",
+            "--min-available=1",
+        ]);
+        assert_eq!(get("pdb/pdb", "{.spec.minAvailable}"), "1");
+        // IngressRule embeds IngressRuleValue inline: one protobuf field, flat in JSON.
+        run(&["create", "ingress", "ing", "--rule=foo.com/bar=svc:80"]);
+        assert_eq!(
+            get(
+                "ingress/ing",
+                "{.spec.rules[0].host} {.spec.rules[0].http.paths[0].path}"
+            ),
+            "foo.com /bar"
+        );
+    }
+    s.ok(
+        "kubectl.1.33",
+        &["create", "priorityclass", "high", "--value=1000"],
+    );
+}
+
+/// describe, events, wait, and the delete cascade modes.
+#[test]
+fn kubectl_describe_events_wait_and_cascade() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in KUBECTLS {
+        if kubectl_path(bin).is_none() {
+            continue;
+        }
+        let n = format!("ns-{}", &bin[8..].replace('.', "-"));
+        s.ok(bin, &["create", "namespace", &n]);
+        s.ok(
+            bin,
+            &["run", "p1", "--image=busybox", "--labels=app=web", "-n", &n],
+        );
+        // describe finds events by involvedObject kind, name, namespace and uid.
+        let uid = s.ok(
+            bin,
+            &[
+                "get",
+                "pod",
+                "p1",
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.metadata.uid}",
+            ],
+        );
+        let event = format!(
+            "apiVersion: v1\nkind: Event\nmetadata: {{name: p1.1, namespace: {n}}}\ninvolvedObject: {{kind: Pod, name: p1, namespace: {n}, uid: {uid}, apiVersion: v1}}\nreason: Scheduled\nmessage: Successfully assigned {n}/p1 to node1\ntype: Normal\nfirstTimestamp: \"2026-01-01T00:00:00Z\"\nlastTimestamp: \"2026-01-01T00:00:00Z\"\ncount: 1\nsource: {{component: default-scheduler}}\n"
+        );
+        s.ok_stdin(bin, &["create", "-f", "-"], Some(&event));
+        let d = s.ok(bin, &["describe", "pod", "p1", "-n", &n]);
+        for want in [
+            "Name:",
+            "p1",
+            "Labels:       app=web",
+            "Status:       Pending",
+            "Image:        busybox",
+            "QoS Class:        BestEffort",
+            "Scheduled",
+            "Successfully assigned",
+        ] {
+            assert!(
+                d.contains(want),
+                "{bin} describe pod: missing {want:?}:\n{d}"
+            );
+        }
+        let d = s.ok(bin, &["describe", "ns", &n]);
+        assert!(d.contains("Status:       Active"), "{d}");
+        let d = s.ok(bin, &["describe", "svc", "kubernetes", "-n", "default"]);
+        assert!(d.contains("10.0.0.1") && d.contains("443/TCP"), "{d}");
+        if bin != "kubectl.1.27" {
+            let ev = s.ok(bin, &["events", "--for", "pod/p1", "-n", &n]);
+            assert!(
+                ev.contains("Scheduled") && ev.contains("Pod/p1"),
+                "{bin} events: {ev}"
+            );
+        }
+        let ev = s.ok(bin, &["get", "events", "-n", &n]);
+        assert!(ev.contains("pod/p1") && ev.contains("Scheduled"), "{ev}");
+        // wait --for=condition: the status subresource is what a kubelet would write.
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "pod",
+                "p1",
+                "-n",
+                &n,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#,
+            ],
+        );
+        let w = s.ok(
+            bin,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "pod/p1",
+                "-n",
+                &n,
+                "--timeout=20s",
+            ],
+        );
+        assert!(w.contains("condition met"), "{w}");
+        // Background (the default) deletes at once; --wait returns when it is gone.
+        s.ok(bin, &["create", "deployment", "bg", "--image=x", "-n", &n]);
+        s.ok(
+            bin,
+            &[
+                "delete",
+                "deploy",
+                "bg",
+                "-n",
+                &n,
+                "--cascade=background",
+                "--wait",
+            ],
+        );
+        s.fails(bin, &["get", "deploy", "bg", "-n", &n], None);
+        // Orphan and foreground hand the object to the garbage collector (in
+        // controller-manager): the apiserver marks it with the finalizer and a
+        // deletionTimestamp, as upstream does.
+        for (mode, finalizer) in [("orphan", "orphan"), ("foreground", "foregroundDeletion")] {
+            let name = format!("c-{mode}");
+            s.ok(bin, &["create", "deployment", &name, "--image=x", "-n", &n]);
+            s.ok(
+                bin,
+                &[
+                    "delete",
+                    "deploy",
+                    &name,
+                    "-n",
+                    &n,
+                    &format!("--cascade={mode}"),
+                    "--wait=false",
+                ],
+            );
+            let got = s.ok(
+                bin,
+                &[
+                    "get",
+                    "deploy",
+                    &name,
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.metadata.finalizers[0]} {.metadata.deletionTimestamp}",
+                ],
+            );
+            assert!(
+                got.starts_with(&format!("{finalizer} 20")),
+                "{bin} {mode}: {got}"
+            );
+        }
+        // `wait --for=delete` returns once the object is gone.
+        let mut waiter = s.kubectl_spawn(
+            bin,
+            &["wait", "--for=delete", "pod/p1", "-n", &n, "--timeout=30s"],
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        s.ok(
+            bin,
+            &[
+                "delete",
+                "pod",
+                "p1",
+                "-n",
+                &n,
+                "--grace-period=0",
+                "--force",
+            ],
+        );
+        let out = waiter.wait().expect("wait for kubectl wait");
+        assert!(out.success(), "{bin} wait --for=delete failed");
+    }
+}
