@@ -211,6 +211,21 @@ pub fn apply(kind: &str, o: &mut Value) {
             set(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
             template(spec);
         }
+        // At the storage version, autoscaling/v2 (v1 objects are converted first).
+        "HorizontalPodAutoscaler" => {
+            let spec = child(root, "spec");
+            set(spec, "minReplicas", json!(1));
+            if spec
+                .get("metrics")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
+                spec.insert(
+                    "metrics".into(),
+                    json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
+            }
+        }
         "CronJob" => {
             let spec = child(root, "spec");
             set(spec, "concurrencyPolicy", json!("Allow"));

@@ -258,7 +258,8 @@ fn generate_name(obj: &mut Value) {
 /// POST to a collection.
 pub async fn create(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
     let res = ctx.res;
-    let (mut obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let (obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let mut obj = to_storage_version(res, obj);
     check_namespace(ctx, &mut obj)?;
     let dry_run = ctx.dry_run()?;
     crate::defaults::apply(res.kind, &mut obj);
@@ -575,6 +576,24 @@ fn cache_error(e: CacheError) -> ApiError {
     }
 }
 
+/// A request object (already validated against its own version's schema) as the
+/// storage version, for the resources served in two versions.
+fn to_storage_version(res: &Resource, obj: Value) -> Value {
+    if res.converts() {
+        crate::convert::to_storage(res, &obj)
+    } else {
+        obj
+    }
+}
+
+/// A write's reply in the request's version (a Status passes through).
+pub fn reply_in_request_version(res: &Resource, mut r: Reply) -> Reply {
+    if res.converts() && r.body.get("kind").and_then(Value::as_str) != Some("Status") {
+        r.body = to_request_version(res, &r.body);
+    }
+    r
+}
+
 /// Converts a stored object to the request's version.
 pub fn to_request_version(res: &Resource, obj: &Value) -> Value {
     if res.converts() {
@@ -730,7 +749,8 @@ pub fn watch_event(w: &WatchStart, n: &Notice) -> Option<(EventType, Value)> {
 /// PUT to an object (or its status).
 pub async fn update(ctx: &Ctx<'_>, body: &Bytes, status: bool) -> Result<Reply, ApiError> {
     let res = ctx.res;
-    let (mut obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let (obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let mut obj = to_storage_version(res, obj);
     check_namespace(ctx, &mut obj)?;
     let name = ctx.name().to_owned();
     match meta::name(&obj) {

@@ -615,7 +615,8 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
                 "update" => handlers::update(ctx, body, true).await,
                 "patch" => handlers::patch(ctx, body, content_type, true).await,
                 _ => Err(ApiError::MethodNotAllowed),
-            },
+            }
+            .map(|r| handlers::reply_in_request_version(res, r)),
             "scale" => handlers::scale(ctx, method, body, content_type).await,
             "binding" => handlers::bind(ctx, body).await,
             "eviction" => crate::eviction::evict(ctx, body).await,
@@ -644,9 +645,15 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
                 warnings: Vec::new(),
             })
         }
-        "create" => handlers::create(ctx, body).await,
-        "update" => handlers::update(ctx, body, false).await,
-        "patch" => handlers::patch(ctx, body, content_type, false).await,
+        "create" => handlers::create(ctx, body)
+            .await
+            .map(|r| handlers::reply_in_request_version(res, r)),
+        "update" => handlers::update(ctx, body, false)
+            .await
+            .map(|r| handlers::reply_in_request_version(res, r)),
+        "patch" => handlers::patch(ctx, body, content_type, false)
+            .await
+            .map(|r| handlers::reply_in_request_version(res, r)),
         "delete" => handlers::delete(ctx, body).await,
         "deletecollection" => handlers::delete_collection(ctx, body).await,
         _ => Err(ApiError::MethodNotAllowed),

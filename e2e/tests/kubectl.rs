@@ -530,3 +530,77 @@ fn kubectl_describe_events_wait_and_cascade() {
         assert!(out.success(), "{bin} wait --for=delete failed");
     }
 }
+
+/// events.k8s.io/v1 Events are stored as core/v1 Events and autoscaling/v1 HPAs as
+/// autoscaling/v2: a write in one version reads back in the other.
+#[test]
+fn kubectl_versions_convert_through_storage() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let k = "kubectl.1.33";
+    let created = s.ok_stdin(
+        k,
+        &["create", "-f", "-", "-o", "jsonpath={.apiVersion} {.note}"],
+        Some(
+            "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: e1}\neventTime: \"2026-11-23T17:00:00.000000Z\"\nreportingController: example.com/ctl\nreportingInstance: i1\naction: Scale\nreason: Scaled\nnote: scaled up\ntype: Normal\nregarding: {kind: Deployment, name: d, namespace: default, apiVersion: apps/v1}\n",
+        ),
+    );
+    assert_eq!(created, "events.k8s.io/v1 scaled up");
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "events.v1.",
+                "e1",
+                "-o",
+                "jsonpath={.message} {.involvedObject.kind} {.reportingComponent}"
+            ]
+        ),
+        "scaled up Deployment example.com/ctl"
+    );
+    let created = s.ok_stdin(
+        k,
+        &["create", "-f", "-", "-o", "jsonpath={.apiVersion} {.spec.targetCPUUtilizationPercentage}"],
+        Some(
+            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: h1}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: d}\n  maxReplicas: 5\n  targetCPUUtilizationPercentage: 70\n",
+        ),
+    );
+    assert_eq!(created, "autoscaling/v1 70");
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "hpa.v2.autoscaling",
+                "h1",
+                "-o",
+                "jsonpath={.spec.minReplicas} {.spec.metrics[0].resource.target.averageUtilization}"
+            ]
+        ),
+        "1 70"
+    );
+    // A v1 update (apply) lands in the v2 object.
+    s.ok_stdin(
+        k,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\nmetadata: {name: h1}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: d}\n  maxReplicas: 5\n  targetCPUUtilizationPercentage: 55\n",
+        ),
+    );
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "hpa.v2.autoscaling",
+                "h1",
+                "-o",
+                "jsonpath={.spec.metrics[0].resource.target.averageUtilization}"
+            ]
+        ),
+        "55"
+    );
+}
