@@ -650,6 +650,8 @@ pub struct WatchStart {
     pub bookmarks: bool,
     /// When to stop.
     pub timeout: std::time::Duration,
+    /// The revision the watch starts after (the first bookmark's, if nothing happens).
+    pub start_rv: u64,
 }
 
 /// Opens a watch with upstream's resourceVersion semantics.
@@ -679,6 +681,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<WatchStart, ApiError> {
             verb: "watch".into(),
         })?;
     let rv_param = ctx.query.get("resourceVersion").unwrap_or("");
+    let start_rv = rv_param.parse().unwrap_or_else(|_| cache.rv());
     let (backlog, rx) = match rv_param {
         "" => {
             let cur = ctx
@@ -722,6 +725,7 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<WatchStart, ApiError> {
         res,
         bookmarks: ctx.query.flag("allowWatchBookmarks"),
         timeout,
+        start_rv,
     })
 }
 

@@ -261,6 +261,21 @@ impl Server {
                     IncludeObject::parse(query.get("includeObject")),
                     self.metrics.clone(),
                 ),
+                // Like upstream's cacher: once the request is accepted, a resourceVersion
+                // the cache no longer holds is an ERROR event in a 200 stream, which
+                // clients (client-go's reflector, kube-rs' watcher) answer by relisting.
+                Err(e @ ApiError::Gone(_)) => {
+                    let mut line =
+                        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()}))
+                            .unwrap_or_default();
+                    line.push(b'\n');
+                    let mut r = Response::new(Body::from(line));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
                 Err(e) => error_response(&e),
             };
         }
@@ -660,6 +675,11 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     }
 }
 
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+/// How long before a watch's timeout its last bookmark goes out.
+const BOOKMARK_BEFORE_END: Duration = Duration::from_secs(2);
+
 fn watch_response(
     mut w: handlers::WatchStart,
     table: bool,
@@ -690,9 +710,16 @@ fn watch_response(
                 }
             }
         }
-        let mut bookmark_tick = tokio::time::interval(Duration::from_secs(60));
-        bookmark_tick.tick().await;
-        let mut last_rv = 0u64;
+        // Upstream's cacher sends a bookmark every minute, and one just before the
+        // watch's timeout, so that a client resumes from a fresh resourceVersion.
+        let now = tokio::time::Instant::now();
+        let first =
+            (now + BOOKMARK_EVERY).min(deadline.checked_sub(BOOKMARK_BEFORE_END).unwrap_or(now));
+        let mut bookmark_tick = tokio::time::interval_at(first.max(now), BOOKMARK_EVERY);
+        let mut last_rv = backlog.iter().fold(w.start_rv, |rv, n| match n {
+            Notice::Progress(r) => rv.max(*r),
+            Notice::Event(e) => rv.max(e.rv),
+        });
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,

@@ -75,6 +75,7 @@ pub fn free_port() -> u16 {
 /// A `kube-apiserver` with its embedded store, in a temporary directory.
 pub struct ApiServer {
     child: Child,
+    extra: Vec<String>,
     /// The server's directory: data, certs, tokens, kubeconfig, log.
     pub dir: tempfile::TempDir,
     /// The secure port on 127.0.0.1.
@@ -97,15 +98,39 @@ impl ApiServer {
     /// Starts a server with extra flags.
     pub fn start_with(extra: &[&str]) -> ApiServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = |p: &str| dir.path().join(p).display().to_string();
         std::fs::write(
             dir.path().join("tokens.csv"),
             format!("{ADMIN_TOKEN},admin,admin-uid,\"system:masters\"\n"),
         )
         .expect("write tokens");
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log file");
-        let child = Command::new(binary("kube-apiserver"))
+        std::fs::write(
+            dir.path().join("kubeconfig"),
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{port}\n  name: k\ncontexts:\n- context:\n    cluster: k\n    user: admin\n    namespace: default\n  name: k\ncurrent-context: k\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\n"
+            ),
+        )
+        .expect("write kubeconfig");
+        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let child = Self::spawn(dir.path(), port, &extra);
+        let s = ApiServer {
+            child,
+            extra,
+            dir,
+            port,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
+        let path = |p: &str| dir.join(p).display().to_string();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("apiserver.log"))
+            .expect("log file");
+        Command::new(binary("kube-apiserver"))
             .args(["--data-dir", &path("data"), "--cert-dir", &path("certs")])
             .args(["--token-auth-file", &path("tokens.csv")])
             .args(["--bind-address", "127.0.0.1"])
@@ -114,17 +139,15 @@ impl ApiServer {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start kube-apiserver");
-        std::fs::write(
-            dir.path().join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{port}\n  name: k\ncontexts:\n- context:\n    cluster: k\n    user: admin\n    namespace: default\n  name: k\ncurrent-context: k\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\n"
-            ),
-        )
-        .expect("write kubeconfig");
-        let s = ApiServer { child, dir, port };
-        s.wait_ready();
-        s
+            .expect("start kube-apiserver")
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same data and port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(self.dir.path(), self.port, &self.extra);
+        self.wait_ready();
     }
 
     fn wait_ready(&self) {
