@@ -16,4 +16,17 @@ fi
 # Debian's etcd-server package may start a system etcd; the tests start their own.
 pkill -x etcd 2>/dev/null || true
 
+# The Python client test's interpreter: a venv with the `kubernetes` client from PyPI.
+py=target/e2e-python
+if ! "$py/bin/python" -c "import kubernetes" 2>/dev/null; then
+  if ! python3 -m venv "$py" 2>/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-venv
+    python3 -m venv "$py"
+  fi
+  "$py/bin/pip" install -q --disable-pip-version-check "kubernetes==33.1.0"
+fi
+export KEELSON_PYTHON=$PWD/$py/bin/python
+
 cargo test --workspace "$@"

@@ -266,7 +266,7 @@ impl Schema {
         kind: &str,
         obj: &mut Value,
         mode: FieldValidation,
-        _raw: &[u8],
+        raw: &[u8],
     ) -> Result<Vec<String>, ApiError> {
         let Some(def) = self.definition_for(group, version, kind) else {
             return Ok(Vec::new());
@@ -283,11 +283,18 @@ impl Schema {
                 "{kind} in version \"{version}\" cannot be handled as a {kind}: {e}"
             )));
         }
-        let msgs: Vec<String> = w
+        let mut msgs: Vec<String> = w
             .unknown
             .iter()
             .map(|f| format!("unknown field {f:?}"))
             .collect();
+        if mode != FieldValidation::Ignore {
+            msgs.extend(
+                duplicate_fields(raw)
+                    .iter()
+                    .map(|f| format!("duplicate field {f:?}")),
+            );
+        }
         match mode {
             FieldValidation::Strict if !msgs.is_empty() => Err(ApiError::BadRequest(format!(
                 "strict decoding error: {}",
@@ -297,6 +304,94 @@ impl Schema {
             _ => Ok(Vec::new()),
         }
     }
+}
+
+/// The paths of keys that appear twice in one JSON object of `raw`, in upstream's
+/// notation (`metadata.name`, `spec.containers[0].image`). serde_json keeps the last
+/// value silently; upstream's strict decoder reports each repeat.
+pub fn duplicate_fields(raw: &[u8]) -> Vec<String> {
+    use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    struct Seed<'a> {
+        path: String,
+        out: &'a mut Vec<String>,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Seed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Seed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(k) = m.next_key::<String>()? {
+                let path = if self.path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{}.{k}", self.path)
+                };
+                if !seen.insert(k) {
+                    self.out.push(path.clone());
+                }
+                m.next_value_seed(Seed {
+                    path,
+                    out: &mut *self.out,
+                })?;
+            }
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<(), A::Error> {
+            let mut i = 0;
+            while s
+                .next_element_seed(Seed {
+                    path: format!("{}[{i}]", self.path),
+                    out: &mut *self.out,
+                })?
+                .is_some()
+            {
+                i += 1;
+            }
+            Ok(())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+    }
+
+    let mut out = Vec::new();
+    let mut de = serde_json::Deserializer::from_slice(raw);
+    let seed = Seed {
+        path: String::new(),
+        out: &mut out,
+    };
+    if seed.deserialize(&mut de).is_err() {
+        // Not JSON: a YAML body (its parser refuses duplicate keys itself).
+        return Vec::new();
+    }
+    out
 }
 
 /// The process-wide schema.
@@ -309,6 +404,35 @@ pub fn schema() -> &'static Schema {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn duplicate_fields_by_mode() {
+        let raw = br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","name":"b"},"spec":{"containers":[{"name":"c","image":"i","image":"j"}]}}"#;
+        assert_eq!(
+            duplicate_fields(raw),
+            ["metadata.name", "spec.containers[0].image"]
+        );
+        let s = schema();
+        let mut obj: Value = serde_json::from_slice(raw).unwrap();
+        let err = s
+            .validate_fields("", "v1", "Pod", &mut obj, FieldValidation::Strict, raw)
+            .unwrap_err();
+        assert_eq!(
+            err.to_status()["message"],
+            r#"strict decoding error: duplicate field "metadata.name", duplicate field "spec.containers[0].image""#
+        );
+        let warnings = s
+            .validate_fields("", "v1", "Pod", &mut obj, FieldValidation::Warn, raw)
+            .unwrap();
+        assert_eq!(warnings.len(), 2);
+        assert!(
+            s.validate_fields("", "v1", "Pod", &mut obj, FieldValidation::Ignore, raw)
+                .unwrap()
+                .is_empty()
+        );
+        // The last value wins, as in upstream's decoder.
+        assert_eq!(obj["metadata"]["name"], "b");
+    }
 
     #[test]
     fn unknown_fields_by_mode() {

@@ -552,7 +552,10 @@ fn json_body(content_type: &str, body: &Bytes) -> Result<Bytes, ApiError> {
             let text = std::str::from_utf8(body).map_err(|e| {
                 ApiError::BadRequest(format!("error converting YAML to JSON: {e}"))
             })?;
-            let v: Value = serde_saphyr::from_str(text)
+            // Upstream converts YAML guided by the Go type, so `name: y` stays a string.
+            // Without types, YAML 1.2 booleans come closest: only true/false are bools.
+            let opts = serde_saphyr::options! { strict_booleans: true };
+            let v: Value = serde_saphyr::from_str_with_options(text, opts)
                 .map_err(|e| ApiError::BadRequest(yaml_error(&e)))?;
             Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
         }
@@ -811,5 +814,49 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_become_json() {
+        let yaml = Bytes::from_static(
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n",
+        );
+        let j: Value =
+            serde_json::from_slice(&json_body("application/yaml", &yaml).unwrap()).unwrap();
+        assert_eq!(
+            j,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y"}, "data": {"a": "1"}})
+        );
+        let raw = Bytes::from_static(b"{\"a\":1}");
+        assert_eq!(json_body("application/json", &raw).unwrap(), raw);
+        assert_eq!(json_body("", &raw).unwrap(), raw);
+        let bad = Bytes::from_static(b"metadata:\n  name: [y\n");
+        match json_body("application/yaml", &bad) {
+            Err(ApiError::BadRequest(m)) => {
+                assert!(
+                    m.starts_with("error converting YAML to JSON: yaml: line "),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        match json_body("text/plain", &raw) {
+            Err(ApiError::UnsupportedMediaType(m)) => assert!(
+                m.ends_with(
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+                ),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match json_body(crate::protobuf::MEDIA_TYPE, &raw) {
+            Err(ApiError::BadRequest(m)) => assert!(m.contains("k8s"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }
