@@ -60,6 +60,17 @@ pub struct Event {
     pub prev: Option<Arc<Value>>,
     /// The revision of the change.
     pub rv: u64,
+    /// `object` serialized, once, for every watcher that sends it as is.
+    pub json: std::sync::OnceLock<bytes::Bytes>,
+}
+
+impl Event {
+    /// The object as JSON, serialized on first use and then shared.
+    pub fn object_json(&self) -> &bytes::Bytes {
+        self.json.get_or_init(|| {
+            bytes::Bytes::from(serde_json::to_vec(&*self.object).unwrap_or_default())
+        })
+    }
 }
 
 /// A message to watchers: an event, or the cache's revision moving forward.
@@ -206,6 +217,7 @@ impl WatchCache {
                         object: v.clone(),
                         prev: None,
                         rv: st.rv,
+                        json: std::sync::OnceLock::new(),
                     }))
                 })
                 .collect();
@@ -262,6 +274,7 @@ impl WatchCache {
                     object: obj,
                     prev,
                     rv: kv.mod_revision,
+                    json: std::sync::OnceLock::new(),
                 }
             }
             WatchEvent::Delete { key, revision, .. } => {
@@ -278,6 +291,7 @@ impl WatchCache {
                     object: Arc::new(last),
                     prev: Some(prev),
                     rv: revision,
+                    json: std::sync::OnceLock::new(),
                 }
             }
         };

@@ -634,6 +634,55 @@ pub fn list_body(res: &Resource, list: &ListResult) -> Value {
     })
 }
 
+/// A list of `res` (at its storage version, which is the request's) as JSON bytes,
+/// identical to `list_body` serialized, but written item by item from the shared
+/// objects: a 10k-pod list is not deep-copied first.
+pub fn list_json(res: &Resource, list: &ListResult) -> Vec<u8> {
+    /// An item without its kind and apiVersion, as upstream's list items.
+    struct Item<'a>(&'a Value);
+    impl serde::Serialize for Item<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            match self.0 {
+                Value::Object(m) => {
+                    let mut out = s.serialize_map(None)?;
+                    for (k, v) in m {
+                        if k != "kind" && k != "apiVersion" {
+                            out.serialize_entry(k, v)?;
+                        }
+                    }
+                    out.end()
+                }
+                other => other.serialize(s),
+            }
+        }
+    }
+    let mut head = list_body(
+        res,
+        &ListResult {
+            items: Vec::new(),
+            rv: list.rv,
+            cont: list.cont.clone(),
+            remaining: list.remaining,
+        },
+    );
+    if let Some(m) = head.as_object_mut() {
+        m.remove("items");
+    }
+    let mut out = serde_json::to_vec(&head).unwrap_or_default();
+    // `{...}` -> `{...,"items":[...]}`
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    for (i, o) in list.items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut out, &Item(o));
+    }
+    out.extend_from_slice(b"]}");
+    out
+}
+
 /// Starts a watch: the backlog to send first, and the live receiver.
 pub struct WatchStart {
     /// Events to send first.
@@ -731,7 +780,10 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<WatchStart, ApiError> {
 
 /// The watch event to send for a notice, if this watcher sees it: selector
 /// transitions turn into ADDED and DELETED as upstream's cacher does.
-pub fn watch_event(w: &WatchStart, n: &Notice) -> Option<(EventType, Value)> {
+pub fn watch_event<'n>(
+    w: &WatchStart,
+    n: &'n Notice,
+) -> Option<(EventType, &'n crate::cache::Event)> {
     let Notice::Event(e) = n else { return None };
     if !e.key.starts_with(&w.prefix) {
         return None;
@@ -747,7 +799,7 @@ pub fn watch_event(w: &WatchStart, n: &Notice) -> Option<(EventType, Value)> {
         EventType::Deleted if before || now => EventType::Deleted,
         _ => return None,
     };
-    Some((ty, to_request_version(w.res, &e.object)))
+    Some((ty, e))
 }
 
 /// PUT to an object (or its status).
@@ -1452,4 +1504,29 @@ pub async fn bind(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
     Ok(Reply::created(json!({
         "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_json_matches_list_body() {
+        let res = crate::catalog::catalog().get("", "v1", "pods").unwrap();
+        let pod = |n: &str| {
+            Arc::new(
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": n, "resourceVersion": "7"}, "spec": {}}),
+            )
+        };
+        for items in [vec![], vec![pod("a"), pod("b")]] {
+            let l = ListResult {
+                items,
+                rv: 9,
+                cont: Some("tok".into()),
+                remaining: Some(3),
+            };
+            let fast: Value = serde_json::from_slice(&list_json(res, &l)).unwrap();
+            assert_eq!(fast, list_body(res, &l));
+        }
+    }
 }

@@ -279,6 +279,27 @@ impl Server {
                 Err(e) => error_response(&e),
             };
         }
+        // The hot read path: a JSON list is written straight from the cache's objects,
+        // without building (and deep-copying into) one big JSON value first.
+        if info.verb == "list"
+            && info.subresource.is_none()
+            && res.has_verb("list")
+            && !res.converts()
+            && !wants_table(&accept)
+            && accepts_json(&accept)
+        {
+            return match handlers::list_objects(&ctx).await {
+                Ok(l) => {
+                    let mut r = Response::new(Body::from(handlers::list_json(res, &l)));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                Err(e) => error_response(&e),
+            };
+        }
         let result = dispatch(&ctx, &body, &content_type).await;
         match result {
             Ok(reply) => Self::render(res, info, query, &accept, reply),
@@ -704,11 +725,26 @@ fn watch_response(
             line.push(b'\n');
             Bytes::from(line)
         };
+        // An event's object is serialized once and shared by every watcher that sends
+        // it unchanged (JSON at the storage version), as upstream's cachingObject.
+        let event_line = |ty: &str, e: &crate::cache::Event| {
+            if table || res.converts() {
+                return encode(ty, handlers::to_request_version(res, &e.object));
+            }
+            let obj = e.object_json();
+            let mut line = Vec::with_capacity(obj.len() + 40);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(ty.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(obj);
+            line.extend_from_slice(b"}\n");
+            Bytes::from(line)
+        };
         let backlog = std::mem::take(&mut w.backlog);
         for n in &backlog {
-            if let Some((ty, obj)) = handlers::watch_event(&w, n) {
+            if let Some((ty, e)) = handlers::watch_event(&w, n) {
                 metrics.watch_event(res);
-                if tx.send(Ok(encode(ty.as_str(), obj))).await.is_err() {
+                if tx.send(Ok(event_line(ty.as_str(), e))).await.is_err() {
                     return;
                 }
             }
@@ -741,9 +777,9 @@ fn watch_response(
                             Notice::Progress(rv) => last_rv = *rv,
                             Notice::Event(e) => last_rv = e.rv,
                         }
-                        if let Some((ty, obj)) = handlers::watch_event(&w, &n) {
+                        if let Some((ty, e)) = handlers::watch_event(&w, &n) {
                             metrics.watch_event(res);
-                            if tx.send(Ok(encode(ty.as_str(), obj))).await.is_err() {
+                            if tx.send(Ok(event_line(ty.as_str(), e))).await.is_err() {
                                 return;
                             }
                         }

@@ -7,7 +7,9 @@
 //! - [`metrics`]: renders a `prometheus` registry in the text exposition format.
 //! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
+//! - [`bench`]: statistics and reporting shared by the bench binaries.
 
+pub mod bench;
 pub mod duration;
 pub mod metrics;
 pub mod signal;

@@ -14,7 +14,6 @@
 //! CPU drift by tens of percent over minutes, which a single sequential run would
 //! attribute to one side. Prints a Markdown table for BENCHMARKS.md.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use component_base::bench::{Samples, Stats, free_port, micros_since, rss_kib, stats};
 use proto::etcdserverpb::kv_client::KvClient;
 use proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use proto::etcdserverpb::request_op::Request as Op;
@@ -87,16 +87,9 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-fn port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
-}
-
 fn start(flavor: Flavor, n: usize, args: &Args) -> Cluster {
     let dir = tempfile::tempdir().expect("tempdir");
-    let ports: Vec<(u16, u16)> = (0..n).map(|_| (port(), port())).collect();
+    let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
     let ic = ports
         .iter()
         .enumerate()
@@ -199,29 +192,6 @@ async fn leader(c: &Cluster) -> usize {
     panic!("no leader");
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Stats {
-    ops_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn stats(mut lat: Vec<u32>, elapsed: Duration) -> Stats {
-    lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        f64::from(lat[i]) / 1000.0
-    };
-    Stats {
-        ops_per_sec: lat.len() as f64 / elapsed.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-    }
-}
-
 /// Runs `clients` tasks over up to 100 connections for `secs`, each calling `op`.
 async fn load<F, Fut>(url: &str, clients: usize, secs: u64, op: F) -> Stats
 where
@@ -248,7 +218,7 @@ where
                 let n = counter.fetch_add(1, Ordering::Relaxed);
                 let t = Instant::now();
                 if op(ch.clone(), n).await {
-                    lat.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                    lat.push(micros_since(t));
                 }
             }
             lat
@@ -372,17 +342,6 @@ async fn bench_watch(url: &str) -> Stats {
     stats(lat, start.elapsed())
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
-}
-
 /// Loads `keys` keys with 100-put txns from 32 clients; returns the leader's RSS in MiB.
 async fn bench_rss(c: &Cluster, leader: usize, keys: usize) -> f64 {
     let url = c.procs[leader].client.clone();
@@ -432,41 +391,6 @@ fn dir_mib(p: &std::path::Path) -> f64 {
         rd.filter_map(Result::ok).map(|e| walk(&e.path())).sum()
     }
     walk(p) as f64 / (1024.0 * 1024.0)
-}
-
-fn row(name: &str, k: f64, e: f64, unit: &str, higher_is_better: bool) -> String {
-    let ratio = if e > 0.0 { k / e } else { 0.0 };
-    let verdict = if higher_is_better {
-        "×"
-    } else {
-        "× (lower is better)"
-    };
-    format!("| {name} | {k:.2} {unit} | {e:.2} {unit} | {ratio:.2}{verdict} |")
-}
-
-/// Collected samples: one row per metric, one sample list per flavor.
-#[derive(Default)]
-struct Samples {
-    rows: Vec<(String, [Vec<f64>; 2], &'static str, bool)>,
-}
-
-impl Samples {
-    fn add(&mut self, fi: usize, name: String, v: f64, unit: &'static str, higher_is_better: bool) {
-        match self.rows.iter_mut().find(|r| r.0 == name) {
-            Some(r) => r.1[fi].push(v),
-            None => {
-                let mut vals: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-                vals[fi].push(v);
-                self.rows.push((name, vals, unit, higher_is_better));
-            }
-        }
-    }
-}
-
-fn median(v: &[f64]) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
 }
 
 #[tokio::main]
@@ -591,8 +515,8 @@ async fn main() {
             }
         }
         drop(clusters);
-        for (name, v, unit, hib) in &s.rows {
-            println!("{}", row(name, median(&v[0]), median(&v[1]), unit, *hib));
+        for r in s.rows() {
+            println!("{r}");
         }
     }
 }
