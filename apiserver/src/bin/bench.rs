@@ -10,7 +10,7 @@
 //!   throughput and p50/p99 per verb;
 //! - `rate`: open-loop pod creates at `--rate` per second (500), latency p50/p99;
 //! - `list`: a LIST of `--pods` (10k) pods, consistent and `resourceVersion=0`;
-//! - `rss`: each apiserver's RSS with those pods loaded;
+//! - `rss`: each apiserver's RSS at start and with those pods loaded;
 //! - `watch`: `--watchers` (1000) watches on one namespace; 50 pod creates; delivery
 //!   latency from the create request's start to each watcher's receipt.
 //!
@@ -580,6 +580,14 @@ async fn main() {
     );
     println!("|---|---|---|---|");
     let mut s = Samples::default();
+    if has("rss") {
+        // Before any load: the apiserver with only its bootstrap objects.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        for (side, st) in stacks.iter().enumerate() {
+            let mib = rss_kib(st.apiserver.0.id()) as f64 / 1024.0;
+            s.add(side, "apiserver RSS at start".into(), mib, "MiB", false);
+        }
+    }
     for rep in 0..args.reps {
         for (side, st) in stacks.iter().enumerate() {
             if has("crud") {
@@ -605,7 +613,6 @@ async fn main() {
     }
     if has("list") || has("rss") {
         for (side, st) in stacks.iter().enumerate() {
-            let before = rss_kib(st.apiserver.0.id()) as f64 / 1024.0;
             let r = load_pods(st, args.pods).await;
             eprintln!("{} loaded {} pods at {r:.0}/s", st.name, args.pods);
             s.add(
@@ -617,7 +624,6 @@ async fn main() {
             );
             tokio::time::sleep(Duration::from_secs(2)).await;
             if has("rss") {
-                s.add(side, "apiserver RSS, empty".into(), before, "MiB", false);
                 let after = rss_kib(st.apiserver.0.id()) as f64 / 1024.0;
                 s.add(
                     side,
