@@ -215,6 +215,96 @@ fn columns(kind: &str) -> Vec<Col> {
             ("Endpoints", "string", "", 0),
             AGE,
         ],
+        "PersistentVolume" => vec![
+            NAME,
+            ("Capacity", "string", "", 0),
+            ("Access Modes", "string", "", 0),
+            ("Reclaim Policy", "string", "", 0),
+            ("Status", "string", "", 0),
+            ("Claim", "string", "", 0),
+            ("StorageClass", "string", "", 0),
+            ("VolumeAttributesClass", "string", "", 0),
+            ("Reason", "string", "", 0),
+            AGE,
+            ("VolumeMode", "string", "", 1),
+        ],
+        "ResourceQuota" => vec![
+            NAME,
+            AGE,
+            ("Request", "string", "", 0),
+            ("Limit", "string", "", 0),
+        ],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            NAME,
+            ("Role", "string", "", 0),
+            AGE,
+            ("Users", "string", "", 1),
+            ("Groups", "string", "", 1),
+            ("ServiceAccounts", "string", "", 1),
+        ],
+        "NetworkPolicy" => vec![NAME, ("Pod-Selector", "string", "", 0), AGE],
+        "ControllerRevision" => vec![
+            NAME,
+            ("Controller", "string", "", 0),
+            ("Revision", "integer", "", 0),
+            AGE,
+        ],
+        "PodTemplate" => vec![
+            ("Template", "string", "name", 0),
+            ("Containers", "string", "", 0),
+            ("Images", "string", "", 0),
+            ("Pod Labels", "string", "", 0),
+        ],
+        "RuntimeClass" => vec![NAME, ("Handler", "string", "", 0), AGE],
+        "IngressClass" => vec![
+            NAME,
+            ("Controller", "string", "", 0),
+            ("Parameters", "string", "", 0),
+            AGE,
+        ],
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => {
+            vec![NAME, ("Webhooks", "integer", "", 0), AGE]
+        }
+        "CertificateSigningRequest" => vec![
+            NAME,
+            AGE,
+            ("SignerName", "string", "", 0),
+            ("Requestor", "string", "", 0),
+            ("RequestedDuration", "string", "", 0),
+            ("Condition", "string", "", 0),
+        ],
+        "CSINode" => vec![NAME, ("Drivers", "integer", "", 0), AGE],
+        "VolumeAttachment" => vec![
+            NAME,
+            ("Attacher", "string", "", 0),
+            ("PV", "string", "", 0),
+            ("Node", "string", "", 0),
+            ("Attached", "boolean", "", 0),
+            AGE,
+        ],
+        "FlowSchema" => vec![
+            NAME,
+            ("PriorityLevel", "string", "", 0),
+            ("MatchingPrecedence", "string", "", 0),
+            ("DistinguisherMethod", "string", "", 0),
+            AGE,
+            ("MissingPL", "string", "", 0),
+        ],
+        "PriorityLevelConfiguration" => vec![
+            NAME,
+            ("Type", "string", "", 0),
+            ("NominalConcurrencyShares", "string", "", 0),
+            ("Queues", "string", "", 0),
+            ("HandSize", "string", "", 0),
+            ("QueueLengthLimit", "string", "", 0),
+            AGE,
+        ],
+        "ComponentStatus" => vec![
+            NAME,
+            ("Status", "string", "", 0),
+            ("Message", "string", "", 0),
+            ("Error", "string", "", 0),
+        ],
         _ => vec![NAME, ("Created At", "date", "", 0)],
     }
 }
@@ -660,22 +750,7 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
             json!(s(p(o, "/status/phase"))),
             json!(s(p(o, "/spec/volumeName"))),
             json!(s(p(o, "/status/capacity/storage"))),
-            json!(
-                p(o, "/status/accessModes")
-                    .and_then(Value::as_array)
-                    .map(|a| a
-                        .iter()
-                        .map(|m| match m.as_str() {
-                            Some("ReadWriteOnce") => "RWO",
-                            Some("ReadOnlyMany") => "ROX",
-                            Some("ReadWriteMany") => "RWX",
-                            Some("ReadWriteOncePod") => "RWOP",
-                            _ => "",
-                        })
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default()
-            ),
+            json!(access_modes(p(o, "/status/accessModes"))),
             or_none(s(p(o, "/spec/storageClassName"))),
             or_none(s(p(o, "/spec/volumeAttributesClassName"))),
             age,
@@ -800,11 +875,256 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
                 age,
             ]
         }
+        "PersistentVolume" => {
+            let claim = match (
+                s(p(o, "/spec/claimRef/namespace")),
+                s(p(o, "/spec/claimRef/name")),
+            ) {
+                (_, n) if n.is_empty() => String::new(),
+                (ns, n) => format!("{ns}/{n}"),
+            };
+            vec![
+                name,
+                json!(s(p(o, "/spec/capacity/storage"))),
+                json!(access_modes(p(o, "/spec/accessModes"))),
+                json!(s(p(o, "/spec/persistentVolumeReclaimPolicy"))),
+                json!(s(p(o, "/status/phase"))),
+                json!(claim),
+                json!(s(p(o, "/spec/storageClassName"))),
+                or_none(s(p(o, "/spec/volumeAttributesClassName"))),
+                json!(s(p(o, "/status/reason"))),
+                age,
+                json!(s(p(o, "/spec/volumeMode"))),
+            ]
+        }
+        "ResourceQuota" => {
+            // "resource: used/hard", requests and limits apart, sorted by name.
+            let (mut req, mut lim) = (Vec::new(), Vec::new());
+            if let Some(hard) = p(o, "/status/hard").and_then(Value::as_object) {
+                let mut keys: Vec<&String> = hard.keys().collect();
+                keys.sort();
+                for k in keys {
+                    let used = p(o, "/status/used").and_then(|u| u.get(k.as_str()));
+                    let used = if used.is_some() { s(used) } else { "0".into() };
+                    let cell = format!("{k}: {used}/{}", s(hard.get(k.as_str())));
+                    if k.starts_with("limits.") {
+                        lim.push(cell);
+                    } else {
+                        req.push(cell);
+                    }
+                }
+            }
+            vec![name, age, json!(req.join(", ")), json!(lim.join(", "))]
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let subjects = |kind: &str| -> String {
+                p(o, "/subjects")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter(|x| x["kind"] == kind)
+                            .map(|x| {
+                                if kind == "ServiceAccount" {
+                                    format!("{}/{}", s(x.get("namespace")), s(x.get("name")))
+                                } else {
+                                    s(x.get("name"))
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    s(p(o, "/roleRef/kind")),
+                    s(p(o, "/roleRef/name"))
+                )),
+                age,
+                json!(subjects("User")),
+                json!(subjects("Group")),
+                json!(subjects("ServiceAccount")),
+            ]
+        }
+        "NetworkPolicy" => vec![
+            name,
+            or_none(crate::handlers::label_selector_string(
+                p(o, "/spec/podSelector").unwrap_or(&Value::Null),
+            )),
+            age,
+        ],
+        "ControllerRevision" => {
+            let owner = p(o, "/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|r| r["controller"] == json!(true)))
+                .map(|r| {
+                    let api = s(r.get("apiVersion"));
+                    let group = api.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+                    let kind = s(r.get("kind")).to_lowercase();
+                    let kind = if group.is_empty() {
+                        kind
+                    } else {
+                        format!("{kind}.{group}")
+                    };
+                    format!("{kind}/{}", s(r.get("name")))
+                })
+                .unwrap_or_default();
+            vec![name, or_none(owner), json!(int(o, "/revision")), age]
+        }
+        "PodTemplate" => {
+            let (names, images) = containers(p(o, "/template/spec"));
+            let labels = p(o, "/template/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    let mut l: Vec<String> = m
+                        .iter()
+                        .map(|(k, v)| format!("{k}={}", s(Some(v))))
+                        .collect();
+                    l.sort();
+                    l.join(",")
+                })
+                .unwrap_or_default();
+            vec![name, json!(names), json!(images), or_none(labels)]
+        }
+        "RuntimeClass" => vec![name, json!(s(p(o, "/handler"))), age],
+        "IngressClass" => {
+            let params = match p(o, "/spec/parameters") {
+                Some(pr) => {
+                    let kind = match s(pr.get("apiGroup")) {
+                        g if g.is_empty() => s(pr.get("kind")),
+                        g => format!("{}.{g}", s(pr.get("kind"))),
+                    };
+                    format!("{kind}/{}", s(pr.get("name")))
+                }
+                None => "<none>".into(),
+            };
+            vec![name, json!(s(p(o, "/spec/controller"))), json!(params), age]
+        }
+        "ValidatingWebhookConfiguration" | "MutatingWebhookConfiguration" => vec![
+            name,
+            json!(
+                p(o, "/webhooks")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
+        "CertificateSigningRequest" => {
+            let conds: Vec<String> = p(o, "/status/conditions")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().map(|c| s(c.get("type"))).collect())
+                .unwrap_or_default();
+            let duration = p(o, "/spec/expirationSeconds")
+                .and_then(Value::as_i64)
+                .map(meta::human_duration)
+                .unwrap_or_else(|| "<none>".into());
+            vec![
+                name,
+                age,
+                json!(s(p(o, "/spec/signerName"))),
+                json!(s(p(o, "/spec/username"))),
+                json!(duration),
+                json!(if conds.is_empty() {
+                    "Pending".to_owned()
+                } else {
+                    conds.join(",")
+                }),
+            ]
+        }
+        "CSINode" => vec![
+            name,
+            json!(
+                p(o, "/spec/drivers")
+                    .and_then(Value::as_array)
+                    .map_or(0, Vec::len)
+            ),
+            age,
+        ],
+        "VolumeAttachment" => vec![
+            name,
+            json!(s(p(o, "/spec/attacher"))),
+            json!(s(p(o, "/spec/source/persistentVolumeName"))),
+            json!(s(p(o, "/spec/nodeName"))),
+            json!(
+                p(o, "/status/attached")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false)
+            ),
+            age,
+        ],
+        "FlowSchema" => {
+            let missing = p(o, "/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c["type"] == "Dangling"))
+                .map(|c| s(c.get("status")))
+                .unwrap_or_else(|| "?".into());
+            vec![
+                name,
+                json!(s(p(o, "/spec/priorityLevelConfiguration/name"))),
+                json!(int(o, "/spec/matchingPrecedence").to_string()),
+                json!(
+                    p(o, "/spec/distinguisherMethod/type")
+                        .map(|t| s(Some(t)))
+                        .unwrap_or_else(|| "*".into())
+                ),
+                age,
+                json!(missing),
+            ]
+        }
+        "PriorityLevelConfiguration" => {
+            let limited = p(o, "/spec/limited");
+            let field = |ptr: &str| match limited.and_then(|l| l.pointer(ptr)) {
+                Some(v) => s(Some(v)),
+                None => "<none>".into(),
+            };
+            vec![
+                name,
+                json!(s(p(o, "/spec/type"))),
+                json!(field("/nominalConcurrencyShares")),
+                json!(field("/limitResponse/queuing/queues")),
+                json!(field("/limitResponse/queuing/handSize")),
+                json!(field("/limitResponse/queuing/queueLengthLimit")),
+                age,
+            ]
+        }
+        "ComponentStatus" => {
+            let healthy = p(o, "/conditions")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c["type"] == "Healthy"));
+            let (status, msg, err) = match healthy {
+                Some(c) if c["status"] == "True" => {
+                    ("Healthy", s(c.get("message")), s(c.get("error")))
+                }
+                Some(c) => ("Unhealthy", s(c.get("message")), s(c.get("error"))),
+                None => ("Unknown", String::new(), String::new()),
+            };
+            vec![name, json!(status), json!(msg), json!(err)]
+        }
         _ => vec![
             name,
             json!(meta::field(o, "creationTimestamp").unwrap_or("")),
         ],
     }
+}
+
+/// `ReadWriteOnce,ReadOnlyMany` as kubectl prints it: `RWO,ROX`.
+fn access_modes(v: Option<&Value>) -> String {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|m| match m.as_str() {
+                    Some("ReadWriteOnce") => "RWO",
+                    Some("ReadOnlyMany") => "ROX",
+                    Some("ReadWriteMany") => "RWX",
+                    Some("ReadWriteOncePod") => "RWOP",
+                    _ => "",
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
 }
 
 /// What each row carries as its object (`includeObject`).
@@ -912,5 +1232,67 @@ mod tests {
         assert_eq!(cells[6], "n1");
         assert_eq!(t["columnDefinitions"][5]["priority"], 1);
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn more_printers() {
+        let cells = |kind: &str, o: Value| {
+            let t = table(kind, &[o], None, None, IncludeObject::None);
+            assert_eq!(
+                t["columnDefinitions"].as_array().unwrap().len(),
+                t["rows"][0]["cells"].as_array().unwrap().len(),
+                "{kind}: one cell per column"
+            );
+            t["rows"][0]["cells"].clone()
+        };
+        let rb = cells(
+            "RoleBinding",
+            json!({"metadata": {"name": "rb"}, "roleRef": {"kind": "Role", "name": "r"},
+                "subjects": [{"kind": "User", "name": "bob"}, {"kind": "ServiceAccount", "name": "sa", "namespace": "ns"}]}),
+        );
+        assert_eq!(rb[1], "Role/r");
+        assert_eq!(rb[3], "bob");
+        assert_eq!(rb[5], "ns/sa");
+        let q = cells(
+            "ResourceQuota",
+            json!({"metadata": {"name": "q"}, "status": {"hard": {"pods": "10", "limits.cpu": "2"}, "used": {"pods": "1"}}}),
+        );
+        assert_eq!(q[2], "pods: 1/10");
+        assert_eq!(q[3], "limits.cpu: 0/2");
+        let pv = cells(
+            "PersistentVolume",
+            json!({"metadata": {"name": "pv"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain", "claimRef": {"namespace": "d", "name": "c"}}, "status": {"phase": "Bound"}}),
+        );
+        assert_eq!(
+            (
+                pv[1].as_str(),
+                pv[2].as_str(),
+                pv[4].as_str(),
+                pv[5].as_str()
+            ),
+            (Some("1Gi"), Some("RWO"), Some("Bound"), Some("d/c"))
+        );
+        let cr = cells(
+            "ControllerRevision",
+            json!({"metadata": {"name": "cr", "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "ds", "controller": true}]}, "revision": 3}),
+        );
+        assert_eq!(cr[1], "daemonset.apps/ds");
+        assert_eq!(cr[2], 3);
+        for kind in [
+            "NetworkPolicy",
+            "PodTemplate",
+            "RuntimeClass",
+            "IngressClass",
+            "ValidatingWebhookConfiguration",
+            "CertificateSigningRequest",
+            "CSINode",
+            "VolumeAttachment",
+            "FlowSchema",
+            "PriorityLevelConfiguration",
+            "ComponentStatus",
+        ] {
+            cells(kind, json!({"metadata": {"name": "x"}}));
+        }
     }
 }
