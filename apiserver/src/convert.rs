@@ -65,11 +65,18 @@ pub fn from_storage(res: &Resource, obj: &Value) -> Value {
                     ms.iter()
                         .find_map(|m| m.pointer("/resource/current/averageUtilization").cloned())
                 });
+            if let Some(m) = o.as_object_mut() {
+                m.entry("status").or_insert(json!({}));
+            }
             if let Some(st) = o.get_mut("status").and_then(Value::as_object_mut) {
                 st.remove("currentMetrics");
                 st.remove("conditions");
                 if let Some(c) = cur_cpu {
                     st.insert("currentCPUUtilizationPercentage".into(), c);
+                }
+                // v1's replica counts have no omitempty: they always print.
+                for k in ["currentReplicas", "desiredReplicas"] {
+                    st.entry(k).or_insert(json!(0));
                 }
             }
             o

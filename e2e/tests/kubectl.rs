@@ -341,6 +341,11 @@ fn kubectl_create_generators_send_protobuf() {
         run(&["create", "role", "r", "--verb=get", "--resource=pods"]);
         assert_eq!(get("role/r", "{.rules[0].verbs[0]}"), "get");
         run(&["create", "rolebinding", "rb", "--role=r", "--user=bob"]);
+        let wide = run(&["get", "rolebinding", "rb", "-o", "wide"]);
+        assert!(
+            wide.contains("Role/r") && wide.contains("USERS") && wide.contains("bob"),
+            "{bin}: {wide}"
+        );
         run(&["create", "serviceaccount", "sa"]);
         run(&["create", "quota", "q", "--hard=pods=10,cpu=2"]);
         assert_eq!(get("quota/q", "{.spec.hard.pods}"), "10");
@@ -569,6 +574,21 @@ fn kubectl_versions_convert_through_storage() {
         ),
     );
     assert_eq!(created, "autoscaling/v1 70");
+    // v1's replica counts have no omitempty upstream: a fresh HPA shows zeros.
+    let raw = s.ok(
+        k,
+        &[
+            "get",
+            "--raw",
+            "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/h1",
+        ],
+    );
+    let v1: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(
+        v1["status"],
+        serde_json::json!({"currentReplicas": 0, "desiredReplicas": 0}),
+        "{raw}"
+    );
     assert_eq!(
         s.ok(
             k,
