@@ -15,9 +15,11 @@ in its registry once `cargo info k8s-pb` (or a fetch) has run, and writes a tabl
 `kind` is `string|int32|int64|bool|bytes|double`, `m:<definition>` for a message and
 `map:<key kind>:<value kind>` for a map. `jsonName` is matched against the OpenAPI
 definition's property names (prost renames `podIP` to `pod_ip`; the match ignores
-case and underscores). `pointer` marks Go pointer fields, which go-to-protobuf
-encodes only when set, so a zero there is meaningful; the list comes from
-hack/go-pointer-fields.tsv (read off upstream's types.go). `inline` marks a Go struct
+case and underscores). `pointer` ("keep zero") marks the fields whose zero value
+must survive decoding: Go pointer fields, which go-to-protobuf encodes only when set
+(list in hack/go-pointer-fields.tsv, read off upstream's types.go), and fields
+without omitempty, which Go's JSON always prints (openapi-gen lists them as
+`required`). `inline` marks a Go struct
 embedded with `json:",inline"` (Volume.VolumeSource): one field in protobuf, its
 fields flattened into the parent in JSON.
 
@@ -182,9 +184,12 @@ def main():
     for name, fields in sorted(messages.items()):
         props = defs.get(name, {}).get("properties", {})
         table = {}
+        required = set(defs.get(name, {}).get("required", []))
         for tag, field, kind, repeated in fields:
             jn = json_name(props, field)
-            ptr = (name, jn) in pointers
+            # A zero is meaningful for a Go pointer, and printed for a field without
+            # omitempty (which openapi-gen lists as required).
+            ptr = (name, jn) in pointers or jn in required
             unmatched_ptr.discard((name, jn))
             entry = [jn, kind, repeated, ptr]
             # Go embeds some structs with `json:",inline"` (Volume.VolumeSource,
@@ -208,7 +213,8 @@ def main():
             entry = out[sub][str(tag)]
             if sub not in defs:
                 entry[0] = json_name(props, field)
-            entry[3] = entry[3] or (parent, entry[0]) in pointers
+            parent_required = set(defs.get(parent, {}).get("required", []))
+            entry[3] = entry[3] or (parent, entry[0]) in pointers or entry[0] in parent_required
             unmatched_ptr.discard((parent, entry[0]))
     for d, f in sorted(unmatched_ptr):
         print(f"warning: pointer field {d}.{f} matches no proto field", file=sys.stderr)

@@ -779,11 +779,13 @@ pub async fn watch(ctx: &Ctx<'_>) -> Result<WatchStart, ApiError> {
 }
 
 /// The watch event to send for a notice, if this watcher sees it: selector
-/// transitions turn into ADDED and DELETED as upstream's cacher does.
+/// transitions turn into ADDED and DELETED as upstream's cacher does. The object to
+/// send is the event's, except for an object that stopped matching: that DELETED
+/// carries its previous state, at the event's resourceVersion.
 pub fn watch_event<'n>(
     w: &WatchStart,
     n: &'n Notice,
-) -> Option<(EventType, &'n crate::cache::Event)> {
+) -> Option<(EventType, &'n crate::cache::Event, Option<Value>)> {
     let Notice::Event(e) = n else { return None };
     if !e.key.starts_with(&w.prefix) {
         return None;
@@ -795,11 +797,15 @@ pub fn watch_event<'n>(
         EventType::Added if now => EventType::Added,
         EventType::Modified if now && before => EventType::Modified,
         EventType::Modified if now => EventType::Added,
-        EventType::Modified if before => EventType::Deleted,
+        EventType::Modified if before => {
+            let mut last = e.prev.as_deref().cloned().unwrap_or_default();
+            meta::set_rv(&mut last, e.rv);
+            return Some((EventType::Deleted, e, Some(last)));
+        }
         EventType::Deleted if before || now => EventType::Deleted,
         _ => return None,
     };
-    Some((ty, e))
+    Some((ty, e, None))
 }
 
 /// PUT to an object (or its status).
@@ -843,7 +849,10 @@ async fn write_update(
         let old = match ctx.api.registry.get(res, &ns, &name).await {
             Ok(o) => o,
             Err(ApiError::NotFound { .. }) if !status && allow_create_on_update(res.kind) => {
-                let body = Bytes::from(serde_json::to_vec(&obj).unwrap_or_default());
+                // `create` decodes a request body: give it the request's version back.
+                let body = Bytes::from(
+                    serde_json::to_vec(&to_request_version(res, &obj)).unwrap_or_default(),
+                );
                 return create(ctx, &body).await;
             }
             Err(e) => return Err(e),

@@ -111,8 +111,13 @@ pub fn rfc3339(secs: i64) -> String {
 /// `metav1.MicroTime` form: `2006-01-02T15:04:05.000000Z`.
 pub fn rfc3339_micro(now: SystemTime) -> String {
     let d = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let base = rfc3339(d.as_secs() as i64);
-    format!("{}.{:06}Z", &base[..base.len() - 1], d.subsec_micros())
+    rfc3339_micro_at(d.as_secs() as i64, d.subsec_micros())
+}
+
+/// `metav1.MicroTime` form of Unix seconds plus microseconds.
+pub fn rfc3339_micro_at(secs: i64, micros: u32) -> String {
+    let base = rfc3339(secs);
+    format!("{}.{micros:06}Z", &base[..base.len() - 1])
 }
 
 /// Parses an RFC 3339 time (with optional fraction and offset) to Unix seconds.

@@ -13,8 +13,9 @@
 //! from the OpenAPI definitions.
 //!
 //! go-to-protobuf writes every non-pointer field, zero or not, and a pointer field only
-//! when set. So a zero scalar is dropped unless the table marks the Go field as a
-//! pointer (`replicas: 0` means something; `hostNetwork: false` does not). Structs are
+//! when set. So a zero scalar is dropped unless the table marks it as kept: a Go
+//! pointer (`replicas: 0` means something; `hostNetwork: false` does not) or a field
+//! without omitempty, which Go's JSON prints even when zero (`PriorityClass.value`). Structs are
 //! kept even when empty, as Go's JSON encoder does (`resources: {}`), except
 //! `metav1.Time`, whose zero value marshals as `null`.
 //!
@@ -176,7 +177,19 @@ pub fn envelope(body: &[u8]) -> Result<Envelope<'_>, ProtoError> {
 /// `definition` maps (group, version, kind) to an OpenAPI definition name.
 pub fn decode_body(
     body: &[u8],
-    definition: impl Fn(&str, &str, &str) -> Option<String>,
+    definition: &dyn Fn(&str, &str, &str) -> Option<String>,
+) -> Result<Value, ProtoError> {
+    decode_body_at(body, definition, 0)
+}
+
+/// How deep messages may nest. Kubernetes objects need a few dozen levels; JSON
+/// bodies stop at serde_json's 128, and so does this, before the stack would.
+const MAX_DEPTH: usize = 100;
+
+fn decode_body_at(
+    body: &[u8],
+    definition: &dyn Fn(&str, &str, &str) -> Option<String>,
+    depth: usize,
 ) -> Result<Value, ProtoError> {
     let env = envelope(body)?;
     let (group, version) = match env.api_version.split_once('/') {
@@ -195,7 +208,7 @@ pub fn decode_body(
             table().messages.contains_key(&d).then_some(d)
         })
         .ok_or_else(unknown)?;
-    let mut obj = decode_message(&def, env.raw)?;
+    let mut obj = decode_message(&def, env.raw, definition, depth)?;
     if let Value::Object(m) = &mut obj {
         m.insert("apiVersion".into(), Value::String(env.api_version.clone()));
         m.insert("kind".into(), Value::String(env.kind.clone()));
@@ -204,8 +217,17 @@ pub fn decode_body(
 }
 
 /// Decodes one message of definition `def`.
-fn decode_message(def: &str, bytes: &[u8]) -> Result<Value, ProtoError> {
-    if let Some(v) = decode_special(def, bytes)? {
+fn decode_message(
+    def: &str,
+    bytes: &[u8],
+    defs: &dyn Fn(&str, &str, &str) -> Option<String>,
+    depth: usize,
+) -> Result<Value, ProtoError> {
+    if depth > MAX_DEPTH {
+        return Err(ProtoError::Malformed("messages nest too deeply"));
+    }
+    let depth = depth + 1;
+    if let Some(v) = decode_special(def, bytes, defs, depth)? {
         return Ok(v);
     }
     let Some(fields) = table().messages.get(def) else {
@@ -225,8 +247,8 @@ fn decode_message(def: &str, bytes: &[u8]) -> Result<Value, ProtoError> {
             let (mut key, mut val) = (None, None);
             for item in Reader(entry) {
                 match item? {
-                    (1, w) => key = Some(scalar_or_message(k, w)?),
-                    (2, w) => val = Some(scalar_or_message(v, w)?),
+                    (1, w) => key = Some(scalar_or_message(k, w, defs, depth)?),
+                    (2, w) => val = Some(scalar_or_message(v, w, defs, depth)?),
                     _ => {}
                 }
             }
@@ -235,7 +257,7 @@ fn decode_message(def: &str, bytes: &[u8]) -> Result<Value, ProtoError> {
                 Some(other) => other.to_string(),
                 None => String::new(),
             };
-            let val = val.unwrap_or_else(|| zero(v));
+            let val = val.unwrap_or_else(|| zero(v, defs, depth));
             out.entry(f.json.clone())
                 .or_insert_with(|| Value::Object(Map::new()))
                 .as_object_mut()
@@ -257,11 +279,11 @@ fn decode_message(def: &str, bytes: &[u8]) -> Result<Value, ProtoError> {
                         items.push(varint_value(&f.kind, n));
                     }
                 }
-                (kind, w) => items.push(scalar_or_message(kind, w)?),
+                (kind, w) => items.push(scalar_or_message(kind, w, defs, depth)?),
             }
             continue;
         }
-        let v = scalar_or_message(&f.kind, wire)?;
+        let v = scalar_or_message(&f.kind, wire, defs, depth)?;
         if f.inline {
             if let Value::Object(m) = v {
                 out.extend(m);
@@ -283,7 +305,12 @@ fn decode_message(def: &str, bytes: &[u8]) -> Result<Value, ProtoError> {
 }
 
 /// The types whose JSON form is not an object of their fields.
-fn decode_special(def: &str, bytes: &[u8]) -> Result<Option<Value>, ProtoError> {
+fn decode_special(
+    def: &str,
+    bytes: &[u8],
+    defs: &dyn Fn(&str, &str, &str) -> Option<String>,
+    depth: usize,
+) -> Result<Option<Value>, ProtoError> {
     let short = def.rsplit('.').next().unwrap_or(def);
     let fields = || -> Result<HashMap<u32, Wire<'_>>, ProtoError> {
         Reader(bytes).collect::<Result<HashMap<_, _>, _>>()
@@ -309,8 +336,10 @@ fn decode_special(def: &str, bytes: &[u8]) -> Result<Option<Value>, ProtoError> 
             } else if def == TIME {
                 Value::String(crate::meta::rfc3339(secs))
             } else {
-                let base = crate::meta::rfc3339(secs);
-                Value::String(format!("{}.{:06}Z", &base[..base.len() - 1], nanos / 1000))
+                Value::String(crate::meta::rfc3339_micro_at(
+                    secs,
+                    (nanos / 1000).max(0) as u32,
+                ))
             }
         }
         "io.k8s.apimachinery.pkg.apis.meta.v1.Duration" => {
@@ -335,9 +364,7 @@ fn decode_special(def: &str, bytes: &[u8]) -> Result<Option<Value>, ProtoError> 
             if raw.is_empty() {
                 Value::Null
             } else if raw.starts_with(MAGIC) {
-                decode_body(raw, |g, v, k| {
-                    crate::schema::schema().definition_for(g, v, k)
-                })?
+                decode_body_at(raw, defs, depth)?
             } else {
                 serde_json::from_slice(raw)
                     .map_err(|_| ProtoError::Malformed("raw extension is not JSON"))?
@@ -360,9 +387,9 @@ fn decode_special(def: &str, bytes: &[u8]) -> Result<Option<Value>, ProtoError> 
                     | (
                         "JSONSchemaPropsOrArray" | "JSONSchemaPropsOrStringArray",
                         (1, Wire::Len(b)),
-                    ) => schema = Some(decode_message(schema_def, b)?),
+                    ) => schema = Some(decode_message(schema_def, b, defs, depth)?),
                     ("JSONSchemaPropsOrArray", (2, Wire::Len(b))) => {
-                        other.push(decode_message(schema_def, b)?)
+                        other.push(decode_message(schema_def, b, defs, depth)?)
                     }
                     ("JSONSchemaPropsOrStringArray", (2, Wire::Len(b))) => {
                         other.push(Value::String(utf8(b)?))
@@ -390,13 +417,18 @@ fn decode_special(def: &str, bytes: &[u8]) -> Result<Option<Value>, ProtoError> 
     }))
 }
 
-fn scalar_or_message(kind: &Kind, wire: Wire<'_>) -> Result<Value, ProtoError> {
+fn scalar_or_message(
+    kind: &Kind,
+    wire: Wire<'_>,
+    defs: &dyn Fn(&str, &str, &str) -> Option<String>,
+    depth: usize,
+) -> Result<Value, ProtoError> {
     Ok(match (kind, wire) {
         (Kind::Str, Wire::Len(b)) => Value::String(utf8(b)?),
         (Kind::Bytes, Wire::Len(b)) => {
             Value::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
-        (Kind::Msg(def), Wire::Len(b)) => decode_message(def, b)?,
+        (Kind::Msg(def), Wire::Len(b)) => decode_message(def, b, defs, depth)?,
         (Kind::I32 | Kind::I64 | Kind::Bool, Wire::Varint(n)) => varint_value(kind, n),
         (Kind::Double, Wire::Fixed64(n)) => serde_json::Number::from_f64(f64::from_bits(n))
             .map(Value::Number)
@@ -413,12 +445,12 @@ fn varint_value(kind: &Kind, n: u64) -> Value {
     }
 }
 
-fn zero(kind: &Kind) -> Value {
+fn zero(kind: &Kind, defs: &dyn Fn(&str, &str, &str) -> Option<String>, depth: usize) -> Value {
     match kind {
         Kind::I32 | Kind::I64 => Value::from(0),
         Kind::Bool => Value::Bool(false),
         Kind::Double => Value::from(0.0),
-        Kind::Msg(def) => decode_message(def, &[]).unwrap_or(Value::Null),
+        Kind::Msg(def) => decode_message(def, &[], defs, depth).unwrap_or(Value::Null),
         _ => Value::String(String::new()),
     }
 }
@@ -671,7 +703,7 @@ mod tests {
             len(3, &[len(1, b"bin"), len(2, &[0, 1, 2])].concat()),
         ]
         .concat();
-        let obj = decode_body(&envelope_of("v1", "ConfigMap", &raw), defs).unwrap();
+        let obj = decode_body(&envelope_of("v1", "ConfigMap", &raw), &defs).unwrap();
         assert_eq!(
             obj,
             json!({
@@ -689,7 +721,7 @@ mod tests {
         // paused (7, bool) = false goes.
         let spec = [num(1, 0), num(5, 0), num(7, 0)].concat();
         let raw = [len(1, &len(1, b"d")), len(2, &spec), len(3, &[])].concat();
-        let obj = decode_body(&envelope_of("apps/v1", "Deployment", &raw), defs).unwrap();
+        let obj = decode_body(&envelope_of("apps/v1", "Deployment", &raw), &defs).unwrap();
         assert_eq!(obj["spec"], json!({"replicas": 0}));
         assert_eq!(obj["status"], json!({}));
     }
@@ -699,24 +731,44 @@ mod tests {
         let ios = [num(1, 1), num(2, 0), len(3, b"http")].concat();
         let time = [num(1, 1_700_000_000), num(2, 0)].concat();
         let meta = [len(1, b"p"), len(8, &time)].concat();
-        let obj = decode_message("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", &meta).unwrap();
+        let obj = decode_message(
+            "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta",
+            &meta,
+            &defs,
+            0,
+        )
+        .unwrap();
         assert_eq!(
             obj,
             json!({"name": "p", "creationTimestamp": "2023-11-14T22:13:20Z"})
         );
         let ios_int = [num(1, 0), num(2, 8080)].concat();
         assert_eq!(
-            decode_message("io.k8s.apimachinery.pkg.util.intstr.IntOrString", &ios_int).unwrap(),
+            decode_message(
+                "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+                &ios_int,
+                &defs,
+                0
+            )
+            .unwrap(),
             json!(8080)
         );
         assert_eq!(
-            decode_message("io.k8s.apimachinery.pkg.util.intstr.IntOrString", &ios).unwrap(),
+            decode_message(
+                "io.k8s.apimachinery.pkg.util.intstr.IntOrString",
+                &ios,
+                &defs,
+                0
+            )
+            .unwrap(),
             json!("http")
         );
         assert_eq!(
             decode_message(
                 "io.k8s.apimachinery.pkg.api.resource.Quantity",
-                &len(1, b"100m")
+                &len(1, b"100m"),
+                &defs,
+                0
             )
             .unwrap(),
             json!("100m")
@@ -729,22 +781,36 @@ mod tests {
         let vs = len(2, &len(1, b""));
         let vol = [len(1, b"data"), len(2, &vs)].concat();
         assert_eq!(
-            decode_message("io.k8s.api.core.v1.Volume", &vol).unwrap(),
+            decode_message("io.k8s.api.core.v1.Volume", &vol, &defs, 0).unwrap(),
             json!({"name": "data", "emptyDir": {}})
         );
     }
 
     #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        // JSONSchemaProps.not (28) inside itself, 10k levels.
+        let mut b = Vec::new();
+        for _ in 0..10_000 {
+            b = len(28, &b);
+        }
+        let def = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps";
+        assert_eq!(
+            decode_message(def, &b, &defs, 0),
+            Err(ProtoError::Malformed("messages nest too deeply"))
+        );
+    }
+
+    #[test]
     fn bad_input_is_an_error_not_a_panic() {
-        assert_eq!(decode_body(b"{}", defs), Err(ProtoError::NoMagic));
+        assert_eq!(decode_body(b"{}", &defs), Err(ProtoError::NoMagic));
         let truncated = [MAGIC, &[0x0a, 0x05, 0x01][..]].concat();
         assert!(matches!(
-            decode_body(&truncated, defs),
+            decode_body(&truncated, &defs),
             Err(ProtoError::Malformed(_))
         ));
         let unknown = envelope_of("v1", "NoSuchKind", &[]);
         assert!(matches!(
-            decode_body(&unknown, defs),
+            decode_body(&unknown, &defs),
             Err(ProtoError::UnknownKind { .. })
         ));
     }
@@ -762,8 +828,8 @@ mod tests {
         #[test]
         fn never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
             let body = [MAGIC, &bytes[..]].concat();
-            let _ = decode_body(&body, defs);
-            let _ = decode_message("io.k8s.api.core.v1.Pod", &bytes);
+            let _ = decode_body(&body, &defs);
+            let _ = decode_message("io.k8s.api.core.v1.Pod", &bytes, &defs, 0);
         }
     }
 }

@@ -565,7 +565,9 @@ async fn read_body(body: hyper::body::Incoming) -> Result<Bytes, ApiError> {
 
 /// Every non-patch body as JSON: YAML and protobuf bodies are converted here, once,
 /// so that the handlers see one format. Patch bodies keep their own media types.
-fn json_body(content_type: &str, body: &Bytes) -> Result<Bytes, ApiError> {
+/// `kind`, when given, is the only kind a protobuf body may carry (the resource's own,
+/// for a create or update): anything else is refused before it is decoded.
+fn json_body(content_type: &str, body: &Bytes, kind: Option<&str>) -> Result<Bytes, ApiError> {
     match content_type {
         "" | "application/json" | "*/*" => Ok(body.clone()),
         _ if body.is_empty() => Ok(body.clone()),
@@ -581,7 +583,17 @@ fn json_body(content_type: &str, body: &Bytes) -> Result<Bytes, ApiError> {
             Ok(Bytes::from(serde_json::to_vec(&v).unwrap_or_default()))
         }
         crate::protobuf::MEDIA_TYPE => {
-            let v = crate::protobuf::decode_body(body, |g, v, k| {
+            if let Some(want) = kind {
+                let env = crate::protobuf::envelope(body)
+                    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                if env.kind != want {
+                    return Err(ApiError::BadRequest(format!(
+                        "the object provided is unrecognized (must be of type {want}): {} in {}",
+                        env.kind, env.api_version
+                    )));
+                }
+            }
+            let v = crate::protobuf::decode_body(body, &|g, v, k| {
                 crate::schema::schema().definition_for(g, v, k)
             })
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -619,7 +631,9 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     let (body, content_type) = if verb == "patch" {
         (body, content_type)
     } else {
-        converted = json_body(content_type, body)?;
+        let kind =
+            (info.subresource.is_none() && matches!(verb, "create" | "update")).then_some(res.kind);
+        converted = json_body(content_type, body, kind)?;
         (&converted, "application/json")
     };
     if res.namespaced
@@ -727,7 +741,10 @@ fn watch_response(
         };
         // An event's object is serialized once and shared by every watcher that sends
         // it unchanged (JSON at the storage version), as upstream's cachingObject.
-        let event_line = |ty: &str, e: &crate::cache::Event| {
+        let event_line = |ty: &str, e: &crate::cache::Event, other: Option<Value>| {
+            if let Some(o) = other {
+                return encode(ty, handlers::to_request_version(res, &o));
+            }
             if table || res.converts() {
                 return encode(ty, handlers::to_request_version(res, &e.object));
             }
@@ -742,19 +759,28 @@ fn watch_response(
         };
         let backlog = std::mem::take(&mut w.backlog);
         for n in &backlog {
-            if let Some((ty, e)) = handlers::watch_event(&w, n) {
+            if let Some((ty, e, other)) = handlers::watch_event(&w, n) {
                 metrics.watch_event(res);
-                if tx.send(Ok(event_line(ty.as_str(), e))).await.is_err() {
+                if tx
+                    .send(Ok(event_line(ty.as_str(), e, other)))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
         }
         // Upstream's cacher sends a bookmark every minute, and one just before the
-        // watch's timeout, so that a client resumes from a fresh resourceVersion.
-        let now = tokio::time::Instant::now();
-        let first =
-            (now + BOOKMARK_EVERY).min(deadline.checked_sub(BOOKMARK_BEFORE_END).unwrap_or(now));
-        let mut bookmark_tick = tokio::time::interval_at(first.max(now), BOOKMARK_EVERY);
+        // watch's timeout, so that a client resumes from a fresh resourceVersion: the
+        // next one is due at min(last + 1 min, deadline - 2 s), and none once that
+        // has passed.
+        let due = |from: tokio::time::Instant| {
+            deadline
+                .checked_sub(BOOKMARK_BEFORE_END)
+                .map(|end| (from + BOOKMARK_EVERY).min(end))
+                .filter(|t| *t > from)
+        };
+        let mut next_bookmark = due(tokio::time::Instant::now());
         let mut last_rv = backlog.iter().fold(w.start_rv, |rv, n| match n {
             Notice::Progress(r) => rv.max(*r),
             Notice::Event(e) => rv.max(e.rv),
@@ -763,7 +789,10 @@ fn watch_response(
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => break,
                 _ = tx.closed() => return,
-                _ = bookmark_tick.tick(), if w.bookmarks => {
+                _ = tokio::time::sleep_until(next_bookmark.unwrap_or(deadline)),
+                    if w.bookmarks && next_bookmark.is_some() =>
+                {
+                    next_bookmark = due(tokio::time::Instant::now());
                     if last_rv > 0 {
                         let bm = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": last_rv.to_string()}});
                         if tx.send(Ok(encode("BOOKMARK", bm))).await.is_err() {
@@ -777,9 +806,9 @@ fn watch_response(
                             Notice::Progress(rv) => last_rv = *rv,
                             Notice::Event(e) => last_rv = e.rv,
                         }
-                        if let Some((ty, e)) = handlers::watch_event(&w, &n) {
+                        if let Some((ty, e, other)) = handlers::watch_event(&w, &n) {
                             metrics.watch_event(res);
-                            if tx.send(Ok(event_line(ty.as_str(), e))).await.is_err() {
+                            if tx.send(Ok(event_line(ty.as_str(), e, other))).await.is_err() {
                                 return;
                             }
                         }
@@ -863,16 +892,16 @@ mod tests {
             b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n",
         );
         let j: Value =
-            serde_json::from_slice(&json_body("application/yaml", &yaml).unwrap()).unwrap();
+            serde_json::from_slice(&json_body("application/yaml", &yaml, None).unwrap()).unwrap();
         assert_eq!(
             j,
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y"}, "data": {"a": "1"}})
         );
         let raw = Bytes::from_static(b"{\"a\":1}");
-        assert_eq!(json_body("application/json", &raw).unwrap(), raw);
-        assert_eq!(json_body("", &raw).unwrap(), raw);
+        assert_eq!(json_body("application/json", &raw, None).unwrap(), raw);
+        assert_eq!(json_body("", &raw, None).unwrap(), raw);
         let bad = Bytes::from_static(b"metadata:\n  name: [y\n");
-        match json_body("application/yaml", &bad) {
+        match json_body("application/yaml", &bad, None) {
             Err(ApiError::BadRequest(m)) => {
                 assert!(
                     m.starts_with("error converting YAML to JSON: yaml: line "),
@@ -881,7 +910,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        match json_body("text/plain", &raw) {
+        match json_body("text/plain", &raw, None) {
             Err(ApiError::UnsupportedMediaType(m)) => assert!(
                 m.ends_with(
                     "application/json, application/yaml, application/vnd.kubernetes.protobuf"
@@ -890,7 +919,22 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        match json_body(crate::protobuf::MEDIA_TYPE, &raw) {
+        // A protobuf body of another kind than the resource's is refused undecoded.
+        let mut tm = crate::protobuf::Writer::default();
+        tm.string(1, "v1").string(2, "Secret");
+        let mut env = crate::protobuf::Writer(crate::protobuf::MAGIC.to_vec());
+        env.bytes(1, &tm.0).bytes(2, b"");
+        match json_body(
+            crate::protobuf::MEDIA_TYPE,
+            &Bytes::from(env.0),
+            Some("ConfigMap"),
+        ) {
+            Err(ApiError::BadRequest(m)) => {
+                assert!(m.contains("must be of type ConfigMap"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+        match json_body(crate::protobuf::MEDIA_TYPE, &raw, None) {
             Err(ApiError::BadRequest(m)) => assert!(m.contains("k8s"), "{m}"),
             other => panic!("{other:?}"),
         }

@@ -25,6 +25,14 @@ fn or_none(x: String) -> Cell {
     }
 }
 
+fn or_unset(x: String) -> Cell {
+    if x.is_empty() {
+        json!("<unset>")
+    } else {
+        json!(x)
+    }
+}
+
 fn p<'a>(o: &'a Value, ptr: &str) -> Option<&'a Value> {
     o.pointer(ptr)
 }
@@ -888,13 +896,17 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
                 json!(s(p(o, "/spec/capacity/storage"))),
                 json!(access_modes(p(o, "/spec/accessModes"))),
                 json!(s(p(o, "/spec/persistentVolumeReclaimPolicy"))),
-                json!(s(p(o, "/status/phase"))),
+                json!(if meta::field(o, "deletionTimestamp").is_some() {
+                    "Terminating".to_owned()
+                } else {
+                    s(p(o, "/status/phase"))
+                }),
                 json!(claim),
                 json!(s(p(o, "/spec/storageClassName"))),
-                or_none(s(p(o, "/spec/volumeAttributesClassName"))),
+                or_unset(s(p(o, "/spec/volumeAttributesClassName"))),
                 json!(s(p(o, "/status/reason"))),
                 age,
-                json!(s(p(o, "/spec/volumeMode"))),
+                or_unset(s(p(o, "/spec/volumeMode"))),
             ]
         }
         "ResourceQuota" => {
@@ -1012,10 +1024,25 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
             age,
         ],
         "CertificateSigningRequest" => {
-            let conds: Vec<String> = p(o, "/status/conditions")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().map(|c| s(c.get("type"))).collect())
-                .unwrap_or_default();
+            // Denied, else Approved, else Pending; then Failed and Issued appended.
+            let has = |t: &str| {
+                p(o, "/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|c| c["type"] == t))
+            };
+            let mut conds = vec![if has("Denied") {
+                "Denied"
+            } else if has("Approved") {
+                "Approved"
+            } else {
+                "Pending"
+            }];
+            if has("Failed") {
+                conds.push("Failed");
+            }
+            if p(o, "/status/certificate").is_some_and(|c| !s(Some(c)).is_empty()) {
+                conds.push("Issued");
+            }
             let duration = p(o, "/spec/expirationSeconds")
                 .and_then(Value::as_i64)
                 .map(meta::human_duration)
@@ -1023,14 +1050,10 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
             vec![
                 name,
                 age,
-                json!(s(p(o, "/spec/signerName"))),
+                or_none(s(p(o, "/spec/signerName"))),
                 json!(s(p(o, "/spec/username"))),
                 json!(duration),
-                json!(if conds.is_empty() {
-                    "Pending".to_owned()
-                } else {
-                    conds.join(",")
-                }),
+                json!(conds.join(",")),
             ]
         }
         "CSINode" => vec![
@@ -1067,7 +1090,7 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
                 json!(
                     p(o, "/spec/distinguisherMethod/type")
                         .map(|t| s(Some(t)))
-                        .unwrap_or_else(|| "*".into())
+                        .unwrap_or_else(|| "<none>".into())
                 ),
                 age,
                 json!(missing),

@@ -16,6 +16,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub use component_base::bench::free_port;
+
 /// The admin bearer token every [`ApiServer`] accepts.
 pub const ADMIN_TOKEN: &str = "admintoken";
 
@@ -62,14 +64,6 @@ pub fn have_kubectl() -> bool {
         return false;
     }
     true
-}
-
-/// A free TCP port on loopback.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a loopback port")
 }
 
 /// A `kube-apiserver` with its embedded store, in a temporary directory.

@@ -371,6 +371,18 @@ fn kubectl_create_generators_send_protobuf() {
         "kubectl.1.33",
         &["create", "priorityclass", "high", "--value=1000"],
     );
+    // `value` has no omitempty upstream: a zero survives the protobuf decoding.
+    s.ok(
+        "kubectl.1.33",
+        &["create", "priorityclass", "zero", "--value=0"],
+    );
+    assert_eq!(
+        s.ok(
+            "kubectl.1.33",
+            &["get", "priorityclass", "zero", "-o", "jsonpath={.value}"]
+        ),
+        "0"
+    );
 }
 
 /// describe, events, wait, and the delete cascade modes.
