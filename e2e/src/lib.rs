@@ -57,6 +57,14 @@ pub fn kubectl_path(bin: &str) -> Option<PathBuf> {
     p.exists().then_some(p)
 }
 
+/// The versions of [`KUBECTLS`] that are installed here.
+pub fn installed_kubectls() -> Vec<&'static str> {
+    KUBECTLS
+        .into_iter()
+        .filter(|b| kubectl_path(b).is_some())
+        .collect()
+}
+
 /// Whether kubectl 1.33 is installed; prints why a test skips when it is not.
 pub fn have_kubectl() -> bool {
     if kubectl_path("kubectl.1.33").is_none() {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{ApiServer, KUBECTLS, have_kubectl, kubectl_path};
+use e2e::{ApiServer, have_kubectl, installed_kubectls};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -28,10 +28,7 @@ fn kubectl_versions_discover_and_read() {
         return;
     }
     let s = ApiServer::start();
-    for bin in KUBECTLS {
-        if kubectl_path(bin).is_none() {
-            continue;
-        }
+    for bin in installed_kubectls() {
         let ns = s.ok(bin, &["get", "ns"]);
         for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             assert!(ns.contains(n), "{bin}: {ns}");
@@ -273,10 +270,7 @@ fn kubectl_create_generators_send_protobuf() {
         return;
     }
     let s = ApiServer::start();
-    for (i, bin) in KUBECTLS.iter().enumerate() {
-        if kubectl_path(bin).is_none() {
-            continue;
-        }
+    for (i, bin) in installed_kubectls().into_iter().enumerate() {
         let ns = format!("gen{i}");
         let n = ns.as_str();
         s.ok(bin, &["create", "namespace", n]);
@@ -392,10 +386,7 @@ fn kubectl_describe_events_wait_and_cascade() {
         return;
     }
     let s = ApiServer::start();
-    for bin in KUBECTLS {
-        if kubectl_path(bin).is_none() {
-            continue;
-        }
+    for bin in installed_kubectls() {
         let n = format!("ns-{}", &bin[8..].replace('.', "-"));
         s.ok(bin, &["create", "namespace", &n]);
         s.ok(
