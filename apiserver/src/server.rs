@@ -89,29 +89,97 @@ fn text(code: u16, body: String) -> Response<Body> {
     r
 }
 
-/// Whether the Accept header asks for a Table, and which version.
-fn wants_table(accept: &str) -> bool {
-    accept.split(',').any(|p| {
-        let ps: Vec<&str> = p.split(';').map(str::trim).collect();
-        ps.contains(&"as=Table")
-            && ps.contains(&"g=meta.k8s.io")
-            && (ps.contains(&"v=v1") || ps.contains(&"v=v1beta1"))
+/// What a read is transformed into, from the Accept header (upstream's
+/// `negotiation.NegotiateOutputMediaType` with its `as=`/`g=`/`v=` parameters). The
+/// first media range Keelson can serve wins; protobuf ranges are answered in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The object itself.
+    Object,
+    /// A meta.k8s.io Table (`as=Table`).
+    Table,
+    /// meta.k8s.io PartialObjectMetadata of the given version (`v1` or `v1beta1`).
+    Metadata(&'static str),
+    /// meta.k8s.io PartialObjectMetadataList of the given version.
+    MetadataList(&'static str),
+    /// Nothing Keelson can serve: 406.
+    NotAcceptable,
+}
+
+impl Target {
+    /// Negotiates the target of a resource read from the Accept header.
+    pub fn negotiate(accept: &str) -> Target {
+        if accept.trim().is_empty() {
+            return Target::Object;
+        }
+        for range in accept.split(',') {
+            let ps: Vec<&str> = range.split(';').map(str::trim).collect();
+            let media = ps[0];
+            let param = |k: &str| {
+                ps[1..]
+                    .iter()
+                    .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            };
+            let json_like = matches!(
+                media,
+                "application/json" | "*/*" | "application/*" | "application/yaml"
+            );
+            match param("as") {
+                None if json_like || media == "application/vnd.kubernetes.protobuf" => {
+                    return Target::Object;
+                }
+                None => {}
+                Some(kind) if json_like && param("g") == Some("meta.k8s.io") => {
+                    let version = match param("v") {
+                        Some("v1") => "v1",
+                        Some("v1beta1") => "v1beta1",
+                        _ => continue,
+                    };
+                    match kind {
+                        "Table" => return Target::Table,
+                        "PartialObjectMetadata" => return Target::Metadata(version),
+                        "PartialObjectMetadataList" => return Target::MetadataList(version),
+                        _ => {}
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        Target::NotAcceptable
+    }
+
+    /// The media type a reply in this target is labelled with.
+    fn content_type(self) -> &'static str {
+        match self {
+            Target::Metadata("v1beta1") => {
+                "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1"
+            }
+            Target::Metadata(_) => "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+            Target::MetadataList("v1beta1") => {
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1beta1"
+            }
+            Target::MetadataList(_) => {
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            }
+            _ => "application/json",
+        }
+    }
+}
+
+/// An object's PartialObjectMetadata of meta.k8s.io/`version`.
+pub fn partial_metadata(obj: &Value, version: &str) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": format!("meta.k8s.io/{version}"),
+        "metadata": obj.get("metadata").cloned().unwrap_or(json!({})),
     })
 }
 
-fn accepts_json(accept: &str) -> bool {
-    accept.is_empty()
-        || accept.split(',').any(|p| {
-            let ps: Vec<&str> = p.split(';').map(str::trim).collect();
-            matches!(
-                ps[0],
-                "application/json"
-                    | "*/*"
-                    | "application/*"
-                    | "application/yaml"
-                    | "application/vnd.kubernetes.protobuf"
-            ) && !ps.iter().any(|x| x.starts_with("as="))
-        })
+/// The 406 for a media type Keelson does not serve.
+fn not_acceptable() -> ApiError {
+    ApiError::NotAcceptable(
+        "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
+    )
 }
 
 /// The version information `/version` reports.
@@ -246,6 +314,10 @@ impl Server {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        let target = Target::negotiate(&accept);
+        if target == Target::NotAcceptable {
+            return error_response(&not_acceptable());
+        }
         let ctx = Ctx {
             api: &self.api,
             info,
@@ -254,10 +326,16 @@ impl Server {
             user,
         };
         if info.verb == "watch" {
+            if let Target::MetadataList(_) = target {
+                return error_response(&ApiError::NotAcceptable(format!(
+                    "you requested PartialObjectMetadataList, but the requested object is not a list (*{}.{})",
+                    res.version, res.kind
+                )));
+            }
             return match handlers::watch(&ctx).await {
                 Ok(w) => watch_response(
                     w,
-                    wants_table(&accept),
+                    target,
                     IncludeObject::parse(query.get("includeObject")),
                     self.metrics.clone(),
                 ),
@@ -285,8 +363,7 @@ impl Server {
             && info.subresource.is_none()
             && res.has_verb("list")
             && !res.converts()
-            && !wants_table(&accept)
-            && accepts_json(&accept)
+            && target == Target::Object
         {
             return match handlers::list_objects(&ctx).await {
                 Ok(l) => {
@@ -302,7 +379,7 @@ impl Server {
         }
         let result = dispatch(&ctx, &body, &content_type).await;
         match result {
-            Ok(reply) => Self::render(res, info, query, &accept, reply),
+            Ok(reply) => Self::render(res, info, query, target, reply),
             Err(e) => error_response(&e),
         }
     }
@@ -311,11 +388,12 @@ impl Server {
         res: &Resource,
         info: &RequestInfo,
         query: &Query,
-        accept: &str,
+        target: Target,
         reply: Reply,
     ) -> Response<Body> {
         let is_object = reply.body.get("kind").and_then(Value::as_str) != Some("Status");
-        let mut resp = if wants_table(accept)
+        let read = matches!(info.verb.as_str(), "get" | "list") && info.subresource.is_none();
+        let mut resp = if target == Target::Table
             && is_object
             && matches!(info.verb.as_str(), "get" | "list")
             && info.subresource.is_none()
@@ -352,10 +430,41 @@ impl Server {
                 &table::table(res.kind, &items, rv, cont, include),
                 "application/json",
             )
-        } else if !accepts_json(accept) && !wants_table(accept) {
-            return error_response(&ApiError::NotAcceptable(
-                "only the following media types are accepted: application/json, application/yaml, application/vnd.kubernetes.protobuf".into(),
-            ));
+        } else if let (Target::Metadata(v) | Target::MetadataList(v), true) =
+            (target, is_object && read)
+        {
+            match (target, info.verb == "list") {
+                (Target::Metadata(_), false) => respond(
+                    reply.code,
+                    &partial_metadata(&reply.body, v),
+                    target.content_type(),
+                ),
+                (Target::MetadataList(_), true) => {
+                    let items: Vec<Value> = reply.body["items"]
+                        .as_array()
+                        .map(|a| a.iter().map(|o| partial_metadata(o, v)).collect())
+                        .unwrap_or_default();
+                    let list = json!({
+                        "kind": "PartialObjectMetadataList",
+                        "apiVersion": format!("meta.k8s.io/{v}"),
+                        "metadata": reply.body.get("metadata").cloned().unwrap_or(json!({})),
+                        "items": items,
+                    });
+                    respond(reply.code, &list, target.content_type())
+                }
+                (Target::Metadata(_), true) => {
+                    return error_response(&ApiError::NotAcceptable(format!(
+                        "you requested PartialObjectMetadata, but the requested object is a list (*{}.{}List)",
+                        res.version, res.kind
+                    )));
+                }
+                _ => {
+                    return error_response(&ApiError::NotAcceptable(format!(
+                        "you requested PartialObjectMetadataList, but the requested object is not a list (*{}.{})",
+                        res.version, res.kind
+                    )));
+                }
+            }
         } else {
             respond(reply.code, &reply.body, "application/json")
         };
@@ -720,7 +829,7 @@ const BOOKMARK_BEFORE_END: Duration = Duration::from_secs(2);
 
 fn watch_response(
     mut w: handlers::WatchStart,
-    table: bool,
+    target: Target,
     include: IncludeObject,
     metrics: Metrics,
 ) -> Response<Body> {
@@ -729,10 +838,15 @@ fn watch_response(
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + w.timeout;
         let encode = |ty: &str, obj: Value| {
-            let obj = if table && ty != "BOOKMARK" && ty != "ERROR" {
-                table::table(res.kind, &[obj], None, None, include)
-            } else {
-                obj
+            let obj = match target {
+                _ if ty == "ERROR" => obj,
+                Target::Table if ty != "BOOKMARK" => {
+                    table::table(res.kind, &[obj], None, None, include)
+                }
+                // A bookmark of a metadata watch is a PartialObjectMetadata too, as
+                // upstream's watch encoder transforms every event's object.
+                Target::Metadata(v) => partial_metadata(&obj, v),
+                _ => obj,
             };
             let mut line =
                 serde_json::to_vec(&json!({"type": ty, "object": obj})).unwrap_or_default();
@@ -745,7 +859,7 @@ fn watch_response(
             if let Some(o) = other {
                 return encode(ty, handlers::to_request_version(res, &o));
             }
-            if table || res.converts() {
+            if target != Target::Object || res.converts() {
                 return encode(ty, handlers::to_request_version(res, &e.object));
             }
             let obj = e.object_json();
@@ -827,7 +941,7 @@ fn watch_response(
     let mut r = Response::new(Body::from_stream(stream.map(|b| b)));
     r.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(target.content_type()),
     );
     r.headers_mut().insert(
         header::CACHE_CONTROL,
@@ -938,5 +1052,48 @@ mod tests {
             Err(ApiError::BadRequest(m)) => assert!(m.contains("k8s"), "{m}"),
             other => panic!("{other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod negotiation_tests {
+    use super::Target;
+
+    #[test]
+    fn accept_header_picks_the_first_servable_range() {
+        assert_eq!(Target::negotiate(""), Target::Object);
+        assert_eq!(Target::negotiate("*/*"), Target::Object);
+        assert_eq!(
+            Target::negotiate("application/vnd.kubernetes.protobuf, */*"),
+            Target::Object
+        );
+        // kubectl get's header.
+        assert_eq!(
+            Target::negotiate(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            ),
+            Target::Table
+        );
+        // client-go's metadata client: protobuf first, which is answered in JSON.
+        assert_eq!(
+            Target::negotiate(
+                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+            ),
+            Target::MetadataList("v1")
+        );
+        assert_eq!(
+            Target::negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1beta1"),
+            Target::Metadata("v1beta1")
+        );
+        // An unknown conversion or version falls through to the next range.
+        assert_eq!(
+            Target::negotiate("application/json;as=Foo;g=meta.k8s.io;v=v1,application/json"),
+            Target::Object
+        );
+        assert_eq!(
+            Target::negotiate("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v2"),
+            Target::NotAcceptable
+        );
+        assert_eq!(Target::negotiate("text/html"), Target::NotAcceptable);
     }
 }

@@ -165,3 +165,70 @@ async fn kube_rs_crud_watch_bookmarks_and_410() {
 
     task.abort();
 }
+
+/// The metadata-only reads (`as=PartialObjectMetadata[List]`) that kube-rs'
+/// `metadata_watcher` and client-go's metadata informers (the garbage collector's)
+/// use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_metadata_reads_and_watch() {
+    let s = ApiServer::start();
+    let c = client(&s).await;
+    let cms: Api<ConfigMap> = Api::namespaced(c.clone(), "default");
+    cms.create(&PostParams::default(), &cm("m1", "1"))
+        .await
+        .unwrap();
+    let one = cms.get_metadata("m1").await.unwrap();
+    assert_eq!(one.metadata.name.as_deref(), Some("m1"));
+    assert_eq!(one.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+    assert_eq!(one.types.as_ref().unwrap().api_version, "meta.k8s.io/v1");
+    let list = cms.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert!(list.metadata.resource_version.is_some());
+
+    let (reader, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        // kube 5: an Api over PartialObjectMeta makes metadata-only requests.
+        watcher(
+            Api::<kube::core::PartialObjectMeta<ConfigMap>>::namespaced(c.clone(), "default"),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .for_each(|_| futures::future::ready(()));
+    let task = tokio::spawn(stream);
+    reader.wait_until_ready().await.unwrap();
+    cms.create(&PostParams::default(), &cm("m2", "1"))
+        .await
+        .unwrap();
+    cms.delete("m1", &DeleteParams::default()).await.unwrap();
+    eventually("metadata reflector sees m2 and not m1", || {
+        let names: Vec<String> = reader
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect();
+        names == ["m2"]
+    })
+    .await;
+    task.abort();
+
+    // A list asked for as a single PartialObjectMetadata is 406, in upstream's words.
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .header(
+            "accept",
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        )
+        .body(Vec::new())
+        .unwrap();
+    match c.request_text(req).await {
+        Err(kube::Error::Api(st)) => {
+            assert_eq!(st.code, 406, "{st:?}");
+            assert_eq!(
+                st.message,
+                "you requested PartialObjectMetadata, but the requested object is a list (*v1.ConfigMapList)"
+            );
+        }
+        other => panic!("want a 406: {other:?}"),
+    }
+}
