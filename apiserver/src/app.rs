@@ -70,47 +70,8 @@ pub fn serving_cert(opts: &Options, sans: &[String]) -> Result<(PathBuf, PathBuf
     if let (Some(c), Some(k)) = (&opts.tls_cert_file, &opts.tls_private_key_file) {
         return Ok((c.clone(), k.clone()));
     }
-    let dir = &opts.cert_dir;
-    let cert = dir.join("apiserver.crt");
-    let key = dir.join("apiserver.key");
-    if cert.exists() && key.exists() {
-        return Ok((cert, key));
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::Tls(format!("unable to create {}: {e}", dir.display())))?;
-    let mut params =
-        rcgen::CertificateParams::new(sans.to_vec()).map_err(|e| Error::Tls(e.to_string()))?;
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        format!(
-            "{}@{}",
-            sans.first().cloned().unwrap_or_default(),
-            crate::meta::unix_now()
-        ),
-    );
-    let kp = rcgen::KeyPair::generate().map_err(|e| Error::Tls(e.to_string()))?;
-    let c = params
-        .self_signed(&kp)
-        .map_err(|e| Error::Tls(e.to_string()))?;
-    write_private(&key, kp.serialize_pem().as_bytes())?;
-    std::fs::write(&cert, c.pem()).map_err(|e| Error::Tls(format!("{}: {e}", cert.display())))?;
-    tracing::info!(cert = %cert.display(), "generated self-signed cert");
-    Ok((cert, key))
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| Error::Tls(format!("{}: {e}", tmp.display())))?;
-    f.write_all(data).map_err(|e| Error::Tls(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::Tls(e.to_string()))
+    component_base::tls::self_signed_files(&opts.cert_dir, "apiserver", sans)
+        .map_err(|e| Error::Tls(e.to_string()))
 }
 
 /// Starts the embedded single-member store; returns it and its client URL.

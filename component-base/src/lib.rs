@@ -8,11 +8,13 @@
 //! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
+//! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
 
 pub mod bench;
 pub mod duration;
 pub mod metrics;
 pub mod signal;
+pub mod status;
 pub mod tls;
 
 /// Installs the one rustls crypto provider (aws-lc-rs) and a tracing subscriber that

@@ -32,6 +32,9 @@ pub enum Error {
     /// The client verifier could not be built.
     #[error("tls: client verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    /// A self-signed serving certificate could not be generated or written.
+    #[error("{0}")]
+    Generate(String),
 }
 
 /// Reads every certificate in a PEM file.
@@ -121,5 +124,76 @@ pub fn client_config(
         (Some(c), Some(k)) => builder.with_client_auth_cert(load_certs(c)?, load_key(k)?)?,
         _ => builder.with_no_client_auth(),
     };
+    Ok(Arc::new(config))
+}
+
+/// Returns `dir/<name>.crt` and `dir/<name>.key`, generating a self-signed pair for
+/// `sans` there first if either is missing, as upstream's components do with
+/// `--cert-dir` when no `--tls-cert-file` is given. The key is written 0600 and
+/// renamed into place, so a crash never leaves half a key behind.
+pub fn self_signed_files(
+    dir: &Path,
+    name: &str,
+    sans: &[String],
+) -> Result<(PathBuf, PathBuf), Error> {
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::Generate(format!("unable to create {}: {e}", dir.display())))?;
+    let mut params =
+        rcgen::CertificateParams::new(sans.to_vec()).map_err(|e| Error::Generate(e.to_string()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("{}@{secs}", sans.first().cloned().unwrap_or_default()),
+    );
+    let kp = rcgen::KeyPair::generate().map_err(|e| Error::Generate(e.to_string()))?;
+    let c = params
+        .self_signed(&kp)
+        .map_err(|e| Error::Generate(e.to_string()))?;
+    write_private(&key, kp.serialize_pem().as_bytes())?;
+    std::fs::write(&cert, c.pem())
+        .map_err(|e| Error::Generate(format!("{}: {e}", cert.display())))?;
+    tracing::info!(cert = %cert.display(), "generated self-signed cert");
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| Error::Generate(format!("{}: {e}", tmp.display())))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::Generate(format!("{}: {e}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::Generate(format!("{}: {e}", path.display())))
+}
+
+/// A server config with a self-signed certificate for `sans` generated in memory, as
+/// upstream's components do when neither `--tls-cert-file` nor `--cert-dir` is set.
+pub fn self_signed_config(sans: &[String]) -> Result<Arc<ServerConfig>, Error> {
+    let params =
+        rcgen::CertificateParams::new(sans.to_vec()).map_err(|e| Error::Generate(e.to_string()))?;
+    let kp = rcgen::KeyPair::generate().map_err(|e| Error::Generate(e.to_string()))?;
+    let cert = params
+        .self_signed(&kp)
+        .map_err(|e| Error::Generate(e.to_string()))?;
+    let key =
+        PrivateKeyDer::try_from(kp.serialize_der()).map_err(|e| Error::Generate(e.to_owned()))?;
+    let config = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)?;
     Ok(Arc::new(config))
 }
