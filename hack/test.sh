@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for p in etcd-client etcd-server protobuf-compiler iproute2 procps openssl; do
+for p in etcd-client etcd-server protobuf-compiler iproute2 procps openssl curl; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -109,9 +109,34 @@ pub fn qos_class(spec: &Value) -> &'static str {
     }
 }
 
+/// Drops the `omitempty` metadata collections a write left empty (or null), as the
+/// round trip through upstream's Go types does: a merge patch that removes the last
+/// ownerReference stores no `ownerReferences`, not `[]`.
+fn drop_empty_metadata(obj: &mut Value) {
+    let m = meta::meta_mut(obj);
+    for f in [
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    ] {
+        let empty = match m.get(f) {
+            Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            _ => false,
+        };
+        if empty {
+            m.remove(f);
+        }
+    }
+}
+
 /// Fills in what the server owns on a new object.
 pub fn prepare_for_create(res: &crate::catalog::Resource, obj: &mut Value) {
     let kind = res.kind;
+    drop_empty_metadata(obj);
     {
         let m = meta::meta_mut(obj);
         m.insert("uid".into(), json!(meta::new_uid()));
@@ -188,6 +213,7 @@ fn without(obj: &Value, fields: &[&str]) -> Value {
 /// Carries the server-owned fields of `old` into an update of the main resource.
 pub fn prepare_for_update(res: &crate::catalog::Resource, new: &mut Value, old: &Value) {
     let kind = res.kind;
+    drop_empty_metadata(new);
     for f in [
         "uid",
         "creationTimestamp",
@@ -265,6 +291,24 @@ mod tests {
         prepare_for_update(res, &mut scaled, &old);
         assert_eq!(scaled["metadata"]["generation"], 2);
         assert_eq!(scaled["status"], old["status"]);
+    }
+
+    #[test]
+    fn empty_metadata_collections_are_not_stored() {
+        let res = catalog().get("", "v1", "configmaps").unwrap();
+        let mut o = json!({"metadata": {"name": "c", "labels": {}, "finalizers": [], "ownerReferences": null}});
+        prepare_for_create(res, &mut o);
+        let old = o.clone();
+        let m = o["metadata"].as_object().unwrap();
+        for f in ["labels", "finalizers", "ownerReferences"] {
+            assert!(!m.contains_key(f), "{f}: {o}");
+        }
+        let mut n = old.clone();
+        n["metadata"]["ownerReferences"] = json!([]);
+        n["metadata"]["annotations"] = json!({"a": "b"});
+        prepare_for_update(res, &mut n, &old);
+        assert!(n["metadata"].get("ownerReferences").is_none(), "{n}");
+        assert_eq!(n["metadata"]["annotations"], json!({"a": "b"}));
     }
 
     #[test]

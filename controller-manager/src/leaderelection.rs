@@ -393,7 +393,7 @@ mod tests {
         }
         fn advance(&self, d: Duration) {
             let mut g = self.0.lock();
-            g.0 = g.0 + d;
+            g.0 += d;
             g.1 += d;
         }
     }

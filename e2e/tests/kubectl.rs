@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use e2e::{ApiServer, have_kubectl, installed_kubectls};
+use e2e::{ApiServer, ControllerManager, have_kubectl, installed_kubectls};
 
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -386,6 +386,8 @@ fn kubectl_describe_events_wait_and_cascade() {
         return;
     }
     let s = ApiServer::start();
+    let kcm = ControllerManager::start(&s, "kcm", &[]);
+    kcm.wait_log("all resource monitors have synced", Duration::from_secs(60));
     for bin in installed_kubectls() {
         let n = format!("ns-{}", &bin[8..].replace('.', "-"));
         s.ok(bin, &["create", "namespace", &n]);
@@ -467,26 +469,31 @@ fn kubectl_describe_events_wait_and_cascade() {
         );
         assert!(w.contains("condition met"), "{w}");
         // Background (the default) deletes at once; --wait returns when it is gone.
-        s.ok(bin, &["create", "deployment", "bg", "--image=x", "-n", &n]);
-        s.ok(
-            bin,
-            &[
-                "delete",
-                "deploy",
-                "bg",
-                "-n",
-                &n,
-                "--cascade=background",
-                "--wait",
-            ],
-        );
-        s.fails(bin, &["get", "deploy", "bg", "-n", &n], None);
-        // Orphan and foreground hand the object to the garbage collector (in
-        // controller-manager): the apiserver marks it with the finalizer and a
-        // deletionTimestamp, as upstream does.
-        for (mode, finalizer) in [("orphan", "orphan"), ("foreground", "foregroundDeletion")] {
+        // Every cascade mode, each owner with a dependent ConfigMap: background
+        // deletes the owner at once and the garbage collector (in
+        // kube-controller-manager) the dependent after; foreground and orphan hand
+        // the owner to the collector through a finalizer, and `--wait` returns once
+        // it has deleted the dependent, or stripped its ownerReference, and dropped
+        // the finalizer.
+        for mode in ["background", "foreground", "orphan"] {
             let name = format!("c-{mode}");
             s.ok(bin, &["create", "deployment", &name, "--image=x", "-n", &n]);
+            let uid = s.ok(
+                bin,
+                &[
+                    "get",
+                    "deploy",
+                    &name,
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.metadata.uid}",
+                ],
+            );
+            let dep = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}-dep\n  namespace: {n}\n  ownerReferences: [{{apiVersion: apps/v1, kind: Deployment, name: {name}, uid: {uid}, controller: true, blockOwnerDeletion: true}}]\n"
+            );
+            s.ok_stdin(bin, &["create", "-f", "-"], Some(&dep));
             s.ok(
                 bin,
                 &[
@@ -496,25 +503,42 @@ fn kubectl_describe_events_wait_and_cascade() {
                     "-n",
                     &n,
                     &format!("--cascade={mode}"),
-                    "--wait=false",
+                    "--wait",
+                    "--timeout=60s",
                 ],
             );
-            let got = s.ok(
-                bin,
-                &[
-                    "get",
-                    "deploy",
-                    &name,
-                    "-n",
-                    &n,
-                    "-o",
-                    "jsonpath={.metadata.finalizers[0]} {.metadata.deletionTimestamp}",
-                ],
-            );
-            assert!(
-                got.starts_with(&format!("{finalizer} 20")),
-                "{bin} {mode}: {got}"
-            );
+            s.fails(bin, &["get", "deploy", &name, "-n", &n], None);
+            let dep_name = format!("{name}-dep");
+            if mode == "orphan" {
+                let refs = s.ok(
+                    bin,
+                    &[
+                        "get",
+                        "cm",
+                        &dep_name,
+                        "-n",
+                        &n,
+                        "-o",
+                        "jsonpath={.metadata.ownerReferences}",
+                    ],
+                );
+                assert_eq!(refs, "", "{bin}: the orphan keeps no ownerReference");
+            } else {
+                // Background: the collector deletes the dependent after the owner.
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while s
+                    .kubectl(bin, &["get", "cm", &dep_name, "-n", &n])
+                    .status
+                    .success()
+                {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{bin} {mode}: dependent not collected:\n{}",
+                        kcm.log()
+                    );
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
         }
         // `wait --for=delete` returns once the object is gone.
         let mut waiter = s.kubectl_spawn(

@@ -206,12 +206,15 @@ impl Graph {
             .iter()
             .filter_map(|r| o.owners.iter().find(|x| x.uid == r.uid).map(|n| (r, n)))
         {
-            if old.block_owner_deletion == Some(true) && new.block_owner_deletion != Some(true) {
-                if let Some(owner) = self.nodes.get(&old.uid) {
-                    if owner.deleting_dependents {
-                        work.push(Work::Delete(old.uid.clone()));
-                    }
-                }
+            let unblocked =
+                old.block_owner_deletion == Some(true) && new.block_owner_deletion != Some(true);
+            if unblocked
+                && self
+                    .nodes
+                    .get(&old.uid)
+                    .is_some_and(|o| o.deleting_dependents)
+            {
+                work.push(Work::Delete(old.uid.clone()));
             }
         }
         let Some(n) = self.nodes.get_mut(&uid) else {

@@ -433,7 +433,7 @@ impl<C: Cluster> GarbageCollector<C> {
             if result.is_ok() && self.node(&uid).is_some_and(|n| !n.observed) {
                 self.delete_queue.add_rate_limited(uid.clone());
             } else {
-                self.finish(&self.delete_queue, &uid, result, "attemptToDelete");
+                Self::finish(&self.delete_queue, &uid, result, "attemptToDelete");
             }
             self.delete_queue.done(&uid);
         }
@@ -443,12 +443,12 @@ impl<C: Cluster> GarbageCollector<C> {
     pub async fn orphan_worker(self: Arc<Self>) {
         while let Some(uid) = self.orphan_queue.get().await {
             let result = self.attempt_to_orphan(&uid).await;
-            self.finish(&self.orphan_queue, &uid, result, "attemptToOrphan");
+            Self::finish(&self.orphan_queue, &uid, result, "attemptToOrphan");
             self.orphan_queue.done(&uid);
         }
     }
 
-    fn finish(&self, q: &Arc<Queue<String>>, uid: &String, result: Result<(), Error>, what: &str) {
+    fn finish(q: &Arc<Queue<String>>, uid: &String, result: Result<(), Error>, what: &str) {
         match result {
             Ok(()) => q.forget(uid),
             Err(e @ Error::NamespacedOwnerOfClusterScoped(_)) => {

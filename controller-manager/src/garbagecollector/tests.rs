@@ -88,10 +88,8 @@ impl Fake {
             Propagation::Foreground => Some(FOREGROUND),
             Propagation::Background => None,
         };
-        if let Some(f) = f {
-            if !o.meta.finalizers.iter().any(|x| x == f) {
-                o.meta.finalizers.push(f.into());
-            }
+        if let Some(f) = f.filter(|f| !o.meta.finalizers.iter().any(|x| x == f)) {
+            o.meta.finalizers.push(f.into());
         }
         if o.meta.finalizers.is_empty() {
             objs.remove(&r.uid);
