@@ -35,9 +35,17 @@ impl Status {
         let path = path.trim_end_matches('/');
         match path {
             "/metrics" => (StatusCode::OK, crate::metrics::render(&self.registry)),
-            "/healthz" | "/livez" | "/readyz" => self.health(path, query.contains("verbose")),
+            "/healthz" | "/livez" | "/readyz" => {
+                let verbose = query.split('&').any(|p| {
+                    p == "verbose"
+                        || p.strip_prefix("verbose=")
+                            .is_some_and(|v| v != "false" && v != "0")
+                });
+                self.health(path, verbose)
+            }
             _ => match path.rsplit_once('/') {
                 // One check by name, as upstream's /healthz/<name>.
+                Some(("/healthz" | "/livez" | "/readyz", "ping")) => (StatusCode::OK, "ok".into()),
                 Some((base @ ("/healthz" | "/livez" | "/readyz"), name)) => {
                     match self.checks.iter().find(|(n, _)| *n == name) {
                         Some((_, c)) => match c() {
@@ -181,6 +189,10 @@ mod tests {
         };
         assert_eq!(s.reply("/healthz", ""), (StatusCode::OK, "ok".into()));
         assert_eq!(
+            s.reply("/healthz", "verbosity=1"),
+            (StatusCode::OK, "ok".into())
+        );
+        assert_eq!(
             s.reply("/healthz", "verbose"),
             (
                 StatusCode::OK,
@@ -201,6 +213,7 @@ mod tests {
             )
         );
         assert_eq!(s.reply("/healthz/nope", "").0, StatusCode::NOT_FOUND);
+        assert_eq!(s.reply("/readyz/ping", ""), (StatusCode::OK, "ok".into()));
         assert_eq!(s.reply("/other", "").0, StatusCode::NOT_FOUND);
         assert_eq!(s.reply("/metrics", "").0, StatusCode::OK);
     }

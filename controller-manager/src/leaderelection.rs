@@ -32,6 +32,14 @@ pub enum Error {
         /// Why.
         source: kube::Error,
     },
+    /// The Lease could not be written.
+    #[error("failed to update lock {lock}: {source}")]
+    Write {
+        /// namespace/name of the Lease.
+        lock: String,
+        /// Why.
+        source: kube::Error,
+    },
     /// Another candidate wrote the Lease between our read and our write.
     #[error(
         "Operation cannot be fulfilled on leases.coordination.k8s.io {0:?}: the object has been modified; please apply your changes to the latest version and try again"
@@ -59,6 +67,10 @@ pub struct Record {
 
 /// Where the record lives: a Lease, read and written with optimistic concurrency.
 pub trait LeaseStore: Send + Sync + 'static {
+    /// The lock's name, for messages.
+    fn name(&self) -> String {
+        "lease".into()
+    }
     /// The record and the object's resourceVersion, or `None` if there is no Lease.
     fn get(&self) -> impl Future<Output = Result<Option<(Record, String)>, Error>> + Send;
     /// Creates the Lease; [`Error::Conflict`] if it exists.
@@ -149,11 +161,12 @@ impl<S: LeaseStore, C: Clock> Elector<S, C> {
     pub fn health_check(&self) -> impl Fn() -> Result<(), String> + Send + Sync + 'static {
         let state = self.state.clone();
         let limit = self.timing.lease_duration + HEALTH_TIMEOUT;
+        let lease = self.store.name();
         move || {
             let s = state.lock();
             match (s.leading, s.renewed) {
                 (true, Some(at)) if at.elapsed() > limit => Err(format!(
-                    "failed election to renew leadership on lease {limit:?} ago"
+                    "failed election to renew leadership on lease {lease}"
                 )),
                 _ => Ok(()),
             }
@@ -210,7 +223,7 @@ impl<S: LeaseStore, C: Clock> Elector<S, C> {
     }
 
     /// Blocks until this candidate holds the lease, retrying every retry period
-    /// (jittered up to 1.2×).
+    /// (plus a random jitter of up to 1.2 periods, client-go's `JitterUntil(period, 1.2)`).
     pub async fn acquire(&mut self) {
         tracing::info!(identity = %self.identity, "attempting to acquire leader lease");
         loop {
@@ -227,7 +240,7 @@ impl<S: LeaseStore, C: Clock> Elector<S, C> {
                 }
                 Err(e) => tracing::info!(error = %e, "failed to acquire lease"),
             }
-            let jitter = 1.0 + rand::random::<f64>() * (JITTER - 1.0);
+            let jitter = 1.0 + rand::random::<f64>() * JITTER;
             tokio::time::sleep(self.timing.retry_period.mul_f64(jitter)).await;
         }
     }
@@ -242,7 +255,11 @@ impl<S: LeaseStore, C: Clock> Elector<S, C> {
                 if left.is_zero() {
                     break false;
                 }
-                match tokio::time::timeout(left, self.try_acquire_or_renew()).await {
+                // One attempt may take at most max(1 s, renewDeadline/2), so that a hung
+                // request leaves time for another before the deadline.
+                let attempt =
+                    left.min((self.timing.renew_deadline / 2).max(Duration::from_secs(1)));
+                match tokio::time::timeout(attempt, self.try_acquire_or_renew()).await {
                     Ok(Ok(true)) => break true,
                     Ok(Ok(false)) => break false,
                     Ok(Err(e)) => tracing::info!(error = %e, "failed to renew lease"),
@@ -266,6 +283,9 @@ pub struct KubeLease {
     api: Api<Lease>,
     name: String,
     lock: String,
+    /// The Lease last read or written, so that an update keeps its labels,
+    /// annotations and the spec fields election does not own.
+    last: Mutex<Option<Lease>>,
 }
 
 impl KubeLease {
@@ -275,30 +295,36 @@ impl KubeLease {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
             lock: format!("{namespace}/{name}"),
+            last: Mutex::new(None),
         }
     }
 
     fn lease(&self, r: &Record, rv: Option<&str>) -> Lease {
-        Lease {
+        let mut l = self.last.lock().clone().unwrap_or_else(|| Lease {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
-                resource_version: rv.map(str::to_owned),
                 ..Default::default()
             },
-            spec: Some(LeaseSpec {
-                holder_identity: Some(r.holder_identity.clone()),
-                lease_duration_seconds: Some(r.lease_duration_seconds),
-                acquire_time: Some(MicroTime(r.acquire_time)),
-                renew_time: Some(MicroTime(r.renew_time)),
-                lease_transitions: Some(r.lease_transitions),
-                ..Default::default()
-            }),
-        }
+            spec: None,
+        });
+        l.metadata.resource_version = rv.map(str::to_owned);
+        let mut spec: LeaseSpec = l.spec.take().unwrap_or_default();
+        spec.holder_identity = Some(r.holder_identity.clone());
+        spec.lease_duration_seconds = Some(r.lease_duration_seconds);
+        spec.acquire_time = Some(MicroTime(r.acquire_time));
+        spec.renew_time = Some(MicroTime(r.renew_time));
+        spec.lease_transitions = Some(r.lease_transitions);
+        l.spec = Some(spec);
+        l
     }
 
-    fn err(&self, e: kube::Error) -> Error {
+    fn err(&self, e: kube::Error, write: bool) -> Error {
         match e {
             kube::Error::Api(s) if s.code == 409 => Error::Conflict(self.name.clone()),
+            e if write => Error::Write {
+                lock: self.lock.clone(),
+                source: e,
+            },
             e => Error::Lock {
                 lock: self.lock.clone(),
                 source: e,
@@ -308,13 +334,18 @@ impl KubeLease {
 }
 
 impl LeaseStore for KubeLease {
+    fn name(&self) -> String {
+        self.lock.clone()
+    }
+
     async fn get(&self) -> Result<Option<(Record, String)>, Error> {
-        let Some(l) = self
+        let got = self
             .api
             .get_opt(&self.name)
             .await
-            .map_err(|e| self.err(e))?
-        else {
+            .map_err(|e| self.err(e, false))?;
+        *self.last.lock() = got.clone();
+        let Some(l) = got else {
             return Ok(None);
         };
         let spec = l.spec.unwrap_or_default();
@@ -332,19 +363,23 @@ impl LeaseStore for KubeLease {
     }
 
     async fn create(&self, r: &Record) -> Result<(), Error> {
-        self.api
+        let l = self
+            .api
             .create(&PostParams::default(), &self.lease(r, None))
             .await
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e, true))?;
+        *self.last.lock() = Some(l);
+        Ok(())
     }
 
     async fn update(&self, r: &Record, rv: &str) -> Result<(), Error> {
-        self.api
+        let l = self
+            .api
             .replace(&self.name, &PostParams::default(), &self.lease(r, Some(rv)))
             .await
-            .map(|_| ())
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e, true))?;
+        *self.last.lock() = Some(l);
+        Ok(())
     }
 }
 

@@ -120,16 +120,26 @@ async fn run_controllers(
     let controllers = opts.enabled_controllers()?;
     let mut tasks = Vec::new();
     for name in controllers {
-        tracing::info!(controller = name, "starting controller");
         match name {
             "garbage-collector-controller" if opts.enable_garbage_collector => {
+                tracing::info!(controller = name, "starting controller");
                 tasks.push(tokio::spawn(garbagecollector::monitors::run(
                     client.clone(),
                     opts.concurrent_gc_syncs,
                     workqueue::Metrics::new(registry),
                 )));
             }
-            _ => tracing::info!(controller = name, "controller is disabled"),
+            "garbage-collector-controller" => {
+                tracing::info!(
+                    controller = name,
+                    "--enable-garbage-collector=false: not starting"
+                )
+            }
+            _ if !Options::implemented(name) => tracing::warn!(
+                controller = name,
+                "controller is not implemented in Keelson yet; skipping"
+            ),
+            _ => {}
         }
     }
     stop.await;

@@ -6,12 +6,144 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// The controllers this controller-manager knows, by upstream's names, and whether
-/// each runs when `--controllers` selects `*`.
-pub const KNOWN_CONTROLLERS: &[(&str, bool)] = &[("garbage-collector-controller", true)];
+/// Upstream's controllers by name (1.33): whether Keelson implements each, and
+/// whether it is off unless named (`--controllers=*` leaves it out).
+pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
+    ("bootstrap-signer-controller", false, false),
+    (
+        "certificatesigningrequest-approving-controller",
+        false,
+        true,
+    ),
+    ("certificatesigningrequest-cleaner-controller", false, true),
+    ("certificatesigningrequest-signing-controller", false, true),
+    ("cloud-node-lifecycle-controller", false, true),
+    ("clusterrole-aggregation-controller", false, true),
+    ("cronjob-controller", false, true),
+    ("daemonset-controller", false, true),
+    ("deployment-controller", false, true),
+    ("disruption-controller", false, true),
+    ("endpoints-controller", false, true),
+    ("endpointslice-controller", false, true),
+    ("endpointslice-mirroring-controller", false, true),
+    ("ephemeral-volume-controller", false, true),
+    ("garbage-collector-controller", true, true),
+    ("horizontal-pod-autoscaler-controller", false, true),
+    ("job-controller", false, true),
+    (
+        "legacy-serviceaccount-token-cleaner-controller",
+        false,
+        true,
+    ),
+    ("namespace-controller", false, true),
+    ("node-ipam-controller", false, true),
+    ("node-lifecycle-controller", false, true),
+    ("node-route-controller", false, true),
+    ("persistentvolume-attach-detach-controller", false, true),
+    ("persistentvolume-binder-controller", false, true),
+    ("persistentvolume-expander-controller", false, true),
+    ("persistentvolume-protection-controller", false, true),
+    ("persistentvolumeclaim-protection-controller", false, true),
+    ("pod-garbage-collector-controller", false, true),
+    ("replicaset-controller", false, true),
+    ("replicationcontroller-controller", false, true),
+    ("resourceclaim-controller", false, false),
+    ("resourcequota-controller", false, true),
+    ("root-ca-certificate-publisher-controller", false, true),
+    ("selinux-warning-controller", false, false),
+    ("service-cidr-controller", false, true),
+    ("service-lb-controller", false, true),
+    ("serviceaccount-controller", false, true),
+    ("serviceaccount-token-controller", false, true),
+    ("statefulset-controller", false, true),
+    ("storageversion-garbage-collector-controller", false, false),
+    ("taint-eviction-controller", false, true),
+    ("token-cleaner-controller", false, false),
+    ("ttl-after-finished-controller", false, true),
+    ("ttl-controller", false, true),
+    ("validatingadmissionpolicy-status-controller", false, true),
+];
 
-/// Upstream's aliases, still accepted in `--controllers`.
-const ALIASES: &[(&str, &str)] = &[("garbagecollector", "garbage-collector-controller")];
+/// Whether Keelson implements a controller.
+type Implemented = bool;
+/// Whether `*` turns a controller on.
+type DefaultOn = bool;
+
+/// Upstream's older names, still accepted in `--controllers` (kubeadm writes
+/// `--controllers=*,bootstrapsigner,tokencleaner`).
+const ALIASES: &[(&str, &str)] = &[
+    ("attachdetach", "persistentvolume-attach-detach-controller"),
+    ("bootstrapsigner", "bootstrap-signer-controller"),
+    ("cloud-node-lifecycle", "cloud-node-lifecycle-controller"),
+    (
+        "clusterrole-aggregation",
+        "clusterrole-aggregation-controller",
+    ),
+    ("cronjob", "cronjob-controller"),
+    (
+        "csrapproving",
+        "certificatesigningrequest-approving-controller",
+    ),
+    ("csrcleaner", "certificatesigningrequest-cleaner-controller"),
+    ("csrsigning", "certificatesigningrequest-signing-controller"),
+    ("daemonset", "daemonset-controller"),
+    ("deployment", "deployment-controller"),
+    ("disruption", "disruption-controller"),
+    ("endpoint", "endpoints-controller"),
+    ("endpointslice", "endpointslice-controller"),
+    (
+        "endpointslicemirroring",
+        "endpointslice-mirroring-controller",
+    ),
+    ("ephemeral-volume", "ephemeral-volume-controller"),
+    ("garbagecollector", "garbage-collector-controller"),
+    (
+        "horizontalpodautoscaling",
+        "horizontal-pod-autoscaler-controller",
+    ),
+    ("job", "job-controller"),
+    (
+        "legacy-service-account-token-cleaner",
+        "legacy-serviceaccount-token-cleaner-controller",
+    ),
+    ("namespace", "namespace-controller"),
+    ("nodeipam", "node-ipam-controller"),
+    ("nodelifecycle", "node-lifecycle-controller"),
+    (
+        "persistentvolume-binder",
+        "persistentvolume-binder-controller",
+    ),
+    (
+        "persistentvolume-expander",
+        "persistentvolume-expander-controller",
+    ),
+    ("podgc", "pod-garbage-collector-controller"),
+    ("pv-protection", "persistentvolume-protection-controller"),
+    (
+        "pvc-protection",
+        "persistentvolumeclaim-protection-controller",
+    ),
+    ("replicaset", "replicaset-controller"),
+    ("replicationcontroller", "replicationcontroller-controller"),
+    ("resource-claim-controller", "resourceclaim-controller"),
+    ("resourcequota", "resourcequota-controller"),
+    (
+        "root-ca-cert-publisher",
+        "root-ca-certificate-publisher-controller",
+    ),
+    ("route", "node-route-controller"),
+    ("service", "service-lb-controller"),
+    ("serviceaccount", "serviceaccount-controller"),
+    ("serviceaccount-token", "serviceaccount-token-controller"),
+    ("statefulset", "statefulset-controller"),
+    (
+        "storage-version-gc",
+        "storageversion-garbage-collector-controller",
+    ),
+    ("tokencleaner", "token-cleaner-controller"),
+    ("ttl", "ttl-controller"),
+    ("ttl-after-finished", "ttl-after-finished-controller"),
+];
 
 /// Flag errors, in upstream's words.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +225,66 @@ pub struct Options {
     /// File containing the default x509 private key matching --tls-cert-file.
     #[arg(long)]
     pub tls_private_key_file: Option<PathBuf>,
+
+    /// Flags kubeadm's manifest and common deployments pass for controllers and
+    /// delegated authentication Keelson does not have yet: accepted, so that those
+    /// command lines start, and otherwise unused until the controllers that read
+    /// them exist.
+    #[command(flatten)]
+    pub accepted: Accepted,
+}
+
+/// Upstream flags accepted for compatibility; see [`Options::accepted`].
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Accepted {
+    /// kubeconfig for delegated authentication (TokenReview).
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// kubeconfig for delegated authorization (SubjectAccessReview).
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// CA bundle for client certificates on the secure port.
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CA bundle for request-header (front-proxy) client certificates.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// The root CA published into service account token secrets.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
+    /// The key that signs service account tokens.
+    #[arg(long)]
+    pub service_account_private_key_file: Option<PathBuf>,
+    /// Give each controller its own service account credentials.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub use_service_account_credentials: Option<bool>,
+    /// The CA certificate the CSR signing controller signs with.
+    #[arg(long)]
+    pub cluster_signing_cert_file: Option<PathBuf>,
+    /// The CA key the CSR signing controller signs with.
+    #[arg(long)]
+    pub cluster_signing_key_file: Option<PathBuf>,
+    /// The instance prefix for the cluster.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// CIDR range for pods in the cluster.
+    #[arg(long)]
+    pub cluster_cidr: Option<String>,
+    /// Whether pod CIDRs are allocated to nodes.
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allocate_node_cidrs: Option<bool>,
+    /// CIDR range for services.
+    #[arg(long)]
+    pub service_cluster_ip_range: Option<String>,
+    /// QPS to use while talking with kubernetes apiserver.
+    #[arg(long)]
+    pub kube_api_qps: Option<f32>,
+    /// Burst to use while talking with kubernetes apiserver.
+    #[arg(long)]
+    pub kube_api_burst: Option<u32>,
+    /// Log verbosity (klog's `-v`); use RUST_LOG for Keelson's levels.
+    #[arg(long = "v", short = 'v')]
+    pub verbosity: Option<u32>,
 }
 
 impl Options {
@@ -100,11 +292,20 @@ impl Options {
     pub fn validate(&self) -> Result<(), Error> {
         if self.leader_elect_resource_lock != "leases" {
             return Err(Error::Invalid(format!(
-                "--leader-elect-resource-lock: unsupported resource lock {:?}; only \"leases\" is supported",
+                "Invalid lock-type {}",
                 self.leader_elect_resource_lock
             )));
         }
         if self.leader_elect {
+            for (what, d) in [
+                ("leaseDuration", self.leader_elect_lease_duration),
+                ("renewDeadline", self.leader_elect_renew_deadline),
+                ("retryPeriod", self.leader_elect_retry_period),
+            ] {
+                if d.is_zero() {
+                    return Err(Error::Invalid(format!("{what} must be greater than zero")));
+                }
+            }
             if self.leader_elect_lease_duration <= self.leader_elect_renew_deadline {
                 return Err(Error::Invalid(
                     "leaseDuration must be greater than renewDeadline".into(),
@@ -126,19 +327,21 @@ impl Options {
         self.enabled_controllers().map(|_| ())
     }
 
-    /// The controllers to run: `--controllers` resolved against the known ones.
+    /// The controllers to run, as upstream's `IsControllerEnabled`: the first
+    /// mention of a controller (`name` or `-name`) wins; otherwise `*` enables the
+    /// default-on ones. Unknown names are an error; known but unimplemented ones are
+    /// returned too (the caller logs that they do not run).
     pub fn enabled_controllers(&self) -> Result<Vec<&'static str>, Error> {
         let canonical = |n: &str| -> Result<&'static str, Error> {
             let n = ALIASES.iter().find(|(a, _)| *a == n).map_or(n, |(_, c)| *c);
             KNOWN_CONTROLLERS
                 .iter()
-                .find(|(k, _)| *k == n)
-                .map(|(k, _)| *k)
+                .find(|(k, _, _)| *k == n)
+                .map(|(k, _, _)| *k)
                 .ok_or_else(|| Error::UnknownController(n.to_owned()))
         };
         let mut star = false;
-        let mut on = Vec::new();
-        let mut off = Vec::new();
+        let mut decided: Vec<(&'static str, bool)> = Vec::new();
         for c in self
             .controllers
             .iter()
@@ -147,19 +350,33 @@ impl Options {
         {
             if c == "*" {
                 star = true;
-            } else if let Some(n) = c.strip_prefix('-') {
-                off.push(canonical(n)?);
-            } else {
-                on.push(canonical(c)?);
+                continue;
+            }
+            let (name, on) = match c.strip_prefix('-') {
+                Some(n) => (canonical(n)?, false),
+                None => (canonical(c)?, true),
+            };
+            if !decided.iter().any(|(d, _)| *d == name) {
+                decided.push((name, on));
             }
         }
         Ok(KNOWN_CONTROLLERS
             .iter()
-            .filter(|(name, default)| {
-                !off.contains(name) && (on.contains(name) || (star && *default))
-            })
-            .map(|(name, _)| *name)
+            .filter(
+                |(name, _, default_on)| match decided.iter().find(|(d, _)| d == name) {
+                    Some((_, on)) => *on,
+                    None => star && *default_on,
+                },
+            )
+            .map(|(name, _, _)| *name)
             .collect())
+    }
+
+    /// Whether Keelson implements controller `name`.
+    pub fn implemented(name: &str) -> bool {
+        KNOWN_CONTROLLERS
+            .iter()
+            .any(|(n, implemented, _)| *n == name && *implemented)
     }
 }
 
@@ -181,20 +398,57 @@ mod tests {
         assert_eq!(o.secure_port, 10257);
         assert_eq!(o.concurrent_gc_syncs, 20);
         o.validate().unwrap();
-        assert_eq!(
-            o.enabled_controllers().unwrap(),
-            ["garbage-collector-controller"]
+        assert!(
+            o.enabled_controllers()
+                .unwrap()
+                .contains(&"garbage-collector-controller")
         );
     }
 
     #[test]
     fn controllers_selection_and_errors() {
+        let star = parse(&[]).enabled_controllers().unwrap();
+        assert!(star.contains(&"garbage-collector-controller"));
+        assert!(star.contains(&"deployment-controller"));
         assert!(
-            parse(&["--controllers=*,-garbagecollector"])
+            !star.contains(&"bootstrap-signer-controller"),
+            "off by default"
+        );
+        assert!(
+            !parse(&["--controllers=*,-garbagecollector"])
                 .enabled_controllers()
                 .unwrap()
-                .is_empty()
+                .contains(&"garbage-collector-controller")
         );
+        // kubeadm's list, and upstream's first-match-wins.
+        let kubeadm = parse(&["--controllers=*,bootstrapsigner,tokencleaner"])
+            .enabled_controllers()
+            .unwrap();
+        assert!(kubeadm.contains(&"bootstrap-signer-controller"));
+        assert!(kubeadm.contains(&"token-cleaner-controller"));
+        assert!(
+            parse(&["--controllers=deployment,-deployment"])
+                .enabled_controllers()
+                .unwrap()
+                .contains(&"deployment-controller")
+        );
+        assert!(Options::implemented("garbage-collector-controller"));
+        assert!(!Options::implemented("deployment-controller"));
+        assert!(
+            parse(&["--leader-elect-retry-period=0s"])
+                .validate()
+                .is_err()
+        );
+        // kubeadm's manifest flags are accepted.
+        parse(&[
+            "--authentication-kubeconfig=/etc/kubernetes/controller-manager.conf",
+            "--use-service-account-credentials=true",
+            "--cluster-signing-cert-file=/etc/kubernetes/pki/ca.crt",
+            "--allocate-node-cidrs=true",
+            "--v=2",
+        ])
+        .validate()
+        .unwrap();
         assert_eq!(
             parse(&["--controllers=garbage-collector-controller"])
                 .enabled_controllers()

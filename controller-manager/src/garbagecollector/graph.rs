@@ -200,6 +200,10 @@ impl Graph {
                 if owner.deleting_dependents {
                     work.push(Work::Delete(removed.uid.clone()));
                 }
+                // A virtual owner nothing names any more is dropped.
+                if !owner.observed && owner.dependents.is_empty() {
+                    self.nodes.remove(&removed.uid);
+                }
             }
         }
         for (old, new) in old_owners
@@ -269,6 +273,19 @@ impl Graph {
                 );
                 work.push(Work::Delete(owner.uid.clone()));
             }
+        }
+    }
+
+    /// A lookup found the object behind `uid` absent (upstream's virtual delete
+    /// event). A virtual node is removed as by [`Graph::remove`]. A node a monitor has
+    /// seen is kept, since its monitor is the authority on its deletion and the
+    /// lookup may have used a dependent's wrong coordinates; its dependents are
+    /// checked again, each by its own ownerReference.
+    pub fn remove_virtual(&mut self, uid: &str) -> Vec<Work> {
+        match self.nodes.get(uid) {
+            Some(n) if n.observed => n.dependents.iter().cloned().map(Work::Delete).collect(),
+            Some(_) => self.remove(uid),
+            None => Vec::new(),
         }
     }
 

@@ -34,6 +34,7 @@ pub mod monitors;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -45,10 +46,10 @@ use graph::{FOREGROUND, Graph, Node, ORPHAN, ObjectRef, Observed, OwnerRef, Work
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An ownerReference names a kind the apiserver does not serve.
-    #[error("unable to get REST mapping for {0}")]
+    #[error("unable to get REST mapping for {0}.")]
     UnknownKind(String),
     /// A cluster-scoped object names a namespaced owner: never valid, never retried.
-    #[error("cluster-scoped object {0} has a namespaced owner")]
+    #[error("cluster-scoped objects cannot refer to namespaced owners")]
     NamespacedOwnerOfClusterScoped(String),
     /// A write lost a race; retried.
     #[error("{0}")]
@@ -157,6 +158,21 @@ impl<C: Cluster> GarbageCollector<C> {
         self.enqueue(work);
     }
 
+    /// The cluster the collector acts on.
+    pub fn cluster(&self) -> &C {
+        &self.cluster
+    }
+
+    /// A lookup found the object with `uid` absent (or replaced by a namesake): upstream's
+    /// virtual delete event. A node only named by dependents is removed and its
+    /// dependents checked. A node a monitor has seen stays (its monitor reports its
+    /// deletion); its dependents are checked, since some may name it by other
+    /// coordinates than the ones it really has.
+    fn virtual_delete(&self, uid: &str) {
+        let work = self.graph.lock().remove_virtual(uid);
+        self.enqueue(work);
+    }
+
     /// How many objects the graph holds.
     pub fn graph_len(&self) -> usize {
         self.graph.lock().len()
@@ -181,7 +197,7 @@ impl<C: Cluster> GarbageCollector<C> {
             // Gone, or replaced by a namesake: a virtual delete event.
             _ => {
                 tracing::debug!(item = %item.identity, "item not found, generating a virtual delete event");
-                self.observe_deleted(uid);
+                self.virtual_delete(uid);
                 return Ok(());
             }
         };
@@ -248,10 +264,22 @@ impl<C: Cluster> GarbageCollector<C> {
         self.delete(&item, policy, &latest.resource_version).await
     }
 
+    /// Deletes `item` if it is still at `rv`. On a conflict whose cause left the
+    /// ownerReferences unchanged (a status write, a label), deletes again with only
+    /// the uid precondition, as upstream's `deleteObject`.
     async fn delete(&self, item: &Node, policy: Propagation, rv: &str) -> Result<(), Error> {
-        match self.cluster.delete(&item.identity, policy, rv).await {
+        let mut result = self.cluster.delete(&item.identity, policy, rv).await;
+        if let Err(Error::Conflict(_)) = &result
+            && let Ok(Some(live)) = self.cluster.get(&item.identity).await
+        {
+            let read_owners = self.node(&item.identity.uid).map(|n| n.owners);
+            if live.uid == item.identity.uid && Some(&live.owners) == read_owners.as_ref() {
+                result = self.cluster.delete(&item.identity, policy, "").await;
+            }
+        }
+        match result {
             Err(Error::NotFound) => {
-                self.observe_deleted(&item.identity.uid);
+                self.virtual_delete(&item.identity.uid);
                 Ok(())
             }
             r => r,
@@ -400,7 +428,11 @@ impl<C: Cluster> GarbageCollector<C> {
     /// `removeFinalizer` does.
     async fn remove_finalizer(&self, r: &ObjectRef, finalizer: &str) -> Result<(), Error> {
         let mut last = None;
-        for _ in 0..5 {
+        // Upstream's retry.DefaultBackoff: 10 ms, ×5 each step, 4 steps.
+        for step in 0..4u32 {
+            if step > 0 {
+                tokio::time::sleep(Duration::from_millis(10 * 5u64.pow(step - 1))).await;
+            }
             let Some(m) = self.cluster.get(r).await? else {
                 return Ok(());
             };

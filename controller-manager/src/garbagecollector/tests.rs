@@ -80,7 +80,7 @@ impl Fake {
         let Some(o) = objs.get_mut(&r.uid) else {
             return Err(Error::NotFound);
         };
-        if o.meta.resource_version != rv {
+        if !rv.is_empty() && o.meta.resource_version != rv {
             return Err(Error::Conflict("the object has been modified".into()));
         }
         let f = match policy {
@@ -358,4 +358,66 @@ async fn a_cluster_scoped_object_with_a_namespaced_owner_is_an_error_not_a_delet
         other => panic!("{other:?}"),
     }
     assert!(gc.cluster.get_obj(&node.uid).is_some());
+}
+
+#[tokio::test]
+async fn a_lookup_miss_never_unlinks_an_observed_owner() {
+    // A lookup that misses (wrong coordinates, or a deletion the monitor has not yet
+    // reported) keeps the owner the monitor saw, with its dependents: its later
+    // deletion still reaches them.
+    let gc = GarbageCollector::new(Fake::default(), None);
+    let rs = gc.cluster.add("ReplicaSet", "ns", "rs", vec![]);
+    let good = gc.cluster.add("Pod", "ns", "good", vec![owner(&rs, false)]);
+    settle(&gc).await;
+    let work = gc.graph.lock().remove_virtual(&rs.uid);
+    assert_eq!(work, vec![Work::Delete(good.uid.clone())]);
+    assert!(
+        gc.graph.lock().node(&rs.uid).is_some(),
+        "the observed owner stays"
+    );
+    assert_eq!(gc.graph.lock().dependents(&rs.uid).len(), 1);
+    gc.enqueue(work);
+    settle(&gc).await;
+    assert!(
+        gc.cluster.get_obj(&good.uid).is_some(),
+        "its owner exists: kept"
+    );
+    gc.cluster.user_delete(&rs, Propagation::Background);
+    settle(&gc).await;
+    assert!(gc.cluster.get_obj(&good.uid).is_none());
+}
+
+#[tokio::test]
+async fn a_conflicting_delete_is_retried_without_the_resource_version() {
+    let gc = GarbageCollector::new(Fake::default(), None);
+    let gone = ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        namespace: "ns".into(),
+        name: "gone".into(),
+        uid: "uid-gone".into(),
+    };
+    let p = gc
+        .cluster
+        .add("Pod", "ns", "busy", vec![owner(&gone, false)]);
+    let changes: Vec<Change> = std::mem::take(&mut *gc.cluster.changes.lock());
+    for c in changes {
+        if let Change::Upsert(o) = c {
+            gc.observe(o);
+        }
+    }
+    // A status write moves the pod's resourceVersion after the collector read it.
+    let node = gc.graph.lock().node(&p.uid).cloned().unwrap();
+    let stale_rv = gc.cluster.get_obj(&p.uid).unwrap().meta.resource_version;
+    gc.cluster
+        .objects
+        .lock()
+        .get_mut(&p.uid)
+        .unwrap()
+        .meta
+        .resource_version = "999".into();
+    gc.delete(&node, Propagation::Background, &stale_rv)
+        .await
+        .unwrap();
+    assert!(gc.cluster.get_obj(&p.uid).is_none());
 }
