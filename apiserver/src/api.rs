@@ -39,6 +39,8 @@ pub struct Api {
     pub schema: &'static Schema,
     /// The admission chain.
     pub admission: Chain,
+    /// The authorizers.
+    pub authorizer: crate::authz::Authorizer,
     /// Settings.
     pub config: Config,
     reserved_ips: Mutex<HashMap<Ipv4Addr, Instant>>,
@@ -143,6 +145,7 @@ impl Api {
     /// Builds the state.
     pub fn new(registry: Registry, config: Config) -> Api {
         Api {
+            authorizer: crate::authz::Authorizer,
             registry,
             schema: crate::schema::schema(),
             admission: Chain::default(),

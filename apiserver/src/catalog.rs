@@ -361,6 +361,32 @@ fn build() -> Vec<Resource> {
         B::new("batch", "v1", "Job", "jobs", ns)
             .all()
             .subs(vec![status()]),
+        // authentication.k8s.io/v1 and authorization.k8s.io/v1: the self reviews,
+        // create-only and never stored (`review`).
+        B::new(
+            "authentication.k8s.io",
+            "v1",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            cl,
+        )
+        .verbs(CREATE),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            cl,
+        )
+        .verbs(CREATE),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            cl,
+        )
+        .verbs(CREATE),
         // certificates.k8s.io/v1
         B::new(
             "certificates.k8s.io",

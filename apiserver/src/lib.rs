@@ -5,7 +5,7 @@
 //! ```text
 //! TLS (rustls) -> server::Server::handle
 //!   -> authn (token file; 401)           -> in-flight limits (429)
-//!   -> request::parse (RequestInfo)      -> authorization (AlwaysAllow for now)
+//!   -> request::parse (RequestInfo)      -> authorization ([`authz`]: AlwaysAllow for now)
 //!   -> handlers (verb): decode + schema field validation -> defaults
 //!        -> strategy (server-owned fields) -> admission (mutating, validating)
 //!        -> validation (422) -> api hooks (ClusterIP/NodePort) -> registry
@@ -17,7 +17,8 @@
 //! Reads: single GETs go to the store (consistent); lists and watches are served by
 //! one [`cache::WatchCache`] per stored resource, fed by a store watch, except the
 //! requests upstream sends to etcd (continue tokens, resourceVersionMatch=Exact, a
-//! limit on a consistent read). Replies are JSON or `meta.k8s.io/v1` Tables
+//! limit on a consistent read). The self reviews (`kubectl auth can-i`, `whoami`) are
+//! answered by [`review`] from the same authorizer. Replies are JSON or `meta.k8s.io/v1` Tables
 //! ([`table`]); every error is a `Status` built in [`error`].
 //!
 //! Everything about the built-in types comes from two sources: [`catalog`] (which
@@ -28,6 +29,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod authn;
+pub mod authz;
 pub mod cache;
 pub mod catalog;
 pub mod convert;
@@ -46,9 +48,11 @@ pub mod patch;
 pub mod protobuf;
 pub mod registry;
 pub mod request;
+pub mod review;
 pub mod schema;
 pub mod selectors;
 pub mod server;
+pub mod smp;
 pub mod storage;
 pub mod strategy;
 pub mod table;

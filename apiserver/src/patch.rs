@@ -1,5 +1,6 @@
 //! Patch formats: JSON merge patch (RFC 7386), JSON patch (RFC 6902), and strategic
-//! merge patch with the patch strategies and merge keys of the OpenAPI definitions.
+//! merge patch (in [`crate::smp`]) with the patch strategies and merge keys of the
+//! OpenAPI definitions.
 
 use serde_json::{Map, Value};
 
@@ -152,7 +153,7 @@ pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
     Ok(())
 }
 
-/// Applies a strategic merge patch to an object of `res`'s kind.
+/// Applies a strategic merge patch to an object of `res`'s kind ([`crate::smp`]).
 pub fn strategic(
     schema: &Schema,
     res: &Resource,
@@ -160,138 +161,8 @@ pub fn strategic(
     patch: &Value,
 ) -> Result<(), String> {
     let def = schema.definition_for(res.group, res.version, res.kind);
-    smp(schema, def.as_deref(), target, patch)
-}
-
-fn smp(
-    schema: &Schema,
-    def: Option<&str>,
-    target: &mut Value,
-    patch: &Value,
-) -> Result<(), String> {
-    let Value::Object(p) = patch else {
-        *target = patch.clone();
-        return Ok(());
-    };
-    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
-        let mut clean = p.clone();
-        clean.remove("$patch");
-        *target = Value::Object(clean);
-        return Ok(());
-    }
-    if p.get("$patch").and_then(Value::as_str) == Some("delete") {
-        *target = Value::Null;
-        return Ok(());
-    }
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let retain: Option<Vec<String>> = p.get("$retainKeys").and_then(Value::as_array).map(|a| {
-        a.iter()
-            .filter_map(|v| v.as_str().map(str::to_owned))
-            .collect()
-    });
-    let t = target.as_object_mut().expect("object");
-    if let Some(keep) = &retain {
-        t.retain(|k, _| keep.contains(k));
-    }
-    for (k, v) in p {
-        if k.starts_with('$') {
-            if let Some(list) = k.strip_prefix("$deleteFromPrimitiveList/")
-                && let (Some(Value::Array(cur)), Some(del)) = (t.get_mut(list), v.as_array())
-            {
-                cur.retain(|x| !del.contains(x));
-            }
-            continue;
-        }
-        if v.is_null() {
-            t.remove(k);
-            continue;
-        }
-        let field = def.and_then(|d| schema.field(d, k));
-        match (v, field) {
-            (Value::Array(items), Some(f)) if f.strategy.contains("merge") => {
-                let cur = t.entry(k.clone()).or_insert(Value::Array(Vec::new()));
-                if !cur.is_array() {
-                    *cur = Value::Array(Vec::new());
-                }
-                let cur = cur.as_array_mut().expect("array");
-                match &f.merge_key {
-                    Some(key) => {
-                        for item in items {
-                            let directive = item.get("$patch").and_then(Value::as_str);
-                            let kv = item.get(key.as_str());
-                            let pos = cur
-                                .iter()
-                                .position(|c| c.get(key.as_str()) == kv && kv.is_some());
-                            match (directive, pos) {
-                                (Some("delete"), Some(i)) => {
-                                    cur.remove(i);
-                                }
-                                (Some("delete"), None) => {}
-                                (_, Some(i)) => {
-                                    smp(schema, f.items_ref.as_deref(), &mut cur[i], item)?
-                                }
-                                (_, None) => {
-                                    let mut fresh = Value::Object(Map::new());
-                                    smp(schema, f.items_ref.as_deref(), &mut fresh, item)?;
-                                    cur.push(fresh);
-                                }
-                            }
-                        }
-                        if let Some(order) = p
-                            .get(&format!("$setElementOrder/{k}"))
-                            .and_then(Value::as_array)
-                        {
-                            let mut sorted = Vec::new();
-                            for o in order {
-                                if let Some(i) = cur
-                                    .iter()
-                                    .position(|c| c.get(key.as_str()) == o.get(key.as_str()))
-                                {
-                                    sorted.push(cur.remove(i));
-                                }
-                            }
-                            sorted.append(cur);
-                            *cur = sorted;
-                        }
-                    }
-                    None => {
-                        for item in items {
-                            if !cur.contains(item) {
-                                cur.push(item.clone());
-                            }
-                        }
-                    }
-                }
-            }
-            (Value::Object(_), f) => {
-                let sub = f.and_then(|f| f.reference.clone());
-                let slot = t.entry(k.clone()).or_insert(Value::Null);
-                smp(schema, sub.as_deref(), slot, v)?;
-                if slot.is_null() {
-                    t.remove(k);
-                }
-            }
-            _ => {
-                t.insert(k.clone(), strip_directives(v));
-            }
-        }
-    }
+    *target = crate::smp::apply(schema, def.as_deref(), target, patch).map_err(|e| e.0)?;
     Ok(())
-}
-
-fn strip_directives(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| !k.starts_with('$'))
-                .map(|(k, v)| (k.clone(), strip_directives(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(strip_directives).collect()),
-        other => other.clone(),
-    }
 }
 
 #[cfg(test)]

@@ -794,6 +794,9 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     if res.plural == "bindings" {
         return handlers::bind(ctx, body).await;
     }
+    if matches!(res.group, "authentication.k8s.io" | "authorization.k8s.io") {
+        return crate::review::create(ctx, body);
+    }
     match verb {
         "get" => handlers::get(ctx).await.map(|mut r| {
             r.body = handlers::to_request_version(res, &r.body);

@@ -651,3 +651,205 @@ fn kubectl_versions_convert_through_storage() {
         "55"
     );
 }
+
+/// `kubectl auth can-i` (SelfSubjectAccessReview, over protobuf from 1.31 on),
+/// `can-i --list` (SelfSubjectRulesReview) and `auth whoami` (SelfSubjectReview),
+/// answered from the current authorizer.
+#[test]
+fn kubectl_auth_reviews() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in installed_kubectls() {
+        assert_eq!(
+            s.ok(bin, &["auth", "can-i", "create", "pods"]).trim(),
+            "yes",
+            "{bin}"
+        );
+        assert_eq!(
+            s.ok(bin, &["auth", "can-i", "get", "/healthz"]).trim(),
+            "yes",
+            "{bin}: a non-resource URL"
+        );
+        assert_eq!(
+            s.ok(
+                bin,
+                &[
+                    "auth",
+                    "can-i",
+                    "delete",
+                    "deployments.apps",
+                    "-n",
+                    "kube-system"
+                ]
+            )
+            .trim(),
+            "yes",
+            "{bin}"
+        );
+        let list = s.ok(bin, &["auth", "can-i", "--list"]);
+        assert!(list.contains("*.*"), "{bin}: {list}");
+        assert!(list.contains("[*]"), "{bin}: {list}");
+    }
+    // whoami needs authentication.k8s.io/v1 SelfSubjectReview (kubectl 1.28+).
+    let who = s.ok(
+        "kubectl.1.33",
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
+        ],
+    );
+    assert!(who.starts_with("admin "), "{who}");
+    assert!(
+        who.contains("system:masters") && who.contains("system:authenticated"),
+        "{who}"
+    );
+    // A review without attributes is refused in upstream's words.
+    let err = s.fails(
+        "kubectl.1.33",
+        &["create", "-f", "-"],
+        Some("apiVersion: authorization.k8s.io/v1\nkind: SelfSubjectAccessReview\nspec: {}\n"),
+    );
+    assert!(
+        err.contains("spec.resourceAttributes: Invalid value: \"null\": exactly one of nonResourceAttributes or resourceAttributes must be specified"),
+        "{err}"
+    );
+}
+
+/// Strategic merge patches as kubectl computes them: client-side `apply` (three-way,
+/// with `$setElementOrder` and `$patch: delete` for removed containers and env vars)
+/// and `kubectl patch` with directives, against the server's strategies.
+#[test]
+fn kubectl_strategic_merge_patch_and_apply() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in installed_kubectls() {
+        let n = format!("smp-{}", &bin[8..].replace('.', "-"));
+        s.ok(bin, &["create", "namespace", &n]);
+        let v1 = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {n}}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: a\n        image: a:1\n        env: [{{name: FOO, value: \"1\"}}, {{name: BAR, value: \"2\"}}]\n      - name: b\n        image: b:1\n      - name: c\n        image: c:1\n"
+        );
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&v1));
+        // Someone else adds a container-level field kubectl apply does not own.
+        s.ok(
+            bin,
+            &[
+                "patch", "deploy", "web", "-n", &n, "--type=strategic", "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"b","workingDir":"/srv"}]}}}}"#,
+            ],
+        );
+        // v2: container c removed, b before a, env BAR removed and BAZ added.
+        let v2 = format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {n}}}\nspec:\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: b\n        image: b:2\n      - name: a\n        image: a:1\n        env: [{{name: BAZ, value: \"3\"}}, {{name: FOO, value: \"1\"}}]\n"
+        );
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&v2));
+        let got = s.ok(
+            bin,
+            &[
+                "get", "deploy", "web", "-n", &n, "-o",
+                "jsonpath={.spec.template.spec.containers[*].name}|{.spec.template.spec.containers[0].image}|{.spec.template.spec.containers[0].workingDir}|{.spec.template.spec.containers[1].env[*].name}",
+            ],
+        );
+        assert_eq!(got, "b a|b:2|/srv|BAZ FOO", "{bin}");
+        // kubectl patch with directives.
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "--type=strategic",
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"b","$patch":"delete"}]}}}}"#,
+            ],
+        );
+        let got = s.ok(
+            bin,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[*].name}",
+            ],
+        );
+        assert_eq!(got, "a", "{bin}");
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/a","example.com/b"]}}"#,
+            ],
+        );
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-p",
+                r#"{"metadata":{"$deleteFromPrimitiveList/finalizers":["example.com/a"]}}"#,
+            ],
+        );
+        let got = s.ok(
+            bin,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.metadata.finalizers}",
+            ],
+        );
+        assert_eq!(got, r#"["example.com/b"]"#, "{bin}");
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ],
+        );
+        // A bad directive is refused with upstream's text.
+        let err = s.fails(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"a","$patch":"merge"}]}}}}"#,
+            ],
+            None,
+        );
+        assert!(
+            err.contains("merging lists cannot yet be specified in the patch"),
+            "{bin}: {err}"
+        );
+    }
+}
