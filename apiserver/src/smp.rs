@@ -847,3 +847,284 @@ mod tests {
         );
     }
 }
+
+/// The patch kubectl computes (`CreateTwoWayMergePatch` with `$setElementOrder`),
+/// as a test oracle: applying it to `orig` must give `modified`.
+#[cfg(test)]
+mod two_way {
+    use super::*;
+    use serde_json::json;
+
+    /// A two-way strategic merge patch from `orig` to `modified` (objects of `def`).
+    pub(super) fn diff(
+        schema: &Schema,
+        def: Option<&str>,
+        orig: &Value,
+        modified: &Value,
+    ) -> Value {
+        let (Value::Object(o), Value::Object(m)) = (orig, modified) else {
+            return modified.clone();
+        };
+        Value::Object(diff_maps(schema, def, o, m, false))
+    }
+
+    fn diff_maps(
+        schema: &Schema,
+        def: Option<&str>,
+        o: &Map<String, Value>,
+        m: &Map<String, Value>,
+        retain: bool,
+    ) -> Map<String, Value> {
+        let mut patch = Map::new();
+        for (k, mv) in m {
+            let field = def.and_then(|d| schema.field(d, k));
+            let raw = field.as_ref().map_or("", |f| f.strategy.as_str());
+            let s = strategy(raw).unwrap_or_default();
+            let Some(ov) = o.get(k) else {
+                patch.insert(k.clone(), mv.clone());
+                continue;
+            };
+            match (ov, mv) {
+                (Value::Object(oo), Value::Object(mm)) => {
+                    if s == "replace" {
+                        patch.insert(k.clone(), mv.clone());
+                        continue;
+                    }
+                    let sub = field.as_ref().and_then(|f| f.reference.clone());
+                    let d = diff_maps(schema, sub.as_deref(), oo, mm, raw.contains("retainKeys"));
+                    if !d.is_empty() {
+                        patch.insert(k.clone(), Value::Object(d));
+                    }
+                }
+                (Value::Array(oa), Value::Array(ma)) if s == "merge" => {
+                    let mk = field
+                        .as_ref()
+                        .and_then(|f| f.merge_key.clone())
+                        .unwrap_or_default();
+                    let items = field.as_ref().and_then(|f| f.items_ref.clone());
+                    diff_lists(schema, items.as_deref(), k, oa, ma, &mk, &mut patch);
+                }
+                _ => {
+                    if ov != mv {
+                        patch.insert(k.clone(), mv.clone());
+                    }
+                }
+            }
+        }
+        for (k, ov) in o {
+            if !m.contains_key(k) && !ov.is_null() {
+                patch.insert(k.clone(), Value::Null);
+            }
+        }
+        if retain {
+            let dropped = o.iter().any(|(k, v)| !v.is_null() && !m.contains_key(k));
+            if !patch.is_empty() || dropped {
+                let mut keys: Vec<&String> = m
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k)
+                    .collect();
+                keys.sort();
+                patch.insert("$retainKeys".into(), json!(keys));
+            }
+        }
+        patch
+    }
+
+    fn diff_lists(
+        schema: &Schema,
+        items: Option<&str>,
+        k: &str,
+        o: &[Value],
+        m: &[Value],
+        mk: &str,
+        patch: &mut Map<String, Value>,
+    ) {
+        if o.is_empty() {
+            if !m.is_empty() {
+                patch.insert(k.into(), Value::from(m.to_vec()));
+            }
+            return;
+        }
+        if mk.is_empty() {
+            let added: Vec<Value> = m.iter().filter(|v| !o.contains(v)).cloned().collect();
+            let mut removed: Vec<Value> = o.iter().filter(|v| !m.contains(v)).cloned().collect();
+            removed.sort_by_key(go_fmt);
+            removed.dedup();
+            if !added.is_empty() {
+                patch.insert(k.into(), Value::from(added));
+            }
+            if !removed.is_empty() {
+                patch.insert(
+                    format!("$deleteFromPrimitiveList/{k}"),
+                    Value::from(removed.clone()),
+                );
+            }
+            if (!removed.is_empty() || o != m) && !m.is_empty() {
+                patch.insert(format!("$setElementOrder/{k}"), Value::from(m.to_vec()));
+            }
+            return;
+        }
+        let mut list = Vec::new();
+        for mv in m {
+            match o.iter().find(|ov| ov.get(mk) == mv.get(mk)) {
+                None => list.push(mv.clone()),
+                Some(ov) => {
+                    if let (Value::Object(oo), Value::Object(mm)) = (ov, mv) {
+                        let mut d = diff_maps(schema, items, oo, mm, false);
+                        if !d.is_empty() {
+                            d.insert(mk.into(), mv[mk].clone());
+                            list.push(Value::Object(d));
+                        }
+                    }
+                }
+            }
+        }
+        for ov in o {
+            if !m.iter().any(|mv| mv.get(mk) == ov.get(mk)) {
+                list.push(json!({mk: ov[mk].clone(), "$patch": "delete"}));
+            }
+        }
+        let keys = |l: &[Value]| l.iter().map(|v| v[mk].clone()).collect::<Vec<_>>();
+        let reordered = keys(o)
+            .into_iter()
+            .filter(|k| keys(m).contains(k))
+            .collect::<Vec<_>>()
+            != keys(m)
+                .into_iter()
+                .filter(|k| keys(o).contains(k))
+                .collect::<Vec<_>>();
+        let emit_order = !list.is_empty() || reordered || o.len() != m.len();
+        if !list.is_empty() {
+            patch.insert(k.into(), Value::from(list));
+        }
+        if emit_order && !m.is_empty() {
+            let order: Vec<Value> = m.iter().map(|v| json!({mk: v[mk].clone()})).collect();
+            patch.insert(format!("$setElementOrder/{k}"), Value::from(order));
+        }
+    }
+
+    #[test]
+    fn the_diff_has_kubectls_shape() {
+        let s = crate::schema::schema();
+        let orig = json!({"spec": {"containers": [{"name": "a", "image": "1"}, {"name": "b", "image": "1"}]}, "metadata": {"finalizers": ["x", "y"]}});
+        let modified = json!({"spec": {"containers": [{"name": "b", "image": "2"}]}, "metadata": {"finalizers": ["y", "z"]}});
+        let p = diff(s, Some("io.k8s.api.core.v1.Pod"), &orig, &modified);
+        assert_eq!(
+            p,
+            json!({
+                "metadata": {
+                    "finalizers": ["z"],
+                    "$deleteFromPrimitiveList/finalizers": ["x"],
+                    "$setElementOrder/finalizers": ["y", "z"],
+                },
+                "spec": {
+                    "containers": [{"name": "b", "image": "2"}, {"name": "a", "$patch": "delete"}],
+                    "$setElementOrder/containers": [{"name": "b"}],
+                }
+            })
+        );
+        assert_eq!(
+            apply(s, Some("io.k8s.api.core.v1.Pod"), &orig, &p).unwrap(),
+            modified
+        );
+    }
+}
+
+/// Property: the patch kubectl would compute from any old pod to any new one turns
+/// the old into the new when the server applies it.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn env() -> impl Strategy<Value = Vec<Value>> {
+        proptest::sample::subsequence(vec!["A", "B", "C", "D"], 0..=4)
+            .prop_shuffle()
+            .prop_flat_map(|names| {
+                let n = names.len();
+                (Just(names), proptest::collection::vec("[a-c]{1,2}", n))
+            })
+            .prop_map(|(names, values)| {
+                names
+                    .into_iter()
+                    .zip(values)
+                    .map(|(n, v)| json!({"name": n, "value": v}))
+                    .collect()
+            })
+    }
+
+    fn container() -> impl Strategy<Value = (String, Value)> {
+        (
+            proptest::sample::select(vec!["img:1", "img:2"]),
+            proptest::option::of(env()),
+            proptest::option::of(
+                proptest::sample::subsequence(vec![80, 443, 8080], 0..=3).prop_shuffle(),
+            ),
+            proptest::option::of(proptest::collection::vec("[xy]", 0..3)),
+        )
+            .prop_map(|(image, env, ports, args)| {
+                let mut c = json!({"image": image});
+                if let Some(e) = env {
+                    c["env"] = json!(e);
+                }
+                if let Some(p) = ports {
+                    c["ports"] = json!(
+                        p.iter()
+                            .map(|p| json!({"containerPort": p}))
+                            .collect::<Vec<_>>()
+                    );
+                }
+                if let Some(a) = args {
+                    c["args"] = json!(a);
+                }
+                (String::new(), c)
+            })
+    }
+
+    fn pod() -> impl Strategy<Value = Value> {
+        (
+            proptest::sample::subsequence(vec!["a", "b", "c"], 1..=3).prop_shuffle(),
+            proptest::collection::vec(container(), 3),
+            proptest::option::of(proptest::collection::btree_map("[k-m]", "[0-2]", 0..3)),
+            proptest::option::of(
+                proptest::sample::subsequence(vec!["f1", "f2", "f3"], 0..=3).prop_shuffle(),
+            ),
+            proptest::option::of(proptest::sample::select(vec!["Always", "Never"])),
+        )
+            .prop_map(|(names, cs, labels, finalizers, restart)| {
+                let containers: Vec<Value> = names
+                    .iter()
+                    .zip(cs)
+                    .map(|(n, (_, mut c))| {
+                        c["name"] = json!(n);
+                        c
+                    })
+                    .collect();
+                let mut p = json!({"metadata": {"name": "p"}, "spec": {"containers": containers}});
+                if let Some(l) = labels {
+                    p["metadata"]["labels"] = json!(l);
+                }
+                if let Some(f) = finalizers {
+                    p["metadata"]["finalizers"] = json!(f);
+                }
+                if let Some(r) = restart {
+                    p["spec"]["restartPolicy"] = json!(r);
+                }
+                p
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+        #[test]
+        fn applying_the_two_way_patch_gives_the_new_object(old in pod(), new in pod()) {
+            let s = crate::schema::schema();
+            let def = Some("io.k8s.api.core.v1.Pod");
+            let patch = super::two_way::diff(s, def, &old, &new);
+            let got = apply(s, def, &old, &patch).map_err(|e| TestCaseError::fail(e.0))?;
+            prop_assert_eq!(got, new, "patch: {}", patch);
+        }
+    }
+}
