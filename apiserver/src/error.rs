@@ -282,6 +282,14 @@ pub enum ApiError {
     /// 413.
     #[error("Request entity too large: limit is {0}")]
     TooLarge(usize),
+    /// 413 with a message (a JSON patch with too many operations).
+    #[error("{0}")]
+    EntityTooLarge(String),
+    /// 422 without field causes, as upstream's `NewGenericServerResponse(422, ...)`
+    /// for a JSON patch that does not apply: the message is upstream's generic one
+    /// and the reason (logged) stays on the server.
+    #[error("the server rejected our request due to an error in our request")]
+    Unprocessable(String),
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -323,7 +331,8 @@ impl ApiError {
             ApiError::MethodNotSupported { .. } | ApiError::MethodNotAllowed => 405,
             ApiError::NotAcceptable(_) => 406,
             ApiError::Gone(_) => 410,
-            ApiError::TooLarge(_) => 413,
+            ApiError::TooLarge(_) | ApiError::EntityTooLarge(_) => 413,
+            ApiError::Unprocessable(_) => 422,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooManyRequests | ApiError::DisruptionBudget(_) => 429,
             ApiError::Internal(_) => 500,
@@ -345,7 +354,8 @@ impl ApiError {
             ApiError::MethodNotSupported { .. } | ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::NotAcceptable(_) => "NotAcceptable",
             ApiError::Gone(_) => "Expired",
-            ApiError::TooLarge(_) => "RequestEntityTooLarge",
+            ApiError::TooLarge(_) | ApiError::EntityTooLarge(_) => "RequestEntityTooLarge",
+            ApiError::Unprocessable(_) => "Invalid",
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooManyRequests | ApiError::DisruptionBudget(_) => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
@@ -401,6 +411,7 @@ impl ApiError {
                 Some(Value::Object(d))
             }
             ApiError::Internal(m) => Some(json!({"causes": [{"message": m}]})),
+            ApiError::Unprocessable(_) => Some(json!({})),
             ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
             ApiError::DisruptionBudget(cause) => Some(json!({
                 "causes": [{"reason": "DisruptionBudget", "message": cause}]

@@ -942,6 +942,23 @@ fn allow_create_on_update(kind: &str) -> bool {
     matches!(kind, "Endpoints" | "Event" | "Lease" | "EndpointSlice")
 }
 
+/// A JSON patch failure as upstream answers it: 400 for a body that is not a JSON
+/// patch, 413 for too many operations, 422 (with the generic message) for an
+/// operation that does not apply.
+fn json_patch_error(e: crate::patch::JsonPatchError) -> ApiError {
+    use crate::patch::{JsonPatchError, MAX_JSON_PATCH_OPERATIONS};
+    match e {
+        JsonPatchError::Decode(m) => ApiError::BadRequest(m),
+        JsonPatchError::TooManyOperations(n) => ApiError::EntityTooLarge(format!(
+            "The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {n}"
+        )),
+        JsonPatchError::Apply(m) => {
+            tracing::debug!(error = %m, "JSON patch does not apply");
+            ApiError::Unprocessable(m)
+        }
+    }
+}
+
 /// PATCH to an object (or its status).
 pub async fn patch(
     ctx: &Ctx<'_>,
@@ -959,7 +976,7 @@ pub async fn patch(
     match content_type {
         "application/merge-patch+json" => crate::patch::merge(&mut patched, &patch),
         "application/json-patch+json" => {
-            crate::patch::json_patch(&mut patched, &patch).map_err(ApiError::BadRequest)?
+            crate::patch::json_patch(&mut patched, &patch).map_err(json_patch_error)?
         }
         "application/strategic-merge-patch+json" => {
             crate::patch::strategic(ctx.api.schema, res, &mut patched, &patch)
@@ -1393,7 +1410,7 @@ pub async fn scale(
         let p = parse_json(body)?;
         match content_type {
             "application/json-patch+json" => {
-                crate::patch::json_patch(&mut scale, &p).map_err(ApiError::BadRequest)?
+                crate::patch::json_patch(&mut scale, &p).map_err(json_patch_error)?
             }
             _ => crate::patch::merge(&mut scale, &p),
         }

@@ -106,11 +106,41 @@ fn op_remove(doc: &mut Value, path: &str) -> Result<Value, String> {
     }
 }
 
+/// Upstream's limit on the operations of one JSON patch.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10000;
+
+/// Why a JSON patch was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonPatchError {
+    /// The body is not a JSON patch (400).
+    Decode(String),
+    /// More than [`MAX_JSON_PATCH_OPERATIONS`] operations (413).
+    TooManyOperations(usize),
+    /// An operation does not apply (422).
+    Apply(String),
+}
+
 /// Applies an RFC 6902 JSON patch, all or nothing.
-pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), String> {
+pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
     let ops = patch.as_array().ok_or_else(|| {
-        "json: cannot unmarshal object into Go value of type jsonpatch.Patch".to_owned()
+        JsonPatchError::Decode(format!(
+            "json: cannot unmarshal {} into Go value of type jsonpatch.Patch",
+            match patch {
+                Value::Object(_) => "object",
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                _ => "null",
+            }
+        ))
     })?;
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(JsonPatchError::TooManyOperations(ops.len()));
+    }
+    apply_ops(doc, ops).map_err(JsonPatchError::Apply)
+}
+
+fn apply_ops(doc: &mut Value, ops: &[Value]) -> Result<(), String> {
     let mut work = doc.clone();
     for op in ops {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
@@ -200,5 +230,19 @@ mod tests {
             .is_err()
         );
         assert_eq!(d, before, "a failed patch changes nothing");
+        assert_eq!(
+            json_patch(&mut d, &json!({"op": "add"})),
+            Err(JsonPatchError::Decode(
+                "json: cannot unmarshal object into Go value of type jsonpatch.Patch".into()
+            ))
+        );
+        let many = Value::Array(vec![
+            json!({"op": "test", "path": "/c", "value": "y"});
+            10001
+        ]);
+        assert_eq!(
+            json_patch(&mut d, &many),
+            Err(JsonPatchError::TooManyOperations(10001))
+        );
     }
 }

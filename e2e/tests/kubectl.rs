@@ -833,6 +833,25 @@ fn kubectl_strategic_merge_patch_and_apply() {
                 r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
             ],
         );
+        // A JSON patch whose test op fails: 422 with upstream's generic message.
+        let err = s.fails(
+            bin,
+            &[
+                "patch",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "--type=json",
+                "-p",
+                r#"[{"op":"test","path":"/metadata/name","value":"other"}]"#,
+            ],
+            None,
+        );
+        assert!(
+            err.contains("The request is invalid: the server rejected our request due to an error in our request"),
+            "{bin}: {err}"
+        );
         // A bad directive is refused with upstream's text.
         let err = s.fails(
             bin,
