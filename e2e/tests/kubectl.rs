@@ -833,6 +833,47 @@ fn kubectl_strategic_merge_patch_and_apply() {
                 r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
             ],
         );
+        // `kubectl diff` (a server-side dry-run patch) shows the change and stores
+        // nothing; dry runs of other verbs change nothing either.
+        let v3 = v2.replace("image: b:2", "image: b:3");
+        let out = s.kubectl_stdin(bin, &["diff", "-f", "-"], Some(&v3));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let diff = String::from_utf8_lossy(&out.stdout);
+        assert!(diff.contains("+      - image: b:3"), "{bin}: {diff}");
+        s.ok(
+            bin,
+            &["delete", "deploy", "web", "-n", &n, "--dry-run=server"],
+        );
+        s.ok(
+            bin,
+            &[
+                "scale",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "--replicas=5",
+                "--dry-run=server",
+            ],
+        );
+        let got = s.ok(
+            bin,
+            &[
+                "get",
+                "deploy",
+                "web",
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.spec.replicas} {.spec.template.spec.containers[*].name}",
+            ],
+        );
+        assert_eq!(got, "1 a", "{bin}");
         // A JSON patch whose test op fails: 422 with upstream's generic message.
         let err = s.fails(
             bin,
