@@ -29,6 +29,8 @@ pub struct Config {
     pub min_request_timeout: Duration,
     /// The address clients reach this server at (`host:port`).
     pub advertise: String,
+    /// How kubelets are reached (`--kubelet-*`).
+    pub kubelet: crate::nodes::KubeletClient,
 }
 
 /// Everything a request handler may use.

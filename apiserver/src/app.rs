@@ -242,6 +242,14 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         node_ports,
         min_request_timeout: Duration::from_secs(opts.min_request_timeout),
         advertise: format!("{advertise}:{}", opts.secure_port),
+        kubelet: crate::nodes::KubeletClient::new(
+            opts.kubelet_certificate_authority.as_deref(),
+            opts.kubelet_client_certificate.as_deref(),
+            opts.kubelet_client_key.as_deref(),
+            &opts.kubelet_preferred_address_types,
+            opts.kubelet_timeout,
+        )
+        .map_err(|e| Error::Tls(format!("kubelet client: {e}")))?,
     };
     let service_ip = config.kubernetes_service_ip();
     let api = Arc::new(Api::new(registry, config));

@@ -1,14 +1,424 @@
-//! Requests that upstream proxies to a node's kubelet (logs, exec, attach,
-//! port-forward, proxy). Until kubelets exist these resolve the pod and node and then
-//! fail with upstream's wording for a node without a reachable kubelet.
+//! Requests upstream proxies to a node's kubelet: `pods/log` and `nodes/proxy`
+//! stream through here, over TLS with the apiserver's kubelet client certificate
+//! (`--kubelet-client-certificate`, `--kubelet-client-key`), verifying the kubelet
+//! against `--kubelet-certificate-authority` when given (upstream skips verification
+//! without it). The node's address comes from `status.addresses` in
+//! `--kubelet-preferred-address-types` order, the port from
+//! `status.daemonEndpoints.kubeletEndpoint`.
+//!
+//! exec, attach and port-forward (connection upgrades) still answer with upstream's
+//! wording for a node whose kubelet cannot be reached.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, header};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use serde_json::Value;
 
 use crate::catalog::catalog;
 use crate::error::ApiError;
 use crate::handlers::Ctx;
 
-/// The error for a kubelet-bound request.
+/// The kubelet's port when a Node does not report one.
+const DEFAULT_KUBELET_PORT: u16 = 10250;
+
+/// How the apiserver reaches kubelets.
+#[derive(Clone)]
+pub struct KubeletClient {
+    tls: Arc<ClientConfig>,
+    preferred: Vec<String>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KubeletClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeletClient")
+            .field("preferred", &self.preferred)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Accepts any kubelet serving certificate: upstream's behaviour without
+/// `--kubelet-certificate-authority`.
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl KubeletClient {
+    /// From the `--kubelet-*` flags.
+    pub fn new(
+        ca: Option<&std::path::Path>,
+        cert: Option<&std::path::Path>,
+        key: Option<&std::path::Path>,
+        preferred: &[String],
+        timeout: Duration,
+    ) -> Result<Self, component_base::tls::Error> {
+        let mut tls = match ca {
+            Some(_) => (*component_base::tls::client_config(ca, cert, key)?).clone(),
+            None => {
+                let provider = rustls::crypto::CryptoProvider::get_default()
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+                let b = ClientConfig::builder()
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)));
+                match (cert, key) {
+                    (Some(c), Some(k)) => b.with_client_auth_cert(
+                        component_base::tls::load_certs(c)?,
+                        component_base::tls::load_key(k)?,
+                    )?,
+                    _ => b.with_no_client_auth(),
+                }
+            }
+        };
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(KubeletClient {
+            tls: Arc::new(tls),
+            preferred: preferred.to_vec(),
+            timeout,
+        })
+    }
+
+    /// The node's kubelet `host:port`, as upstream's `GetPreferredNodeAddress`.
+    fn location(&self, node: &Value) -> Result<(String, u16), ApiError> {
+        let addrs = node
+            .pointer("/status/addresses")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let host = self.preferred.iter().find_map(|ty| {
+            addrs
+                .iter()
+                .find(|a| a["type"].as_str() == Some(ty.as_str()))
+                .and_then(|a| a["address"].as_str())
+                .map(str::to_owned)
+                .or_else(|| {
+                    (ty == "Hostname")
+                        .then(|| node.pointer("/metadata/labels/kubernetes.io~1hostname"))
+                        .flatten()
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+        });
+        let Some(host) = host else {
+            let known: Vec<String> = addrs
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{{{} {}}}",
+                        x["type"].as_str().unwrap_or(""),
+                        x["address"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            return Err(ApiError::Internal(format!(
+                "no preferred addresses found; known addresses: [{}]",
+                known.join(" ")
+            )));
+        };
+        let port = node
+            .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+            .and_then(Value::as_u64)
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .unwrap_or(DEFAULT_KUBELET_PORT);
+        Ok((host, port))
+    }
+
+    /// Sends `method path_and_query` to the kubelet at `host:port` and returns its
+    /// response, body streamed.
+    async fn send(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Body>, ApiError> {
+        let unreachable =
+            |e: String| ApiError::ServiceUnavailable(format!("error trying to reach service: {e}"));
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let tcp = tokio::time::timeout(self.timeout, tokio::net::TcpStream::connect(&addr))
+            .await
+            .map_err(|_| unreachable(format!("dial tcp {addr}: i/o timeout")))?
+            .map_err(|e| unreachable(format!("dial tcp {addr}: connect: {e}")))?;
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| unreachable(format!("invalid kubelet host {host}: {e}")))?;
+        let tls = tokio::time::timeout(
+            self.timeout,
+            tokio_rustls::TlsConnector::from(self.tls.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| unreachable("net/http: TLS handshake timeout".into()))?
+        .map_err(|e| unreachable(format!("tls: {e}")))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(header::HOST, addr.as_str());
+        if let Some(ct) = content_type.filter(|c| !c.is_empty()) {
+            req = req.header(header::CONTENT_TYPE, ct);
+        }
+        let req = req
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (parts, incoming) = resp.into_parts();
+        let mut out = Response::new(Body::new(incoming));
+        *out.status_mut() = parts.status;
+        for (k, v) in &parts.headers {
+            if !is_hop_by_hop(k.as_str()) {
+                out.headers_mut().append(k.clone(), v.clone());
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn is_hop_by_hop(h: &str) -> bool {
+    matches!(
+        h,
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+async fn node(ctx: &Ctx<'_>, name: &str) -> Result<Value, ApiError> {
+    let nodes = catalog().get("", "v1", "nodes").expect("nodes");
+    ctx.api.registry.get(nodes, "", name).await
+}
+
+fn container_names(pod: &Value, field: &str) -> Vec<String> {
+    pod.pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `pods/log` and `nodes/proxy`: streamed from the kubelet.
+pub async fn proxy(
+    ctx: &Ctx<'_>,
+    method: &str,
+    body: &Bytes,
+    content_type: &str,
+) -> Result<Response<Body>, ApiError> {
+    let kubelet = &ctx.api.config.kubelet;
+    let name = ctx.info.name.clone().unwrap_or_default();
+    match (ctx.res.kind, ctx.info.subresource.as_deref()) {
+        ("Pod", Some("log")) => {
+            let ns = ctx.info.namespace.clone().unwrap_or_default();
+            let pods = catalog().get("", "v1", "pods").expect("pods");
+            let pod = ctx.api.registry.get(pods, &ns, &name).await?;
+            let containers = container_names(&pod, "containers");
+            let inits = container_names(&pod, "initContainers");
+            let ephemeral = container_names(&pod, "ephemeralContainers");
+            let container = match ctx.query.get("container").filter(|c| !c.is_empty()) {
+                Some(c) => {
+                    if !containers
+                        .iter()
+                        .chain(&inits)
+                        .chain(&ephemeral)
+                        .any(|x| x == c)
+                    {
+                        return Err(ApiError::BadRequest(format!(
+                            "container {c} is not valid for pod {name}"
+                        )));
+                    }
+                    c.to_owned()
+                }
+                None => match containers.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        return Err(ApiError::BadRequest(format!(
+                            "pod {name} does not have a container"
+                        )));
+                    }
+                    _ => {
+                        let mut m = format!(
+                            "a container name must be specified for pod {name}, choose one of: [{}]",
+                            containers.join(" ")
+                        );
+                        if !inits.is_empty() {
+                            m.push_str(&format!(
+                                " or one of the init containers: [{}]",
+                                inits.join(" ")
+                            ));
+                        }
+                        return Err(ApiError::BadRequest(m));
+                    }
+                },
+            };
+            let node_name = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            if node_name.is_empty() {
+                // Not scheduled: no logs yet, as upstream's empty location.
+                return Ok(Response::new(Body::empty()));
+            }
+            let q = log_query(ctx)?;
+            let path = format!(
+                "/containerLogs/{ns}/{name}/{container}{}{q}",
+                if q.is_empty() { "" } else { "?" }
+            );
+            let node = node(ctx, node_name).await?;
+            let (host, port) = kubelet.location(&node)?;
+            let mut resp = kubelet
+                .send(&host, port, "GET", &path, None, Bytes::new())
+                .await?;
+            if resp.status().is_success() {
+                resp.headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            }
+            Ok(resp)
+        }
+        ("Node", Some("proxy")) => {
+            let node = node(ctx, &name).await?;
+            let (host, port) = kubelet.location(&node)?;
+            let path = proxy_path(ctx);
+            kubelet
+                .send(&host, port, method, &path, Some(content_type), body.clone())
+                .await
+        }
+        _ => Err(no_kubelet(ctx).await),
+    }
+}
+
+/// The kubelet's query for a `pods/log` request (PodLogOptions, validated).
+fn log_query(ctx: &Ctx<'_>) -> Result<String, ApiError> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for flag in ["follow", "previous", "timestamps"] {
+        if ctx.query.get(flag) == Some("true") {
+            q.append_pair(flag, "true");
+        }
+    }
+    for (param, what) in [
+        ("sinceSeconds", "sinceSeconds"),
+        ("tailLines", "tailLines"),
+        ("limitBytes", "limitBytes"),
+    ] {
+        if let Some(v) = ctx.query.get(param) {
+            match v.parse::<i64>() {
+                Ok(n) if n >= 0 && !(param != "tailLines" && n == 0) => {
+                    q.append_pair(param, v);
+                }
+                _ => {
+                    return Err(ApiError::Invalid {
+                        group: String::new(),
+                        kind: "PodLogOptions".into(),
+                        name: String::new(),
+                        causes: vec![crate::error::FieldError::invalid(
+                            what,
+                            serde_json::json!(v),
+                            if param == "tailLines" {
+                                "must be greater than or equal to 0"
+                            } else {
+                                "must be greater than 0"
+                            },
+                        )],
+                    });
+                }
+            }
+        }
+    }
+    if let Some(t) = ctx.query.get("sinceTime") {
+        q.append_pair("sinceTime", t);
+    }
+    Ok(q.finish())
+}
+
+/// The kubelet path (and query) of a `nodes/proxy` request.
+fn proxy_path(ctx: &Ctx<'_>) -> String {
+    let mut path = format!("/{}", ctx.info.rest.join("/"));
+    if ctx.info.path.ends_with('/') && !path.ends_with('/') {
+        path.push('/');
+    }
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    for (k, vs) in &ctx.query.0 {
+        for v in vs {
+            q.append_pair(k, v);
+        }
+    }
+    let q = q.finish();
+    if !q.is_empty() {
+        path.push('?');
+        path.push_str(&q);
+    }
+    path
+}
+
+/// The error for a kubelet-bound request this server cannot carry yet.
 pub async fn no_kubelet(ctx: &Ctx<'_>) -> ApiError {
     let name = ctx.info.name.clone().unwrap_or_default();
     let ns = ctx.info.namespace.clone().unwrap_or_default();
@@ -27,28 +437,15 @@ pub async fn no_kubelet(ctx: &Ctx<'_>) -> ApiError {
     } else {
         return ApiError::ServiceUnavailable("no endpoints available for service".into());
     };
-    let nodes = catalog().get("", "v1", "nodes").expect("nodes");
-    let node = match ctx.api.registry.get(nodes, "", &node_name).await {
+    let node = match node(ctx, &node_name).await {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let known: Vec<String> = node
-        .pointer("/status/addresses")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|x| {
-                    format!(
-                        "{{{} {}}}",
-                        x["type"].as_str().unwrap_or(""),
-                        x["address"].as_str().unwrap_or("")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    ApiError::Internal(format!(
-        "no preferred addresses found; known addresses: [{}]",
-        known.join(" ")
-    ))
+    match ctx.api.config.kubelet.location(&node) {
+        Err(e) => e,
+        Ok((host, port)) => ApiError::ServiceUnavailable(format!(
+            "error trying to reach service: {} through the kubelet at {host}:{port} is not supported yet",
+            ctx.info.subresource.as_deref().unwrap_or("this request")
+        )),
+    }
 }

@@ -69,6 +69,26 @@ pub struct Options {
     /// it out; watches pick a random timeout from [this, 2x this).
     #[arg(long = "min-request-timeout", default_value_t = 1800)]
     pub min_request_timeout: u64,
+    /// Path to a client cert file for TLS to kubelets.
+    #[arg(long = "kubelet-client-certificate")]
+    pub kubelet_client_certificate: Option<PathBuf>,
+    /// Path to a client key file for TLS to kubelets.
+    #[arg(long = "kubelet-client-key")]
+    pub kubelet_client_key: Option<PathBuf>,
+    /// Path to a cert file for the certificate authority of kubelets' serving
+    /// certificates; without it they are not verified, as upstream.
+    #[arg(long = "kubelet-certificate-authority")]
+    pub kubelet_certificate_authority: Option<PathBuf>,
+    /// List of the preferred NodeAddressTypes to use for kubelet connections.
+    #[arg(
+        long = "kubelet-preferred-address-types",
+        value_delimiter = ',',
+        default_value = "Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP"
+    )]
+    pub kubelet_preferred_address_types: Vec<String>,
+    /// Timeout for kubelet operations.
+    #[arg(long = "kubelet-timeout", default_value = "5s", value_parser = component_base::duration::parse_duration)]
+    pub kubelet_timeout: std::time::Duration,
     /// If set, the file that will be used to secure the secure port of the API server
     /// via token authentication.
     #[arg(long = "token-auth-file")]

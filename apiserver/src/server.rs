@@ -300,6 +300,7 @@ impl Server {
         let Some(res) = catalog().get(&info.group, &info.version, &info.resource) else {
             return error_response(&ApiError::NoRoute);
         };
+        let method = req.method().as_str().to_owned();
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -325,6 +326,15 @@ impl Server {
             query,
             user,
         };
+        if matches!(
+            (res.kind, info.subresource.as_deref()),
+            ("Pod", Some("log")) | ("Node", Some("proxy"))
+        ) {
+            return match crate::nodes::proxy(&ctx, &method, &body, &content_type).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+        }
         if info.verb == "watch" {
             if let Target::MetadataList(_) = target {
                 return error_response(&ApiError::NotAcceptable(format!(

@@ -337,3 +337,252 @@ impl ControllerManager {
         }
     }
 }
+
+/// Certificates for a test cluster: a CA, a kubelet serving pair and the
+/// apiserver's kubelet client pair, written as PEM files into a directory.
+pub struct Pki {
+    /// `ca.crt`.
+    pub ca: PathBuf,
+    /// `kubelet.crt`, `kubelet.key` (SANs 127.0.0.1 and localhost).
+    pub kubelet: (PathBuf, PathBuf),
+    /// `apiserver-kubelet-client.crt`, `.key` (CN kube-apiserver-kubelet-client).
+    pub client: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    /// Generates the certificates into `dir`.
+    pub fn generate(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "keelson-test-ca");
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca");
+        let write = |name: &str, text: String| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("write pem");
+            p
+        };
+        let leaf = |cn: &str, sans: Vec<String>, name: &str| {
+            let mut params = CertificateParams::new(sans).expect("params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let key = KeyPair::generate().expect("key");
+            let cert = params.signed_by(&key, &ca).expect("sign");
+            (
+                write(&format!("{name}.crt"), cert.pem()),
+                write(&format!("{name}.key"), key.serialize_pem()),
+            )
+        };
+        Pki {
+            ca: write("ca.crt", ca.pem()),
+            kubelet: leaf(
+                "node1",
+                vec!["127.0.0.1".into(), "localhost".into()],
+                "kubelet",
+            ),
+            client: leaf(
+                "kube-apiserver-kubelet-client",
+                Vec::new(),
+                "apiserver-kubelet-client",
+            ),
+        }
+    }
+
+    /// The apiserver flags that make it reach kubelets with these certificates.
+    pub fn apiserver_flags(&self) -> Vec<String> {
+        vec![
+            format!("--kubelet-client-certificate={}", self.client.0.display()),
+            format!("--kubelet-client-key={}", self.client.1.display()),
+            format!("--kubelet-certificate-authority={}", self.ca.display()),
+        ]
+    }
+}
+
+/// A kubelet-side test server for the apiserver's kubelet proxying: HTTPS with a
+/// client certificate required (signed by the test CA), serving the kubelet's
+/// `/containerLogs/<ns>/<pod>/<container>` (five numbered lines; `tailLines`,
+/// `timestamps`; `follow` keeps sending) and echoing every other request as
+/// `kubelet: <METHOD> <path?query>`. Real kubelets arrive with the kubelet crate.
+pub struct TestKubelet {
+    /// The port on 127.0.0.1.
+    pub port: u16,
+    /// The requests it received, as `METHOD path?query client-CN`.
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TestKubelet {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl TestKubelet {
+    /// Starts one serving `pki`'s kubelet certificate and requiring client
+    /// certificates from `pki`'s CA.
+    pub fn start(pki: &Pki) -> TestKubelet {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = component_base::tls::server_config(
+            &pki.kubelet.0,
+            &pki.kubelet.1,
+            Some(&pki.ca),
+            true,
+            &[b"http/1.1"],
+        )
+        .expect("kubelet tls");
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let port = std_listener.local_addr().expect("addr").port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let log = requests.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                tokio::pin!(stop_rx);
+                loop {
+                    let tcp = tokio::select! {
+                        r = listener.accept() => match r { Ok((t, _)) => t, Err(_) => continue },
+                        _ = &mut stop_rx => return,
+                    };
+                    let acceptor = acceptor.clone();
+                    let log = log.clone();
+                    tokio::spawn(async move {
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let cn = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| client_cn(c.as_ref()))
+                            .unwrap_or_default();
+                        let svc = hyper::service::service_fn(
+                            move |req: http::Request<hyper::body::Incoming>| {
+                                let log = log.clone();
+                                let cn = cn.clone();
+                                async move {
+                                    let pq = req
+                                        .uri()
+                                        .path_and_query()
+                                        .map(|p| p.to_string())
+                                        .unwrap_or_default();
+                                    log.lock()
+                                        .expect("log")
+                                        .push(format!("{} {pq} {cn}", req.method()));
+                                    Ok::<_, std::convert::Infallible>(kubelet_reply(
+                                        req.method().as_str(),
+                                        &pq,
+                                    ))
+                                }
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        TestKubelet {
+            port,
+            requests,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The status a Node on this kubelet reports: InternalIP 127.0.0.1 and the port.
+    pub fn node_yaml(&self, name: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {}}}}}\n",
+            self.port
+        )
+    }
+}
+
+/// The subject CN of a DER certificate, found by its OID (2.5.4.3) followed by a
+/// string; enough for the test certificates this harness makes.
+fn client_cn(der: &[u8]) -> String {
+    let oid = [0x06, 0x03, 0x55, 0x04, 0x03];
+    der.windows(oid.len())
+        .rposition(|w| w == oid)
+        .and_then(|i| {
+            let len = *der.get(i + oid.len() + 1)? as usize;
+            let start = i + oid.len() + 2;
+            der.get(start..start + len)
+        })
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+type KubeletBody = http_body_util::StreamBody<
+    futures::stream::BoxStream<
+        'static,
+        Result<hyper::body::Frame<bytes::Bytes>, std::convert::Infallible>,
+    >,
+>;
+
+fn kubelet_reply(method: &str, path_and_query: &str) -> http::Response<KubeletBody> {
+    use futures::StreamExt;
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let param = |k: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    let frame = |s: String| Ok(hyper::body::Frame::data(bytes::Bytes::from(s)));
+    let body: futures::stream::BoxStream<'static, _> = if path.starts_with("/containerLogs/") {
+        let container = path.rsplit('/').next().unwrap_or("").to_owned();
+        let stamp = param("timestamps").is_some();
+        let line = move |i: usize| {
+            let text = format!("{container} line {i}\n");
+            if stamp {
+                format!("2026-11-23T00:00:0{i}.000000000Z {text}")
+            } else {
+                text
+            }
+        };
+        let tail: usize = param("tailLines").and_then(|t| t.parse().ok()).unwrap_or(5);
+        let first: Vec<_> = (1..=5)
+            .skip(5usize.saturating_sub(tail))
+            .map(|i| frame(line(i)))
+            .collect();
+        if param("follow").is_some() {
+            let more = futures::stream::unfold(6usize, move |i| async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                (i < 600).then(|| {
+                    (
+                        Ok(hyper::body::Frame::data(bytes::Bytes::from(format!(
+                            "tick {i}\n"
+                        )))),
+                        i + 1,
+                    )
+                })
+            });
+            futures::stream::iter(first).chain(more).boxed()
+        } else {
+            futures::stream::iter(first).boxed()
+        }
+    } else {
+        futures::stream::iter(vec![frame(format!("kubelet: {method} {path_and_query}"))]).boxed()
+    };
+    http::Response::new(http_body_util::StreamBody::new(body))
+}

@@ -913,3 +913,138 @@ fn kubectl_strategic_merge_patch_and_apply() {
         );
     }
 }
+
+/// `kubectl logs` (every option) and `nodes/proxy` streamed from a kubelet over TLS
+/// with the apiserver's kubelet client certificate, verified against the kubelet CA.
+#[test]
+fn kubectl_logs_and_node_proxy_through_the_kubelet() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = e2e::Pki::generate(dir.path());
+    let kubelet = e2e::TestKubelet::start(&pki);
+    let flags = pki.apiserver_flags();
+    let s = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let k = "kubectl.1.33";
+    s.ok_stdin(
+        k,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n"),
+    );
+    s.ok(
+        k,
+        &[
+            "patch", "node", "node1", "--subresource=status", "--type=merge", "-p",
+            &format!(
+                r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{}}}}}}}}}"#,
+                kubelet.port
+            ),
+        ],
+    );
+    s.ok_stdin(
+        k,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeName: node1\n  containers: [{name: a, image: busybox}, {name: b, image: busybox}]\n"),
+    );
+    for bin in installed_kubectls() {
+        assert_eq!(
+            s.ok(bin, &["logs", "p", "-c", "a"]),
+            "a line 1\na line 2\na line 3\na line 4\na line 5\n",
+            "{bin}"
+        );
+        assert_eq!(
+            s.ok(bin, &["logs", "p", "-c", "b", "--tail=2"]),
+            "b line 4\nb line 5\n",
+            "{bin}"
+        );
+        let stamped = s.ok(bin, &["logs", "p", "-c", "a", "--timestamps", "--tail=1"]);
+        assert_eq!(
+            stamped, "2026-11-23T00:00:05.000000000Z a line 5\n",
+            "{bin}"
+        );
+        // kubectl picks the first container itself; the server's own rule shows on
+        // a raw request.
+        let defaulted = s.kubectl(bin, &["logs", "p", "--tail=1"]);
+        assert_eq!(
+            String::from_utf8_lossy(&defaulted.stdout),
+            "a line 5\n",
+            "{bin}"
+        );
+        let err = s.fails(
+            bin,
+            &["get", "--raw", "/api/v1/namespaces/default/pods/p/log"],
+            None,
+        );
+        assert!(
+            err.contains("a container name must be specified for pod p, choose one of: [a b]"),
+            "{bin}: {err}"
+        );
+        let err = s.fails(bin, &["logs", "p", "-c", "zz"], None);
+        assert!(
+            err.contains("container zz is not valid for pod p"),
+            "{bin}: {err}"
+        );
+    }
+    // -f streams until the client goes away.
+    let mut follow = s.kubectl_spawn(k, &["logs", "-f", "p", "-c", "a", "--since=1h"]);
+    let mut out = follow.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains("tick 8") {
+        use std::io::Read;
+        let mut buf = [0u8; 256];
+        let n = out.read(&mut buf).expect("read kubectl logs -f");
+        assert!(
+            n > 0 && std::time::Instant::now() < deadline,
+            "follow ended early: {seen}"
+        );
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen.starts_with("a line 1\n"), "{seen}");
+    // nodes/proxy passes method, path and query through.
+    assert_eq!(
+        s.ok(
+            k,
+            &[
+                "get",
+                "--raw",
+                "/api/v1/nodes/node1/proxy/stats/summary?only_cpu_and_memory=true"
+            ]
+        ),
+        "kubelet: GET /stats/summary?only_cpu_and_memory=true"
+    );
+    let reqs = kubelet.requests.lock().expect("requests").clone();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /containerLogs/default/p/b?tailLines=2 ")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .any(|r| r.contains("follow=true") && r.contains("sinceSeconds=3600")),
+        "{reqs:?}"
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.ends_with(" kube-apiserver-kubelet-client")),
+        "every request carries the apiserver's client certificate: {reqs:?}"
+    );
+    // A node without a usable address: upstream's message.
+    s.ok_stdin(
+        k,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Node\nmetadata: {name: bare}\n"),
+    );
+    let err = s.fails(
+        k,
+        &["get", "--raw", "/api/v1/nodes/bare/proxy/healthz"],
+        None,
+    );
+    assert!(
+        err.contains("no preferred addresses found; known addresses: []"),
+        "{err}"
+    );
+}
