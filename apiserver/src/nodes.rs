@@ -6,8 +6,11 @@
 //! `--kubelet-preferred-address-types` order, the port from
 //! `status.daemonEndpoints.kubeletEndpoint`.
 //!
-//! exec, attach and port-forward (connection upgrades) still answer with upstream's
-//! wording for a node whose kubelet cannot be reached.
+//! exec, attach and port-forward are connection upgrades (WebSocket
+//! `v5.channel.k8s.io` and older, or SPDY): the request goes to the kubelet's
+//! `/exec`, `/attach` or `/portForward` with its upgrade headers, and once the kubelet
+//! answers 101 the two connections are spliced byte for byte, as upstream's
+//! upgrade-aware proxy does; the streaming protocol runs between client and kubelet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,17 +175,15 @@ impl KubeletClient {
         Ok((host, port))
     }
 
-    /// Sends `method path_and_query` to the kubelet at `host:port` and returns its
-    /// response, body streamed.
-    async fn send(
+    /// Opens an HTTP/1.1 connection over TLS to the kubelet at `host:port` and sends
+    /// `req` (upgrades allowed).
+    async fn request(
         &self,
         host: &str,
         port: u16,
-        method: &str,
-        path_and_query: &str,
-        content_type: Option<&str>,
+        req: http::request::Builder,
         body: Bytes,
-    ) -> Result<Response<Body>, ApiError> {
+    ) -> Result<Response<hyper::body::Incoming>, ApiError> {
         let unreachable =
             |e: String| ApiError::ServiceUnavailable(format!("error trying to reach service: {e}"));
         let addr = if host.contains(':') {
@@ -208,22 +209,34 @@ impl KubeletClient {
                 .await
                 .map_err(|e| unreachable(e.to_string()))?;
         tokio::spawn(async move {
-            let _ = conn.await;
+            let _ = conn.with_upgrades().await;
         });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .header(header::HOST, addr.as_str());
+        let req = req
+            .header(header::HOST, addr.as_str())
+            .body(http_body_util::Full::new(body))
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))
+    }
+
+    /// Sends `method path_and_query` to the kubelet at `host:port` and returns its
+    /// response, body streamed.
+    async fn send(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path_and_query: &str,
+        content_type: Option<&str>,
+        body: Bytes,
+    ) -> Result<Response<Body>, ApiError> {
+        let mut req = Request::builder().method(method).uri(path_and_query);
         if let Some(ct) = content_type.filter(|c| !c.is_empty()) {
             req = req.header(header::CONTENT_TYPE, ct);
         }
-        let req = req
-            .body(http_body_util::Full::new(body))
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = self.request(host, port, req, body).await?;
         let (parts, incoming) = resp.into_parts();
         let mut out = Response::new(Body::new(incoming));
         *out.status_mut() = parts.status;
@@ -266,6 +279,145 @@ fn container_names(pod: &Value, field: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The container a pod request names, or the only one; upstream's errors otherwise.
+fn pick_container(pod: &Value, name: &str, requested: Option<&str>) -> Result<String, ApiError> {
+    let containers = container_names(pod, "containers");
+    let inits = container_names(pod, "initContainers");
+    let ephemeral = container_names(pod, "ephemeralContainers");
+    match requested.filter(|c| !c.is_empty()) {
+        Some(c) => {
+            if !containers
+                .iter()
+                .chain(&inits)
+                .chain(&ephemeral)
+                .any(|x| x == c)
+            {
+                return Err(ApiError::BadRequest(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
+            }
+            Ok(c.to_owned())
+        }
+        None => match containers.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(ApiError::BadRequest(format!(
+                "pod {name} does not have a container"
+            ))),
+            _ => {
+                let mut m = format!(
+                    "a container name must be specified for pod {name}, choose one of: [{}]",
+                    containers.join(" ")
+                );
+                if !inits.is_empty() {
+                    m.push_str(&format!(
+                        " or one of the init containers: [{}]",
+                        inits.join(" ")
+                    ));
+                }
+                Err(ApiError::BadRequest(m))
+            }
+        },
+    }
+}
+
+/// Headers of an upgrade request the kubelet needs, as upstream's proxy forwards.
+const UPGRADE_HEADERS: &[&str] = &[
+    "upgrade",
+    "connection",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "x-stream-protocol-version",
+    "user-agent",
+];
+
+/// exec, attach, portforward: the upgrade forwarded to the kubelet, then spliced.
+pub async fn upgrade(
+    ctx: &Ctx<'_>,
+    method: &str,
+    headers: &http::HeaderMap,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+) -> Result<Response<Body>, ApiError> {
+    let name = ctx.info.name.clone().unwrap_or_default();
+    let ns = ctx.info.namespace.clone().unwrap_or_default();
+    let sub = ctx.info.subresource.clone().unwrap_or_default();
+    let pods = catalog().get("", "v1", "pods").expect("pods");
+    let pod = ctx.api.registry.get(pods, &ns, &name).await?;
+    let node_name = pod
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    if node_name.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "pod {name} does not have a host assigned"
+        )));
+    }
+    let base = match sub.as_str() {
+        "portforward" => format!("/portForward/{ns}/{name}"),
+        "exec" | "attach" => {
+            let c = pick_container(&pod, &name, ctx.query.get("container"))?;
+            format!("/{sub}/{ns}/{name}/{c}")
+        }
+        _ => return Err(ApiError::NoRoute),
+    };
+    let q = {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, vs) in &ctx.query.0 {
+            if k != "container" {
+                for v in vs {
+                    q.append_pair(k, v);
+                }
+            }
+        }
+        q.finish()
+    };
+    let path = if q.is_empty() {
+        base
+    } else {
+        format!("{base}?{q}")
+    };
+    let node = node(ctx, &node_name).await?;
+    let kubelet = &ctx.api.config.kubelet;
+    let (host, port) = kubelet.location(&node)?;
+    let mut req = Request::builder().method(method).uri(path);
+    for h in UPGRADE_HEADERS {
+        for v in headers.get_all(*h) {
+            req = req.header(*h, v.clone());
+        }
+    }
+    let mut resp = kubelet.request(&host, port, req, Bytes::new()).await?;
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        let (parts, incoming) = resp.into_parts();
+        let mut out = Response::new(Body::new(incoming));
+        *out.status_mut() = parts.status;
+        if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+            out.headers_mut().insert(header::CONTENT_TYPE, ct.clone());
+        }
+        return Ok(out);
+    }
+    let mut out = Response::new(Body::empty());
+    *out.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    for (k, v) in resp.headers() {
+        out.headers_mut().append(k.clone(), v.clone());
+    }
+    let backend = hyper::upgrade::on(&mut resp);
+    tokio::spawn(async move {
+        let (client, backend) = match tokio::try_join!(on_upgrade, backend) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::debug!(error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let mut client = hyper_util::rt::TokioIo::new(client);
+        let mut backend = hyper_util::rt::TokioIo::new(backend);
+        let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+    });
+    Ok(out)
+}
+
 /// `pods/log` and `nodes/proxy`: streamed from the kubelet.
 pub async fn proxy(
     ctx: &Ctx<'_>,
@@ -280,45 +432,7 @@ pub async fn proxy(
             let ns = ctx.info.namespace.clone().unwrap_or_default();
             let pods = catalog().get("", "v1", "pods").expect("pods");
             let pod = ctx.api.registry.get(pods, &ns, &name).await?;
-            let containers = container_names(&pod, "containers");
-            let inits = container_names(&pod, "initContainers");
-            let ephemeral = container_names(&pod, "ephemeralContainers");
-            let container = match ctx.query.get("container").filter(|c| !c.is_empty()) {
-                Some(c) => {
-                    if !containers
-                        .iter()
-                        .chain(&inits)
-                        .chain(&ephemeral)
-                        .any(|x| x == c)
-                    {
-                        return Err(ApiError::BadRequest(format!(
-                            "container {c} is not valid for pod {name}"
-                        )));
-                    }
-                    c.to_owned()
-                }
-                None => match containers.as_slice() {
-                    [one] => one.clone(),
-                    [] => {
-                        return Err(ApiError::BadRequest(format!(
-                            "pod {name} does not have a container"
-                        )));
-                    }
-                    _ => {
-                        let mut m = format!(
-                            "a container name must be specified for pod {name}, choose one of: [{}]",
-                            containers.join(" ")
-                        );
-                        if !inits.is_empty() {
-                            m.push_str(&format!(
-                                " or one of the init containers: [{}]",
-                                inits.join(" ")
-                            ));
-                        }
-                        return Err(ApiError::BadRequest(m));
-                    }
-                },
-            };
+            let container = pick_container(&pod, &name, ctx.query.get("container"))?;
             let node_name = pod
                 .pointer("/spec/nodeName")
                 .and_then(Value::as_str)

@@ -280,7 +280,7 @@ impl Server {
 
     async fn route(
         self: Arc<Self>,
-        req: Request<hyper::body::Incoming>,
+        mut req: Request<hyper::body::Incoming>,
         info: &RequestInfo,
         query: &Query,
         user: &UserInfo,
@@ -311,6 +311,13 @@ impl Server {
             .unwrap_or("")
             .trim()
             .to_owned();
+        // exec, attach and port-forward upgrade the connection; the upgrade is taken
+        // before the (empty) body is read.
+        let upgrade = (matches!(
+            info.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        ) && req.headers().contains_key(header::UPGRADE))
+        .then(|| (req.headers().clone(), hyper::upgrade::on(&mut req)));
         let body = match read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
@@ -326,6 +333,12 @@ impl Server {
             query,
             user,
         };
+        if let (Some((headers, on_upgrade)), "Pod") = (upgrade, res.kind) {
+            return match crate::nodes::upgrade(&ctx, &method, &headers, on_upgrade).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+        }
         if matches!(
             (res.kind, info.subresource.as_deref()),
             ("Pod", Some("log")) | ("Node", Some("proxy"))

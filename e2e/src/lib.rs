@@ -404,7 +404,10 @@ impl Pki {
 /// client certificate required (signed by the test CA), serving the kubelet's
 /// `/containerLogs/<ns>/<pod>/<container>` (five numbered lines; `tailLines`,
 /// `timestamps`; `follow` keeps sending) and echoing every other request as
-/// `kubelet: <METHOD> <path?query>`. Real kubelets arrive with the kubelet crate.
+/// `kubelet: <METHOD> <path?query>`. `/exec` upgrades to WebSocket
+/// (`v5.channel.k8s.io` or `v4.channel.k8s.io`) and runs `echo <args>` (stdout on
+/// channel 1) or `exit <code>`, ending with the Status on channel 3. Real kubelets
+/// arrive with the kubelet crate.
 pub struct TestKubelet {
     /// The port on 127.0.0.1.
     pub port: u16,
@@ -472,7 +475,7 @@ impl TestKubelet {
                             .map(|c| client_cn(c.as_ref()))
                             .unwrap_or_default();
                         let svc = hyper::service::service_fn(
-                            move |req: http::Request<hyper::body::Incoming>| {
+                            move |mut req: http::Request<hyper::body::Incoming>| {
                                 let log = log.clone();
                                 let cn = cn.clone();
                                 async move {
@@ -484,6 +487,13 @@ impl TestKubelet {
                                     log.lock()
                                         .expect("log")
                                         .push(format!("{} {pq} {cn}", req.method()));
+                                    if req.uri().path().starts_with("/exec/")
+                                        && req.headers().contains_key(http::header::UPGRADE)
+                                    {
+                                        return Ok::<_, std::convert::Infallible>(websocket_exec(
+                                            &mut req, &pq,
+                                        ));
+                                    }
                                     Ok::<_, std::convert::Infallible>(kubelet_reply(
                                         req.method().as_str(),
                                         &pq,
@@ -493,6 +503,7 @@ impl TestKubelet {
                         );
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                            .with_upgrades()
                             .await;
                     });
                 }
@@ -585,4 +596,110 @@ fn kubelet_reply(method: &str, path_and_query: &str) -> http::Response<KubeletBo
         futures::stream::iter(vec![frame(format!("kubelet: {method} {path_and_query}"))]).boxed()
     };
     http::Response::new(http_body_util::StreamBody::new(body))
+}
+
+/// A kubelet's exec over WebSocket, for `echo` and `exit`: upgrade, then stdout on
+/// channel 1, the Status on channel 3, and a close frame.
+fn websocket_exec(
+    req: &mut http::Request<hyper::body::Incoming>,
+    path_and_query: &str,
+) -> http::Response<KubeletBody> {
+    use base64::Engine;
+    use futures::StreamExt;
+    use sha1::Digest;
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let offered: Vec<String> = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p));
+    let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
+    let Some(protocol) = protocol else {
+        let mut r = http::Response::new(empty());
+        *r.status_mut() = http::StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    ));
+    let query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let command: Vec<String> = query
+        .split('&')
+        .filter_map(|p| p.strip_prefix("command="))
+        .map(|c| c.replace("%2F", "/").replace('+', " "))
+        .collect();
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let Ok(io) = on_upgrade.await else {
+            return;
+        };
+        let mut io = hyper_util::rt::TokioIo::new(io);
+        let frame = |opcode: u8, payload: &[u8]| {
+            let mut f = vec![0x80 | opcode];
+            if payload.len() < 126 {
+                f.push(payload.len() as u8);
+            } else {
+                f.push(126);
+                f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            }
+            f.extend_from_slice(payload);
+            f
+        };
+        let status = match command.first().map(String::as_str) {
+            Some("echo") => {
+                let mut out = vec![1u8];
+                out.extend_from_slice(format!("{}\n", command[1..].join(" ")).as_bytes());
+                let _ = io.write_all(&frame(2, &out)).await;
+                r#"{"metadata":{},"status":"Success"}"#.to_owned()
+            }
+            Some("exit") => {
+                let code = command.get(1).cloned().unwrap_or_else(|| "1".into());
+                format!(
+                    r#"{{"metadata":{{}},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [exit {code}], exit code {code}","reason":"NonZeroExitCode","details":{{"causes":[{{"reason":"ExitCode","message":"{code}"}}]}}}}"#
+                )
+            }
+            _ => r#"{"metadata":{},"status":"Failure","message":"unknown command"}"#.to_owned(),
+        };
+        let mut st = vec![3u8];
+        st.extend_from_slice(status.as_bytes());
+        let _ = io.write_all(&frame(2, &st)).await;
+        let _ = io.write_all(&frame(8, &[0x03, 0xE8])).await;
+        let _ = io.flush().await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    });
+    let mut r = http::Response::new(empty());
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        "sec-websocket-accept",
+        http::HeaderValue::from_str(&accept).expect("accept header"),
+    );
+    h.insert(
+        "sec-websocket-protocol",
+        http::HeaderValue::from_static(protocol),
+    );
+    r
 }

@@ -1032,6 +1032,39 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             .all(|r| r.ends_with(" kube-apiserver-kubelet-client")),
         "every request carries the apiserver's client certificate: {reqs:?}"
     );
+    // exec over WebSocket (v5.channel.k8s.io), spliced through to the kubelet:
+    // stdout, and the exit code from the Status on channel 3.
+    for bin in ["kubectl.1.33", "kubectl.1.32"] {
+        if e2e::kubectl_path(bin).is_none() {
+            continue;
+        }
+        assert_eq!(
+            s.ok(
+                bin,
+                &["exec", "p", "-c", "a", "--", "echo", "hello", "world"]
+            ),
+            "hello world\n",
+            "{bin}"
+        );
+        let out = s.kubectl(bin, &["exec", "p", "-c", "b", "--", "exit", "3"]);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("command terminated with exit code 3"),
+            "{bin}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let reqs = kubelet.requests.lock().expect("requests").clone();
+    assert!(
+        reqs.iter()
+            .any(|r| r.starts_with("GET /exec/default/p/a?") && r.contains("command=echo")),
+        "{reqs:?}"
+    );
     // A node without a usable address: upstream's message.
     s.ok_stdin(
         k,
