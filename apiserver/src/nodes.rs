@@ -532,7 +532,8 @@ fn proxy_path(ctx: &Ctx<'_>) -> String {
     path
 }
 
-/// The error for a kubelet-bound request this server cannot carry yet.
+/// The error for a kubelet-bound request this server does not carry (`pods/proxy`,
+/// `services/proxy` until they are built).
 pub async fn no_kubelet(ctx: &Ctx<'_>) -> ApiError {
     let name = ctx.info.name.clone().unwrap_or_default();
     let ns = ctx.info.namespace.clone().unwrap_or_default();
@@ -558,7 +559,7 @@ pub async fn no_kubelet(ctx: &Ctx<'_>) -> ApiError {
     match ctx.api.config.kubelet.location(&node) {
         Err(e) => e,
         Ok((host, port)) => ApiError::ServiceUnavailable(format!(
-            "error trying to reach service: {} through the kubelet at {host}:{port} is not supported yet",
+            "error trying to reach service: {} through the kubelet at {host}:{port} is not supported",
             ctx.info.subresource.as_deref().unwrap_or("this request")
         )),
     }

@@ -4,7 +4,6 @@
 //! served here too. Every error leaves through [`ApiError::to_status`].
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -805,6 +804,10 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
             "scale" => handlers::scale(ctx, method, body, content_type).await,
             "binding" => handlers::bind(ctx, body).await,
             "eviction" => crate::eviction::evict(ctx, body).await,
+            // Reached without a connection upgrade (upgrades go to `nodes::upgrade`).
+            "exec" | "attach" | "portforward" if res.kind == "Pod" => {
+                Err(ApiError::BadRequest("Upgrade request required".into()))
+            }
             "log" | "exec" | "attach" | "portforward" | "proxy" => {
                 Err(crate::nodes::no_kubelet(ctx).await)
             }
@@ -983,43 +986,14 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept");
-                    continue;
-                }
-            },
-            _ = stop.changed() => return,
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+    let stopped = async move {
+        let _ = stop.changed().await;
+    };
+    component_base::serve::serve_tls(listener, tls, stopped, move |req| {
         let server = server.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let svc = hyper::service::service_fn(move |req| {
-                let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(req).await) }
-            });
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended");
-            }
-        });
-    }
+        async move { server.handle(req).await }
+    })
+    .await;
 }
 
 #[cfg(test)]

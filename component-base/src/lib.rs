@@ -8,11 +8,13 @@
 //! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
+//! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
 //! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
 
 pub mod bench;
 pub mod duration;
 pub mod metrics;
+pub mod serve;
 pub mod signal;
 pub mod status;
 pub mod tls;

@@ -8,7 +8,6 @@
 //! is open, and the health paths are open as upstream's
 //! `--authorization-always-allow-paths` default makes them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -100,69 +99,42 @@ pub async fn serve(
     status: Status,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let status = Arc::new(status);
-    tokio::pin!(stop);
-    loop {
-        let (tcp, peer): (tokio::net::TcpStream, SocketAddr) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept");
-                    continue;
-                }
-            },
-            () = &mut stop => return,
-        };
-        let acceptor = acceptor.clone();
-        let status = status.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let status = status.clone();
-                async move {
-                    let (code, body) = if req.method() == http::Method::GET {
-                        status.reply(req.uri().path(), req.uri().query().unwrap_or(""))
-                    } else {
-                        (
-                            StatusCode::METHOD_NOT_ALLOWED,
-                            "Method Not Allowed\n".into(),
-                        )
-                    };
-                    let ctype = if req.uri().path() == "/metrics" {
-                        "text/plain; version=0.0.4; charset=utf-8"
-                    } else {
-                        "text/plain; charset=utf-8"
-                    };
-                    let mut r = Response::new(Full::new(Bytes::from(body)));
-                    *r.status_mut() = code;
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        header::HeaderValue::from_static(ctype),
-                    );
-                    r.headers_mut().insert(
-                        "x-content-type-options",
-                        header::HeaderValue::from_static("nosniff"),
-                    );
-                    Ok::<_, std::convert::Infallible>(r)
-                }
-            });
-            let builder =
-                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection");
+    crate::serve::serve_tls(
+        listener,
+        tls,
+        stop,
+        move |req: Request<hyper::body::Incoming>| {
+            let status = status.clone();
+            async move {
+                let (code, body) = if req.method() == http::Method::GET {
+                    status.reply(req.uri().path(), req.uri().query().unwrap_or(""))
+                } else {
+                    (
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "Method Not Allowed\n".into(),
+                    )
+                };
+                let ctype = if req.uri().path() == "/metrics" {
+                    "text/plain; version=0.0.4; charset=utf-8"
+                } else {
+                    "text/plain; charset=utf-8"
+                };
+                let mut r = Response::new(Full::new(Bytes::from(body)));
+                *r.status_mut() = code;
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(ctype),
+                );
+                r.headers_mut().insert(
+                    "x-content-type-options",
+                    header::HeaderValue::from_static("nosniff"),
+                );
+                r
             }
-        });
-    }
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

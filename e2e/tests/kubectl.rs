@@ -1065,6 +1065,19 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             .any(|r| r.starts_with("GET /exec/default/p/a?") && r.contains("command=echo")),
         "{reqs:?}"
     );
+    // exec without a connection upgrade is refused as upstream refuses it.
+    let err = s.fails(
+        k,
+        &[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/pods/p/exec?command=ls&container=a&stdout=true",
+            "-f",
+            "-",
+        ],
+        Some("{}"),
+    );
+    assert!(err.contains("Upgrade request required"), "{err}");
     // A node without a usable address: upstream's message.
     s.ok_stdin(
         k,
