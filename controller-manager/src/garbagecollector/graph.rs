@@ -155,6 +155,20 @@ impl Graph {
         let mut work = Vec::new();
         let deleting_dependents = o.being_deleted && o.finalizers.iter().any(|f| f == FOREGROUND);
         let orphaning = o.being_deleted && o.finalizers.iter().any(|f| f == ORPHAN);
+        // A virtual node becoming observed: dependents whose reference does not name
+        // the real object are checked (upstream's `partitionDependents`).
+        if let Some(n) = self.nodes.get(&uid).filter(|n| !n.observed) {
+            for d in n.dependents.iter().filter_map(|d| self.nodes.get(d)) {
+                let valid = d
+                    .owners
+                    .iter()
+                    .filter(|r| r.uid == uid)
+                    .all(|r| names(&o.identity, r, &d.identity.namespace));
+                if !valid {
+                    work.push(Work::Delete(d.identity.uid.clone()));
+                }
+            }
+        }
         let (old_owners, was_deleting, was_orphaning) = match self.nodes.get_mut(&uid) {
             Some(n) => {
                 let was_orphaning = n.orphaning;
@@ -245,8 +259,11 @@ impl Graph {
         match self.nodes.get_mut(&owner.uid) {
             Some(n) => {
                 n.dependents.insert(uid.to_owned());
-                // A dependent of an owner that is gone (a virtual node) is checked.
-                if !n.observed {
+                // A dependent of an owner that is gone (a virtual node) is checked, and
+                // so is one whose reference names the owner by other coordinates
+                // (another namespace, kind or name): looked up by its own
+                // reference, that owner is absent.
+                if !n.observed || !names(&n.identity, owner, namespace) {
                     work.push(Work::Delete(uid.to_owned()));
                 }
             }
@@ -311,4 +328,18 @@ impl Graph {
         }
         work
     }
+}
+
+fn group(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// Whether `reference`, held by a dependent in `dependent_ns`, names the object
+/// `owner`: same group (any version), kind and name, and a namespaced owner in the
+/// dependent's own namespace.
+fn names(owner: &ObjectRef, reference: &OwnerRef, dependent_ns: &str) -> bool {
+    group(&owner.api_version) == group(&reference.api_version)
+        && owner.kind == reference.kind
+        && owner.name == reference.name
+        && (owner.namespace.is_empty() || owner.namespace == dependent_ns)
 }

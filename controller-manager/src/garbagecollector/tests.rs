@@ -192,7 +192,11 @@ async fn settle(gc: &GarbageCollector<Fake>) {
             }
         }
         if let Some(uid) = gc.delete_queue.try_get() {
-            gc.attempt_to_delete(&uid).await.unwrap();
+            // As the worker does: an invalid reference is reported and forgotten.
+            match gc.attempt_to_delete(&uid).await {
+                Ok(()) | Err(Error::NamespacedOwnerOfClusterScoped(_)) => {}
+                Err(e) => panic!("attempt to delete {uid}: {e}"),
+            }
             gc.delete_queue.done(&uid);
             continue;
         }
@@ -352,7 +356,7 @@ async fn a_cluster_scoped_object_with_a_namespaced_owner_is_an_error_not_a_delet
     let rs = gc.cluster.add("ReplicaSet", "ns", "rs", vec![]);
     let node = gc.cluster.add("Node", "", "n1", vec![owner(&rs, false)]);
     settle(&gc).await;
-    // Queue it by hand: its owner exists, so nothing else would.
+    // Its reference cannot name a namespaced owner: refused, never retried.
     match gc.attempt_to_delete(&node.uid).await {
         Err(Error::NamespacedOwnerOfClusterScoped(_)) => {}
         other => panic!("{other:?}"),
@@ -420,4 +424,53 @@ async fn a_conflicting_delete_is_retried_without_the_resource_version() {
         .await
         .unwrap();
     assert!(gc.cluster.get_obj(&p.uid).is_none());
+}
+
+#[tokio::test]
+async fn a_reference_naming_the_owner_by_other_coordinates_is_dangling() {
+    // The owner exists in namespace "a"; a dependent in "b" references its uid.
+    // Looked up by the dependent's own reference (in "b") the owner is absent, so the
+    // dependent is collected, whichever of the two the monitors see first.
+    for owner_first in [true, false] {
+        let gc = GarbageCollector::new(Fake::default(), None);
+        let rs_ref = ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            namespace: "a".into(),
+            name: "rs".into(),
+            uid: "uid-rs".into(),
+        };
+        let (rs, pod) = if owner_first {
+            let rs = gc.cluster.add("ReplicaSet", "a", "rs", vec![]);
+            settle(&gc).await;
+            let pod = gc
+                .cluster
+                .add("Pod", "b", "cross", vec![owner(&rs_ref, false)]);
+            (rs, pod)
+        } else {
+            let pod = gc
+                .cluster
+                .add("Pod", "b", "cross", vec![owner(&rs_ref, false)]);
+            let rs = gc.cluster.add("ReplicaSet", "a", "rs", vec![]);
+            (rs, pod)
+        };
+        settle(&gc).await;
+        assert!(
+            gc.cluster.get_obj(&pod.uid).is_none(),
+            "owner_first={owner_first}"
+        );
+        assert!(
+            gc.cluster.get_obj(&rs.uid).is_some(),
+            "the owner itself stays"
+        );
+        // A dependent in the owner's own namespace is kept.
+        let good = gc
+            .cluster
+            .add("Pod", "a", "same", vec![owner(&rs_ref, false)]);
+        settle(&gc).await;
+        assert!(
+            gc.cluster.get_obj(&good.uid).is_some(),
+            "owner_first={owner_first}"
+        );
+    }
 }
