@@ -257,6 +257,20 @@ impl ApiServer {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Polls `bin get <what>` until it fails (the object is gone), for up to
+    /// `timeout`; returns whether it went.
+    pub fn wait_gone(&self, bin: &str, what: &[&str], timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let args: Vec<&str> = std::iter::once("get").chain(what.iter().copied()).collect();
+        while self.kubectl(bin, &args).status.success() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
     /// Runs kubectl, asserts failure, returns stderr.
     pub fn fails(&self, bin: &str, args: &[&str], stdin: Option<&str>) -> String {
         let out = self.kubectl_stdin(bin, args, stdin);

@@ -3,7 +3,7 @@
 //! port's health and metrics, and flag errors in upstream's words.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use e2e::{ApiServer, ControllerManager, binary, have_kubectl};
 
@@ -99,15 +99,11 @@ fn leader_election_hands_over_and_the_new_leader_collects_garbage() {
         )),
     );
     s.ok(k, &["delete", "cm", "owner"]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while s
-        .kubectl(k, &["get", "secret", "dependent"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "not collected:\n{}", b.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    assert!(
+        s.wait_gone(k, &["secret", "dependent"], Duration::from_secs(30)),
+        "not collected:\n{}",
+        b.log()
+    );
     let metrics = curl(b.port, "/metrics");
     assert!(
         metrics.contains("workqueue_adds_total{name=\"garbage_collector_attempt_to_delete\"}"),

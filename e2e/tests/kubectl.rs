@@ -525,19 +525,11 @@ fn kubectl_describe_events_wait_and_cascade() {
                 assert_eq!(refs, "", "{bin}: the orphan keeps no ownerReference");
             } else {
                 // Background: the collector deletes the dependent after the owner.
-                let deadline = std::time::Instant::now() + Duration::from_secs(30);
-                while s
-                    .kubectl(bin, &["get", "cm", &dep_name, "-n", &n])
-                    .status
-                    .success()
-                {
-                    assert!(
-                        std::time::Instant::now() < deadline,
-                        "{bin} {mode}: dependent not collected:\n{}",
-                        kcm.log()
-                    );
-                    std::thread::sleep(Duration::from_millis(100));
-                }
+                assert!(
+                    s.wait_gone(bin, &["cm", &dep_name, "-n", &n], Duration::from_secs(30)),
+                    "{bin} {mode}: dependent not collected:\n{}",
+                    kcm.log()
+                );
             }
         }
         // `wait --for=delete` returns once the object is gone.

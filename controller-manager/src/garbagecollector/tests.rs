@@ -182,15 +182,31 @@ fn owner(r: &ObjectRef, block: bool) -> OwnerRef {
 
 /// Feeds the cluster's changes to the collector and runs its queues until both
 /// are quiet, as the monitors and workers would.
+/// Feeds the cluster's pending changes to the graph, as the monitors would.
+fn feed(gc: &GarbageCollector<Fake>) {
+    let changes: Vec<Change> = std::mem::take(&mut *gc.cluster.changes.lock());
+    for c in changes {
+        match c {
+            Change::Upsert(o) => gc.observe(o),
+            Change::Deleted(uid) => gc.observe_deleted(&uid),
+        }
+    }
+}
+
+/// A reference to a ReplicaSet that does not exist.
+fn absent_rs(ns: &str, name: &str, uid: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        namespace: ns.into(),
+        name: name.into(),
+        uid: uid.into(),
+    }
+}
+
 async fn settle(gc: &GarbageCollector<Fake>) {
     for _ in 0..1000 {
-        let changes: Vec<Change> = std::mem::take(&mut *gc.cluster.changes.lock());
-        for c in changes {
-            match c {
-                Change::Upsert(o) => gc.observe(o),
-                Change::Deleted(uid) => gc.observe_deleted(&uid),
-            }
-        }
+        feed(gc);
         if let Some(uid) = gc.delete_queue.try_get() {
             // As the worker does: an invalid reference is reported and forgotten.
             match gc.attempt_to_delete(&uid).await {
@@ -313,13 +329,7 @@ async fn orphan_deletion_strips_owner_references_and_keeps_dependents() {
 #[tokio::test]
 async fn dependents_of_absent_owners_are_collected_but_solid_owners_keep_them() {
     let gc = GarbageCollector::new(Fake::default(), None);
-    let gone = ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        namespace: "ns".into(),
-        name: "gone".into(),
-        uid: "uid-gone".into(),
-    };
+    let gone = absent_rs("ns", "gone", "uid-gone");
     let orphan = gc
         .cluster
         .add("Pod", "ns", "orphan", vec![owner(&gone, false)]);
@@ -394,22 +404,11 @@ async fn a_lookup_miss_never_unlinks_an_observed_owner() {
 #[tokio::test]
 async fn a_conflicting_delete_is_retried_without_the_resource_version() {
     let gc = GarbageCollector::new(Fake::default(), None);
-    let gone = ObjectRef {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
-        namespace: "ns".into(),
-        name: "gone".into(),
-        uid: "uid-gone".into(),
-    };
+    let gone = absent_rs("ns", "gone", "uid-gone");
     let p = gc
         .cluster
         .add("Pod", "ns", "busy", vec![owner(&gone, false)]);
-    let changes: Vec<Change> = std::mem::take(&mut *gc.cluster.changes.lock());
-    for c in changes {
-        if let Change::Upsert(o) = c {
-            gc.observe(o);
-        }
-    }
+    feed(gc.as_ref());
     // A status write moves the pod's resourceVersion after the collector read it.
     let node = gc.graph.lock().node(&p.uid).cloned().unwrap();
     let stale_rv = gc.cluster.get_obj(&p.uid).unwrap().meta.resource_version;
@@ -433,13 +432,7 @@ async fn a_reference_naming_the_owner_by_other_coordinates_is_dangling() {
     // dependent is collected, whichever of the two the monitors see first.
     for owner_first in [true, false] {
         let gc = GarbageCollector::new(Fake::default(), None);
-        let rs_ref = ObjectRef {
-            api_version: "apps/v1".into(),
-            kind: "ReplicaSet".into(),
-            namespace: "a".into(),
-            name: "rs".into(),
-            uid: "uid-rs".into(),
-        };
+        let rs_ref = absent_rs("a", "rs", "uid-rs");
         let (rs, pod) = if owner_first {
             let rs = gc.cluster.add("ReplicaSet", "a", "rs", vec![]);
             settle(&gc).await;
