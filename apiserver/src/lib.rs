@@ -37,6 +37,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod error;
 pub mod eviction;
+pub mod fieldmanager;
 pub mod fieldsel;
 pub mod handlers;
 pub mod meta;
