@@ -299,9 +299,20 @@ pub enum ApiError {
     /// 429 from an eviction a PodDisruptionBudget forbids; carries the cause.
     #[error("Cannot evict pod as it would violate the pod's disruption budget.")]
     DisruptionBudget(String),
+    /// 409 from server-side apply: fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        /// Upstream's summary (`Apply failed with 1 conflict: ...`).
+        message: String,
+        /// One cause per field: (`conflict with "m"`, `.data.a`).
+        causes: Vec<(String, String)>,
+    },
     /// 500.
     #[error("Internal error occurred: {0}")]
     Internal(String),
+    /// 500 with reason Unknown, as upstream answers errors that are not API errors.
+    #[error("{0}")]
+    Unknown(String),
     /// 503.
     #[error("{0}")]
     ServiceUnavailable(String),
@@ -318,12 +329,36 @@ pub enum ApiError {
     Timeout(String),
 }
 
+impl From<crate::fieldmanager::Error> for ApiError {
+    fn from(e: crate::fieldmanager::Error) -> Self {
+        use crate::fieldmanager::{Error, print_manager};
+        match e {
+            Error::Conflicts(ref list) => ApiError::ApplyConflict {
+                message: e.to_string(),
+                causes: list
+                    .iter()
+                    .map(|c| {
+                        (
+                            format!("conflict with {}", print_manager(&c.manager)),
+                            c.field.clone(),
+                        )
+                    })
+                    .collect(),
+            },
+            Error::BadRequest(m) => ApiError::BadRequest(m),
+            Error::Failed(m) => ApiError::Unknown(m),
+        }
+    }
+}
+
 impl ApiError {
     /// The HTTP status code.
     pub fn code(&self) -> u16 {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => 404,
-            ApiError::AlreadyExists { .. } | ApiError::Conflict { .. } => 409,
+            ApiError::AlreadyExists { .. }
+            | ApiError::Conflict { .. }
+            | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized => 401,
@@ -335,7 +370,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => 422,
             ApiError::UnsupportedMediaType(_) => 415,
             ApiError::TooManyRequests | ApiError::DisruptionBudget(_) => 429,
-            ApiError::Internal(_) => 500,
+            ApiError::Internal(_) | ApiError::Unknown(_) => 500,
             ApiError::ServiceUnavailable(_) => 503,
             ApiError::TooLargeResourceVersion { .. } | ApiError::Timeout(_) => 504,
         }
@@ -346,7 +381,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NoRoute => "NotFound",
             ApiError::AlreadyExists { .. } => "AlreadyExists",
-            ApiError::Conflict { .. } => "Conflict",
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Unauthorized => "Unauthorized",
@@ -359,6 +394,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "UnsupportedMediaType",
             ApiError::TooManyRequests | ApiError::DisruptionBudget(_) => "TooManyRequests",
             ApiError::Internal(_) => "InternalError",
+            ApiError::Unknown(_) => "",
             ApiError::ServiceUnavailable(_) => "ServiceUnavailable",
             ApiError::TooLargeResourceVersion { .. } | ApiError::Timeout(_) => "Timeout",
         }
@@ -411,6 +447,12 @@ impl ApiError {
                 Some(Value::Object(d))
             }
             ApiError::Internal(m) => Some(json!({"causes": [{"message": m}]})),
+            ApiError::ApplyConflict { causes, .. } => Some(json!({
+                "causes": causes
+                    .iter()
+                    .map(|(m, f)| json!({"reason": "FieldManagerConflict", "message": m, "field": f}))
+                    .collect::<Vec<_>>()
+            })),
             ApiError::Unprocessable(_) => Some(json!({})),
             ApiError::TooManyRequests => Some(json!({"retryAfterSeconds": 1})),
             ApiError::DisruptionBudget(cause) => Some(json!({
@@ -424,6 +466,12 @@ impl ApiError {
         };
         if let Some(d) = details {
             status["details"] = d;
+        }
+        if self.reason().is_empty()
+            && let Some(m) = status.as_object_mut()
+        {
+            // StatusReasonUnknown is "", which upstream omits.
+            m.remove("reason");
         }
         status
     }

@@ -111,6 +111,7 @@ pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
         res: pods,
         query: ctx.query,
         user: ctx.user,
+        user_agent: ctx.user_agent,
     };
     crate::handlers::delete(&del_ctx, &body).await?;
     Ok(Reply {

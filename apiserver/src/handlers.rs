@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::cache::{CacheError, EventType, Notice};
 use crate::catalog::{Resource, gv_string};
 use crate::error::{ApiError, FieldError};
+use crate::fieldmanager::FieldManager;
 use crate::fieldsel;
 use crate::meta;
 use crate::request::{Query, RequestInfo};
@@ -61,6 +62,8 @@ pub struct Ctx<'a> {
     pub query: &'a Query,
     /// The authenticated user.
     pub user: &'a crate::authn::UserInfo,
+    /// The User-Agent header (the default field manager).
+    pub user_agent: &'a str,
 }
 
 impl Ctx<'_> {
@@ -91,6 +94,36 @@ impl Ctx<'_> {
     }
     fn field_validation(&self) -> Result<FieldValidation, ApiError> {
         FieldValidation::parse(self.query.get("fieldValidation"))
+    }
+    /// The manager a non-apply write is recorded under: `fieldManager` (checked as
+    /// upstream's `ValidateFieldManager`, errors named after `options`, e.g.
+    /// `CreateOptions`), else the User-Agent's product.
+    fn manager(&self, options: &str) -> Result<String, ApiError> {
+        let given = self.query.get("fieldManager");
+        let errs = validate_field_manager(given.unwrap_or(""));
+        if !errs.is_empty() {
+            return Err(options_invalid(options, errs));
+        }
+        Ok(crate::fieldmanager::manager_or_user_agent(
+            given,
+            self.user_agent,
+        ))
+    }
+    /// Field management for this resource (`sub`: the subresource written).
+    fn field_manager(&self, sub: Option<&str>) -> Option<FieldManager<'static>> {
+        let res = self.res;
+        let def = self
+            .api
+            .schema
+            .definition_for(res.group, res.version, res.kind)?;
+        FieldManager::new(
+            self.api.schema,
+            &def,
+            &gv_string(res.group, res.version),
+            res.kind,
+            sub,
+            crate::strategy::has_status(res),
+        )
     }
     fn admission(
         &self,
@@ -259,10 +292,49 @@ fn generate_name(obj: &mut Value) {
 pub async fn create(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
     let res = ctx.res;
     let (obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let manager = ctx.manager("CreateOptions")?;
     let mut obj = to_storage_version(res, obj);
     check_namespace(ctx, &mut obj)?;
-    let dry_run = ctx.dry_run()?;
     crate::defaults::apply(res.kind, &mut obj);
+    if let Some(fm) = ctx.field_manager(None) {
+        let baseline = fm.empty_object(meta::name(&obj), ctx.ns());
+        track_update(res, &fm, &baseline, &mut obj, &manager);
+    }
+    create_object(ctx, obj, warnings).await
+}
+
+/// Records an Update by `manager` on `new` (storage version), comparing in the
+/// request's version: upstream manages fields in the version the client wrote.
+fn track_update(
+    res: &Resource,
+    fm: &FieldManager<'_>,
+    live: &Value,
+    new: &mut Value,
+    manager: &str,
+) {
+    let live_view = to_request_version(res, live);
+    let mut new_view = to_request_version(res, new);
+    fm.update(&live_view, &mut new_view, manager, &meta::now());
+    match new_view.pointer("/metadata/managedFields") {
+        Some(mf) => {
+            meta::meta_mut(new).insert("managedFields".into(), mf.clone());
+        }
+        None => {
+            meta::meta_mut(new).remove("managedFields");
+        }
+    }
+}
+
+/// Creates `obj` (storage version, defaulted, managed fields recorded): server-owned
+/// fields, admission, validation, then the store.
+async fn create_object(
+    ctx: &Ctx<'_>,
+    obj: Value,
+    warnings: Vec<String>,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let mut obj = obj;
+    let dry_run = ctx.dry_run()?;
     crate::strategy::prepare_for_create(res, &mut obj);
     let mut last_err = None;
     // A generated name may collide; upstream retries with a new suffix.
@@ -812,6 +884,7 @@ pub fn watch_event<'n>(
 pub async fn update(ctx: &Ctx<'_>, body: &Bytes, status: bool) -> Result<Reply, ApiError> {
     let res = ctx.res;
     let (obj, warnings) = decode(ctx, body, res.kind, res.group, res.version)?;
+    let manager = ctx.manager("UpdateOptions")?;
     let mut obj = to_storage_version(res, obj);
     check_namespace(ctx, &mut obj)?;
     let name = ctx.name().to_owned();
@@ -827,36 +900,60 @@ pub async fn update(ctx: &Ctx<'_>, body: &Bytes, status: bool) -> Result<Reply, 
         _ => {}
     }
     let dry_run = ctx.dry_run()?;
-    write_update(ctx, obj, status, dry_run, warnings).await
+    let ns = ctx.ns().to_owned();
+    match ctx.api.registry.get(res, &ns, &name).await {
+        Err(ApiError::NotFound { .. }) if !status && allow_create_on_update(res.kind) => {
+            // `create` decodes a request body: give it the request's version back.
+            let body =
+                Bytes::from(serde_json::to_vec(&to_request_version(res, &obj)).unwrap_or_default());
+            return create(ctx, &body).await;
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let made = Made {
+        obj,
+        warnings,
+        manager: Some(manager),
+    };
+    write_update(ctx, status, dry_run, |_| Ok(made.clone())).await
 }
 
-/// The shared tail of update and patch: server-owned fields, admission, validation and
-/// a conditional write. The new object's resourceVersion, if set, is a precondition.
+/// What a write makes of the current object.
+#[derive(Clone)]
+struct Made {
+    /// The new object, storage version. A resourceVersion on it is a precondition.
+    obj: Value,
+    /// Field-validation warnings.
+    warnings: Vec<String>,
+    /// The Update manager to record; `None` when the managed fields are already set
+    /// (server-side apply).
+    manager: Option<String>,
+}
+
+/// The shared tail of update and patch: `make` turns the current object into the new
+/// one (again after a lost race), then server-owned fields, managed fields,
+/// admission, validation and a conditional write.
 async fn write_update(
     ctx: &Ctx<'_>,
-    obj: Value,
     status: bool,
     dry_run: bool,
-    warnings: Vec<String>,
+    mut make: impl FnMut(&Value) -> Result<Made, ApiError>,
 ) -> Result<Reply, ApiError> {
     let res = ctx.res;
     let name = ctx.name().to_owned();
     let ns = ctx.ns().to_owned();
-    let result;
+    let sub = if status { Some("status") } else { None };
+    let fm = ctx.field_manager(sub);
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let old = match ctx.api.registry.get(res, &ns, &name).await {
-            Ok(o) => o,
-            Err(ApiError::NotFound { .. }) if !status && allow_create_on_update(res.kind) => {
-                // `create` decodes a request body: give it the request's version back.
-                let body = Bytes::from(
-                    serde_json::to_vec(&to_request_version(res, &obj)).unwrap_or_default(),
-                );
-                return create(ctx, &body).await;
-            }
-            Err(e) => return Err(e),
-        };
+        let old = ctx.api.registry.get(res, &ns, &name).await?;
+        let Made {
+            obj,
+            warnings,
+            manager,
+        } = make(&old)?;
         let old_rv = meta::rv(&old).unwrap_or(0);
         if let Some(want) = meta::rv(&obj)
             && want != old_rv
@@ -864,16 +961,30 @@ async fn write_update(
             return Err(ApiError::stale(&res.gr(), &name));
         }
         let mut new = if status {
-            crate::strategy::prepare_for_status_update(&obj, &old)
+            let mut tracked = obj.clone();
+            if let (Some(fm), Some(m)) = (&fm, &manager) {
+                track_update(res, fm, &old, &mut tracked, m);
+            }
+            let mut n = crate::strategy::prepare_for_status_update(&obj, &old);
+            match tracked.pointer("/metadata/managedFields") {
+                Some(mf) => {
+                    meta::meta_mut(&mut n).insert("managedFields".into(), mf.clone());
+                }
+                None => {
+                    meta::meta_mut(&mut n).remove("managedFields");
+                }
+            }
+            n
         } else {
             let mut n = obj.clone();
             crate::defaults::apply(res.kind, &mut n);
+            if let (Some(fm), Some(m)) = (&fm, &manager) {
+                track_update(res, fm, &old, &mut n, m);
+            }
             crate::strategy::prepare_for_update(res, &mut n, &old);
             n
         };
-        // Finalizers gone from an object being deleted: the delete completes.
         let op = Operation::Update;
-        let sub = if status { Some("status") } else { None };
         new = ctx
             .api
             .admission
@@ -902,6 +1013,7 @@ async fn write_update(
                 warnings,
             });
         }
+        // Finalizers gone from an object being deleted: the delete completes.
         let deleting =
             meta::field(&new, "deletionTimestamp").is_some() && meta::finalizers(&new).is_empty();
         if deleting {
@@ -915,18 +1027,16 @@ async fn write_update(
         }
         match ctx.api.registry.update(res, &new, old_rv).await {
             Ok(stored) => {
-                result = stored;
-                break;
+                return Ok(Reply {
+                    code: 200,
+                    body: stored,
+                    warnings,
+                });
             }
             Err(ApiError::Conflict { .. }) if meta::rv(&obj).is_none() && attempts < 16 => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(Reply {
-        code: 200,
-        body: result,
-        warnings,
-    })
 }
 
 fn without_meta(v: &Value) -> Value {
@@ -959,7 +1069,8 @@ fn json_patch_error(e: crate::patch::JsonPatchError) -> ApiError {
     }
 }
 
-/// PATCH to an object (or its status).
+/// PATCH to an object (or its status). The patch is applied to the current object,
+/// and again to the newer one if the write loses a race.
 pub async fn patch(
     ctx: &Ctx<'_>,
     body: &Bytes,
@@ -967,53 +1078,210 @@ pub async fn patch(
     status: bool,
 ) -> Result<Reply, ApiError> {
     let res = ctx.res;
-    let patch = parse_json(body)?;
+    let apply = content_type == "application/apply-patch+yaml";
+    validate_patch_options(ctx, apply)?;
     let dry_run = ctx.dry_run()?;
+    let mode = ctx.field_validation()?;
+    if apply {
+        return apply_patch(ctx, body, status, dry_run, mode).await;
+    }
+    let patch = parse_json(body)?;
+    let manager = ctx.manager("PatchOptions")?;
     let ns = ctx.ns().to_owned();
     let name = ctx.name().to_owned();
-    let current = ctx.api.registry.get(res, &ns, &name).await?;
-    let mut patched = to_request_version(res, &current);
-    match content_type {
-        "application/merge-patch+json" => crate::patch::merge(&mut patched, &patch),
-        "application/json-patch+json" => {
-            crate::patch::json_patch(&mut patched, &patch).map_err(json_patch_error)?
+    // A missing object is a 404 before anything else.
+    ctx.api.registry.get(res, &ns, &name).await?;
+    let make = |current: &Value| -> Result<Made, ApiError> {
+        let mut patched = to_request_version(res, current);
+        match content_type {
+            "application/merge-patch+json" => crate::patch::merge(&mut patched, &patch),
+            "application/json-patch+json" => {
+                crate::patch::json_patch(&mut patched, &patch).map_err(json_patch_error)?
+            }
+            "application/strategic-merge-patch+json" => {
+                crate::patch::strategic(ctx.api.schema, res, &mut patched, &patch)
+                    .map_err(ApiError::BadRequest)?
+            }
+            other => {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                )));
+            }
         }
-        "application/strategic-merge-patch+json" => {
-            crate::patch::strategic(ctx.api.schema, res, &mut patched, &patch)
-                .map_err(ApiError::BadRequest)?
+        // A patch that names a resourceVersion makes it a precondition; otherwise the
+        // patch applies to whatever is current.
+        let precondition = patch
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .is_some();
+        if !precondition && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            m.remove("resourceVersion");
         }
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+        let raw = Bytes::from(serde_json::to_vec(&patched).unwrap_or_default());
+        let warnings = ctx.api.schema.validate_fields(
+            res.group,
+            res.version,
+            res.kind,
+            &mut patched,
+            mode,
+            &raw,
+        )?;
+        check_type(res, res.kind, res.group, res.version, &mut patched)?;
+        Ok(Made {
+            obj: to_storage_version(res, patched),
+            warnings,
+            manager: Some(manager.clone()),
+        })
+    };
+    write_update(ctx, status, dry_run, make).await
+}
+
+/// `PatchOptions` as upstream's `ValidatePatchOptions` checks them.
+fn validate_patch_options(ctx: &Ctx<'_>, apply: bool) -> Result<(), ApiError> {
+    let fm = ctx.query.get("fieldManager").unwrap_or("");
+    let mut errs = Vec::new();
+    if apply {
+        if fm.is_empty() {
+            errs.push(FieldError::required(
+                "fieldManager",
+                "is required for apply patch",
+            ));
+        }
+    } else if ctx.query.get("force").is_some() {
+        errs.push(FieldError::forbidden(
+            "force",
+            "may not be specified for non-apply patch",
+        ));
+    }
+    errs.extend(validate_field_manager(fm));
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(options_invalid("PatchOptions", errs))
+    }
+}
+
+/// upstream's `ValidateFieldManager`: at most 128 bytes, printable characters.
+fn validate_field_manager(fm: &str) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    if fm.len() > 128 {
+        errs.push(FieldError::too_long("fieldManager", 128));
+    }
+    for (i, c) in fm.char_indices() {
+        if c.is_control() {
+            errs.push(FieldError::invalid(
+                "fieldManager",
+                json!(fm),
+                format!("invalid character U+{:04X} (at position {i})", c as u32),
+            ));
+        }
+    }
+    errs
+}
+
+/// `<Kind>Options.meta.k8s.io "" is invalid: ...`.
+fn options_invalid(kind: &str, causes: Vec<FieldError>) -> ApiError {
+    ApiError::Invalid {
+        group: "meta.k8s.io".into(),
+        kind: kind.into(),
+        name: String::new(),
+        causes,
+    }
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): merged into the current
+/// object by [`crate::fieldmanager`], or creating it when there is none.
+async fn apply_patch(
+    ctx: &Ctx<'_>,
+    body: &Bytes,
+    status: bool,
+    dry_run: bool,
+    mode: FieldValidation,
+) -> Result<Reply, ApiError> {
+    let res = ctx.res;
+    let manager = ctx.query.get("fieldManager").unwrap_or("").to_owned();
+    let force = match ctx.query.get("force") {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "failed to parse force: strconv.ParseBool: parsing {other:?}: invalid syntax"
             )));
         }
+    };
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+    let opts = serde_saphyr::options! { strict_booleans: true };
+    let mut applied: Value = serde_saphyr::from_str_with_options(text, opts)
+        .map_err(|e| ApiError::BadRequest(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(ApiError::BadRequest(
+            "error decoding YAML: the applied configuration is not an object".into(),
+        ));
     }
-    // A patch that names a resourceVersion makes it a precondition; otherwise the patch
-    // applies to whatever is current (the write retries on a race).
-    let precondition = patch
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .is_some();
-    if !precondition && let Some(m) = patched.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.remove("resourceVersion");
-    }
-    let mode = ctx.field_validation()?;
-    let raw = Bytes::from(serde_json::to_vec(&patched).unwrap_or_default());
+    let raw = Bytes::from(serde_json::to_vec(&applied).unwrap_or_default());
     let warnings = ctx.api.schema.validate_fields(
         res.group,
         res.version,
         res.kind,
-        &mut patched,
+        &mut applied,
         mode,
         &raw,
     )?;
-    check_type(res, res.kind, res.group, res.version, &mut patched)?;
-    let obj = if res.converts() {
-        crate::convert::to_storage(res, &patched)
-    } else {
-        patched
+    let name = ctx.name().to_owned();
+    match meta::field(&applied, "name") {
+        None | Some("") => {}
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    if res.namespaced
+        && let Some(n) = meta::field(&applied, "namespace")
+        && !n.is_empty()
+        && n != ctx.ns()
+    {
+        return Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
+        ));
+    }
+    let sub = if status { Some("status") } else { None };
+    let Some(fm) = ctx.field_manager(sub) else {
+        return Err(ApiError::UnsupportedMediaType(
+            "apply patches are not supported for this resource".into(),
+        ));
     };
-    write_update(ctx, obj, status, dry_run, warnings).await
+    let now = meta::now();
+    match ctx.api.registry.get(res, ctx.ns(), &name).await {
+        Err(ApiError::NotFound { .. }) if !status => {
+            let baseline = fm.empty_object(&name, ctx.ns());
+            let out = fm.apply(&baseline, &applied, &manager, force, &now)?;
+            let mut obj = to_storage_version(res, out);
+            crate::defaults::apply(res.kind, &mut obj);
+            return create_object(ctx, obj, warnings).await;
+        }
+        Err(e) => return Err(e),
+        Ok(_) => {}
+    }
+    let make = |current: &Value| -> Result<Made, ApiError> {
+        let live = to_request_version(res, current);
+        let mut out = fm.apply(&live, &applied, &manager, force, &now)?;
+        // A resourceVersion in the applied configuration is a precondition; otherwise
+        // the apply is merged again into a newer object if the write loses a race.
+        if meta::field(&applied, "resourceVersion").is_none() {
+            meta::meta_mut(&mut out).remove("resourceVersion");
+        }
+        Ok(Made {
+            obj: to_storage_version(res, out),
+            warnings: warnings.clone(),
+            manager: None,
+        })
+    };
+    write_update(ctx, status, dry_run, make).await
 }
 
 /// Delete options from the body and query.
@@ -1438,6 +1706,14 @@ pub async fn scale(
         .pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .map(str::to_owned);
+    // The scaler owns the parent's replicas, as an Update with subresource "scale"
+    // (upstream's ScaleHandler).
+    let manager = ctx.manager(if method == "PUT" {
+        "UpdateOptions"
+    } else {
+        "PatchOptions"
+    })?;
+    let fm = ctx.field_manager(Some("scale"));
     let stored = ctx
         .api
         .registry
@@ -1452,6 +1728,9 @@ pub async fn scale(
             }
             let old = o.clone();
             o["spec"]["replicas"] = json!(replicas);
+            if let Some(fm) = &fm {
+                track_update(res, fm, &old, &mut o, &manager);
+            }
             crate::strategy::prepare_for_update(res, &mut o, &old);
             if dry_run {
                 return Err(ApiError::Internal(String::new()));

@@ -300,6 +300,12 @@ impl Server {
             return error_response(&ApiError::NoRoute);
         };
         let method = req.method().as_str().to_owned();
+        let user_agent = req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
@@ -331,6 +337,7 @@ impl Server {
             res,
             query,
             user,
+            user_agent: &user_agent,
         };
         if let (Some((headers, on_upgrade)), "Pod") = (upgrade, res.kind) {
             return match crate::nodes::upgrade(&ctx, &method, &headers, on_upgrade).await {

@@ -1086,3 +1086,291 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
         "{err}"
     );
 }
+
+/// Server-side apply through real kubectl: two managers (conflict, force, shared
+/// ownership, removal of what an applier stops sending), an update manager taking
+/// fields over, the scale subresource, the upgrade from client-side apply, and
+/// server-side dry runs and diffs.
+#[test]
+fn kubectl_server_side_apply() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in installed_kubectls() {
+        let n = format!("ssa-{}", &bin[8..].replace('.', "-"));
+        s.ok(bin, &["create", "namespace", &n]);
+        let cm = |data: &str| {
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cfg, namespace: {n}}}\ndata: {data}\n"
+            )
+        };
+        let managers = |what: &str| {
+            s.ok(
+                bin,
+                &[
+                    "get", what, "-n", &n, "-o",
+                    r#"jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}{.subresource} {end}"#,
+                ],
+            )
+        };
+        let fields_of = |what: &str, manager: &str| {
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    what,
+                    "-n",
+                    &n,
+                    "-o",
+                    &format!(
+                        "jsonpath={{.metadata.managedFields[?(@.manager==\"{manager}\")].fieldsV1}}"
+                    ),
+                ],
+            )
+        };
+        let data = || {
+            s.ok(
+                bin,
+                &["get", "cm", "cfg", "-n", &n, "-o", "jsonpath={.data}"],
+            )
+        };
+
+        let out = s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&cm("{a: '1', b: '2'}")),
+        );
+        assert_eq!(out.trim(), "configmap/cfg serverside-applied", "{bin}");
+        assert_eq!(managers("cm/cfg"), "kubectl/Apply ", "{bin}");
+        assert_eq!(
+            fields_of("cm/cfg", "kubectl"),
+            r#"{"f:data":{"f:a":{},"f:b":{}}}"#,
+            "{bin}"
+        );
+
+        // Another manager changing a's value conflicts, in upstream's words.
+        let err = s.fails(
+            bin,
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&cm("{a: '9'}")),
+        );
+        assert!(
+            err.contains(r#"Apply failed with 1 conflict: conflict with "kubectl": .data.a"#)
+                && err.contains("--force-conflicts"),
+            "{bin}: {err}"
+        );
+        // The same value is shared ownership; a new key is its own.
+        s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&cm("{a: '1', c: '3'}")),
+        );
+        assert_eq!(managers("cm/cfg"), "kubectl/Apply other/Apply ", "{bin}");
+        // Force takes a over.
+        s.ok_stdin(
+            bin,
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&cm("{a: '9', c: '3'}")),
+        );
+        assert_eq!(
+            fields_of("cm/cfg", "kubectl"),
+            r#"{"f:data":{"f:b":{}}}"#,
+            "{bin}"
+        );
+        assert_eq!(data(), r#"{"a":"9","b":"2","c":"3"}"#, "{bin}");
+        // kubectl stops sending b (and co-owns a): b, kubectl's alone, goes.
+        s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&cm("{a: '9'}")),
+        );
+        assert_eq!(data(), r#"{"a":"9","c":"3"}"#, "{bin}");
+
+        // An update (kubectl patch) takes c from its applier; re-applying the old
+        // value then conflicts with the update manager.
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "cm",
+                "cfg",
+                "-n",
+                &n,
+                "-p",
+                r#"{"data":{"c":"x"}}"#,
+            ],
+        );
+        assert!(managers("cm/cfg").contains("kubectl-patch/Update"), "{bin}");
+        let err = s.fails(
+            bin,
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&cm("{a: '9', c: '3'}")),
+        );
+        assert!(
+            err.contains(r#"conflict with "kubectl-patch" using v1: .data.c"#),
+            "{bin}: {err}"
+        );
+
+        // Server-side dry run and diff change nothing.
+        s.ok_stdin(
+            bin,
+            &[
+                "apply",
+                "--server-side",
+                "--dry-run=server",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&cm("{a: '0', c: '3'}")),
+        );
+        assert_eq!(data(), r#"{"a":"9","c":"x"}"#, "{bin}");
+        let diff = s.kubectl_stdin(
+            bin,
+            &[
+                "diff",
+                "--server-side",
+                "--field-manager=other",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            Some(&cm("{a: '0', c: '3'}")),
+        );
+        assert_eq!(diff.status.code(), Some(1), "{bin}: diff finds changes");
+        assert!(
+            String::from_utf8_lossy(&diff.stdout).contains("+  a: \"0\""),
+            "{bin}"
+        );
+        assert_eq!(data(), r#"{"a":"9","c":"x"}"#, "{bin}");
+
+        // A deployment: containers merge by name, and a scaler owns replicas through
+        // the scale subresource.
+        let deploy = |replicas: u32, image: &str| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: web, namespace: {n}}}\nspec:\n  replicas: {replicas}\n  selector: {{matchLabels: {{app: web}}}}\n  template:\n    metadata: {{labels: {{app: web}}}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n        ports: [{{containerPort: 80}}]\n"
+            )
+        };
+        s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deploy(2, "nginx:1")),
+        );
+        let fields = fields_of("deploy/web", "kubectl");
+        assert!(
+            fields.contains(
+                r#""k:{\"containerPort\":80,\"protocol\":\"TCP\"}":{".":{},"f:containerPort":{}}"#
+            ),
+            "{bin}: {fields}"
+        );
+        s.ok(bin, &["scale", "deploy", "web", "-n", &n, "--replicas=5"]);
+        assert!(
+            managers("deploy/web").contains("/Updatescale"),
+            "{bin}: {}",
+            managers("deploy/web")
+        );
+        let err = s.fails(
+            bin,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&deploy(2, "nginx:2")),
+        );
+        assert!(
+            err.contains(r#"with subresource "scale" using apps/v1: .spec.replicas"#),
+            "{bin}: {err}"
+        );
+        // Leaving replicas out leaves them to the scaler.
+        let unscaled = deploy(2, "nginx:2").replace("  replicas: 2\n", "");
+        s.ok_stdin(bin, &["apply", "--server-side", "-f", "-"], Some(&unscaled));
+        assert_eq!(
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    "deploy",
+                    "web",
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].image}"
+                ]
+            ),
+            "5 nginx:2",
+            "{bin}"
+        );
+
+        // Upgrading from client-side apply: kubectl takes over without conflicts.
+        let csa = format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: up, namespace: {n}}}\ndata: {{k: v1}}\n"
+        );
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&csa));
+        assert_eq!(
+            managers("cm/up"),
+            "kubectl-client-side-apply/Update ",
+            "{bin}"
+        );
+        s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "-f", "-"],
+            Some(&csa.replace("v1}", "v2}")),
+        );
+        assert_eq!(
+            s.ok(
+                bin,
+                &["get", "cm", "up", "-n", &n, "-o", "jsonpath={.data.k}"]
+            ),
+            "v2",
+            "{bin}"
+        );
+        // ...and the annotation follows, so client-side apply still works after.
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&csa.replace("v1}", "v3}")));
+        assert_eq!(
+            s.ok(
+                bin,
+                &["get", "cm", "up", "-n", &n, "-o", "jsonpath={.data.k}"]
+            ),
+            "v3",
+            "{bin}"
+        );
+
+        // kubectl create records its manager; --show-managed-fields prints them.
+        s.ok(
+            bin,
+            &[
+                "create",
+                "configmap",
+                "made",
+                "-n",
+                &n,
+                "--from-literal=x=1",
+            ],
+        );
+        let yaml = s.ok(
+            bin,
+            &[
+                "get",
+                "cm",
+                "made",
+                "-n",
+                &n,
+                "-o",
+                "yaml",
+                "--show-managed-fields",
+            ],
+        );
+        assert!(
+            yaml.contains("manager: kubectl-create") && yaml.contains("operation: Update"),
+            "{bin}: {yaml}"
+        );
+        let plain = s.ok(bin, &["get", "cm", "made", "-n", &n, "-o", "yaml"]);
+        assert!(!plain.contains("managedFields"), "{bin}: hidden by default");
+    }
+}
