@@ -232,3 +232,70 @@ async fn kube_rs_metadata_reads_and_watch() {
         other => panic!("want a 406: {other:?}"),
     }
 }
+
+/// kube-rs' `Patch::Apply`: the field manager is recorded, another manager's
+/// conflicting apply is a 409 whose causes name the field, `force` takes it over,
+/// and a field its applier stops sending is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_rs_server_side_apply() {
+    use kube::api::{Patch, PatchParams};
+    let s = ApiServer::start();
+    let cms: Api<ConfigMap> = Api::namespaced(client(&s).await, "default");
+    let cfg = |data: serde_json::Value| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+    let a = PatchParams::apply("controller-a");
+    let got = cms
+        .patch(
+            "ssa",
+            &a,
+            &Patch::Apply(cfg(serde_json::json!({"k": "1", "j": "2"}))),
+        )
+        .await
+        .unwrap();
+    let mf = got.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!(mf.len(), 1, "{mf:?}");
+    assert_eq!(mf[0].manager.as_deref(), Some("controller-a"));
+    assert_eq!(mf[0].operation.as_deref(), Some("Apply"));
+    assert_eq!(
+        serde_json::to_string(&mf[0].fields_v1.as_ref().unwrap().0).unwrap(),
+        r#"{"f:data":{"f:j":{},"f:k":{}}}"#
+    );
+
+    let b = PatchParams::apply("controller-b");
+    let err = cms
+        .patch("ssa", &b, &Patch::Apply(cfg(serde_json::json!({"k": "9"}))))
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(st) => {
+            assert_eq!((st.code, st.reason.as_str()), (409, "Conflict"), "{st:?}");
+            assert_eq!(
+                st.message,
+                r#"Apply failed with 1 conflict: conflict with "controller-a": .data.k"#
+            );
+            let causes = st.details.map(|d| d.causes).unwrap_or_default();
+            assert_eq!(causes.len(), 1);
+            assert_eq!(causes[0].reason, "FieldManagerConflict");
+            assert_eq!(causes[0].field, ".data.k");
+            assert_eq!(causes[0].message, r#"conflict with "controller-a""#);
+        }
+        e => panic!("want a 409: {e}"),
+    }
+    let forced = cms
+        .patch(
+            "ssa",
+            &b.clone().force(),
+            &Patch::Apply(cfg(serde_json::json!({"k": "9"}))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"], "9");
+    // a no longer sends j: it goes (a owned it alone).
+    let after = cms
+        .patch("ssa", &a, &Patch::Apply(cfg(serde_json::json!({}))))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.data.unwrap_or_default(),
+        [("k".to_owned(), "9".to_owned())].into()
+    );
+}
