@@ -57,9 +57,16 @@ const KEY_DEFAULTS: &[(&str, &str, &str)] = &[
     ("io.k8s.api.core.v1.LocalObjectReference", "name", ""),
 ];
 
-/// The item of `items` keyed `pe`.
-fn find<'v>(items: &[(PathElement, &'v Value)], pe: &PathElement) -> Option<&'v Value> {
-    items.iter().find(|(p, _)| p == pe).map(|(_, v)| *v)
+type Index<'p, 'v> = std::collections::BTreeMap<&'p PathElement, &'v Value>;
+
+/// The items of a list by path element.
+fn index<'p, 'v>(items: &'p [(PathElement, &'v Value)]) -> Index<'p, 'v> {
+    items.iter().map(|(p, v)| (p, *v)).collect()
+}
+
+/// The item keyed `pe`.
+fn find<'v>(items: &Index<'_, 'v>, pe: &PathElement) -> Option<&'v Value> {
+    items.get(pe).copied()
 }
 
 fn ref_name(v: &Value) -> Option<&str> {
@@ -238,7 +245,6 @@ impl<'s> Typed<'s> {
     }
 
     fn item_element(
-        &self,
         kind: ListKind,
         keys: &[&str],
         item_def: Option<&str>,
@@ -313,11 +319,9 @@ impl<'s> Typed<'s> {
                     return Ok(());
                 };
                 for (i, item) in items.iter().enumerate() {
-                    let pe = self
-                        .item_element(kind, &keys, item_def, i, item)
-                        .map_err(|e| {
-                            format!("{}: element {i}: {e}", super::fieldpath::path_string(path))
-                        })?;
+                    let pe = Self::item_element(kind, &keys, item_def, i, item).map_err(|e| {
+                        format!("{}: element {i}: {e}", super::fieldpath::path_string(path))
+                    })?;
                     path.push(pe);
                     self.tfs(item, elem, path, set)?;
                     set.insert(path);
@@ -483,7 +487,6 @@ impl<'s> Typed<'s> {
     }
 
     fn index_items<'v>(
-        &self,
         items: Option<&'v Vec<Value>>,
         kind: ListKind,
         keys: &[&str],
@@ -491,13 +494,12 @@ impl<'s> Typed<'s> {
         path: &Path,
     ) -> Result<Vec<(PathElement, &'v Value)>, String> {
         let mut out: Vec<(PathElement, &Value)> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for (i, item) in items.into_iter().flatten().enumerate() {
-            let pe = self
-                .item_element(kind, keys, item_def, i, item)
-                .map_err(|e| {
-                    format!("{}: element {i}: {e}", super::fieldpath::path_string(path))
-                })?;
-            if out.iter().any(|(p, _)| *p == pe) {
+            let pe = Self::item_element(kind, keys, item_def, i, item).map_err(|e| {
+                format!("{}: element {i}: {e}", super::fieldpath::path_string(path))
+            })?;
+            if !seen.insert(pe.clone()) {
                 return Err(format!(
                     "{}: duplicate entries for key {pe}",
                     super::fieldpath::path_string(path)
@@ -522,11 +524,12 @@ impl<'s> Typed<'s> {
         path: &mut Path,
         rule: &mut Rule<'_>,
     ) -> Result<Option<Value>, String> {
-        let rhs_items = self.index_items(rhs, kind, keys, item_def, path)?;
-        let lhs_items = self.index_items(lhs, kind, keys, item_def, path)?;
+        let rhs_items = Self::index_items(rhs, kind, keys, item_def, path)?;
+        let lhs_items = Self::index_items(lhs, kind, keys, item_def, path)?;
+        let (lhs_index, rhs_index) = (index(&lhs_items), index(&rhs_items));
         let mut shared = rhs_items
             .iter()
-            .filter(|(pe, _)| find(&lhs_items, pe).is_some())
+            .filter(|(pe, _)| find(&lhs_index, pe).is_some())
             .map(|(pe, _)| pe.clone());
         let mut next_shared = shared.next();
         let mut out = Vec::new();
@@ -556,7 +559,7 @@ impl<'s> Typed<'s> {
                     next_shared = shared.next();
                     continue;
                 }
-                if find(&rhs_items, pe).is_some() && next_shared.as_ref().is_some_and(|n| n != pe) {
+                if find(&rhs_index, pe).is_some() && next_shared.as_ref().is_some_and(|n| n != pe) {
                     // A shared item, but not the one due in this round.
                     li += 1;
                     continue;
@@ -564,7 +567,7 @@ impl<'s> Typed<'s> {
             }
             if li < ll {
                 let (pe, l) = &lhs_items[li];
-                if find(&rhs_items, pe).is_none() {
+                if find(&rhs_index, pe).is_none() {
                     merge_item(pe, Some(l), None, path, rule)?;
                     li += 1;
                     continue;
@@ -572,7 +575,7 @@ impl<'s> Typed<'s> {
             }
             if ri < rl {
                 let (pe, r) = &rhs_items[ri];
-                merge_item(pe, find(&lhs_items, pe), Some(r), path, rule)?;
+                merge_item(pe, find(&lhs_index, pe), Some(r), path, rule)?;
                 ri += 1;
                 if next_shared.as_ref() == Some(pe) {
                     next_shared = shared.next();
@@ -599,7 +602,7 @@ impl<'s> Typed<'s> {
                 }
                 let mut out = Vec::new();
                 for (i, item) in items.iter().enumerate() {
-                    let Ok(pe) = self.item_element(kind, &keys, item_def, i, item) else {
+                    let Ok(pe) = Self::item_element(kind, &keys, item_def, i, item) else {
                         out.push(item.clone());
                         continue;
                     };
