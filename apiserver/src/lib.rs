@@ -7,6 +7,7 @@
 //!   -> authn (token file; 401)           -> in-flight limits (429)
 //!   -> request::parse (RequestInfo)      -> authorization ([`authz`]: AlwaysAllow for now)
 //!   -> handlers (verb): decode + schema field validation -> defaults
+//!        -> fieldmanager (managedFields; server-side apply merge and conflicts)
 //!        -> strategy (server-owned fields) -> admission (mutating, validating)
 //!        -> validation (422) -> api hooks (ClusterIP/NodePort) -> registry
 //!   -> registry: JSON objects in the store under /registry/<resource>/<ns>/<name>,
