@@ -490,3 +490,118 @@ fn manager_defaults_to_the_user_agent_prefix() {
     );
     assert_eq!(manager_or_user_agent(Some(""), "curl/8"), "curl");
 }
+
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn pod_fm() -> FieldManager<'static> {
+        fm("", "v1", "Pod", true)
+    }
+
+    /// Pod-shaped applied configurations: containers keyed by name (with env keyed by
+    /// name and ports keyed by port and protocol), labels, a set of finalizers.
+    fn config() -> impl Strategy<Value = Value> {
+        // Collections are never empty: Go's omitempty drops empty ones before they are
+        // stored upstream, so an empty list nobody owns never lingers there.
+        let env = proptest::sample::subsequence(vec!["A", "B", "C"], 1..=3)
+            .prop_shuffle()
+            .prop_flat_map(|names| {
+                let n = names.len();
+                (Just(names), proptest::collection::vec("[0-2]", n))
+            });
+        let container = (
+            proptest::sample::select(vec!["img:1", "img:2"]),
+            proptest::option::of(env),
+            proptest::option::of(proptest::sample::subsequence(vec![80, 443], 1..=2)),
+        );
+        (
+            proptest::sample::subsequence(vec!["a", "b", "c"], 1..=3).prop_shuffle(),
+            proptest::collection::vec(container, 3),
+            proptest::option::of(proptest::collection::btree_map("[k-m]", "[0-2]", 1..3)),
+            proptest::option::of(proptest::sample::subsequence(vec!["f1", "f2"], 1..=2)),
+        )
+            .prop_map(|(names, cs, labels, finalizers)| {
+                let containers: Vec<Value> = names
+                    .iter()
+                    .zip(cs)
+                    .map(|(n, (image, env, ports))| {
+                        let mut c = json!({"name": n, "image": image});
+                        if let Some((names, values)) = env {
+                            c["env"] = names
+                                .iter()
+                                .zip(values)
+                                .map(|(n, v)| json!({"name": n, "value": v}))
+                                .collect();
+                        }
+                        if let Some(p) = ports {
+                            c["ports"] = p.iter().map(|p| json!({"containerPort": p})).collect();
+                        }
+                        c
+                    })
+                    .collect();
+                let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                    "spec": {"containers": containers}});
+                if let Some(l) = labels {
+                    p["metadata"]["labels"] = json!(l);
+                }
+                if let Some(f) = finalizers {
+                    p["metadata"]["finalizers"] = json!(f);
+                }
+                p
+            })
+    }
+
+    fn without_managed_fields(v: &Value) -> Value {
+        let mut v = v.clone();
+        v["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managedFields");
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A sole applier's object depends only on its last configuration: what it
+        /// stopped sending is pruned, and re-applying is a no-op.
+        #[test]
+        fn a_sole_applier_gets_exactly_its_last_configuration(c1 in config(), c2 in config()) {
+            let f = pod_fm();
+            let base = f.empty_object("p", "default");
+            let first = f.apply(&base, &c1, "a", false, T0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let second = f.apply(&first, &c2, "a", false, T1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let direct = f.apply(&base, &c2, "a", false, T1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(without_managed_fields(&second), without_managed_fields(&direct));
+            prop_assert_eq!(&second["metadata"]["managedFields"], &direct["metadata"]["managedFields"]);
+            let again = f.apply(&second, &c2, "a", false, "2030-01-01T00:00:00Z").map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(again, second);
+        }
+
+        /// A forced applier's values win on every field it sends, and it then owns
+        /// exactly what it sent; the other applier keeps the rest.
+        #[test]
+        fn a_forced_apply_wins_its_fields(c1 in config(), c2 in config()) {
+            let f = pod_fm();
+            let typed = Typed::new(schema());
+            let root = typed.root("io.k8s.api.core.v1.Pod").unwrap();
+            let base = f.empty_object("p", "default");
+            let first = f.apply(&base, &c1, "a", false, T0).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let second = f.apply(&first, &c2, "b", true, T1).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            // Merging c2 into the result changes nothing: every value c2 sets is there.
+            let remerged = typed.merge(&second, &c2, root).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&remerged, &second);
+            let managers = decode(second.pointer("/metadata/managedFields")).unwrap();
+            let b = managers.iter().find(|(id, _)| id.manager == "b").map(|(_, m)| m.set.clone()).unwrap_or_default();
+            let want = typed.to_field_set(&c2, root).unwrap().difference(&strip_set());
+            prop_assert_eq!(b.to_fields_v1(), want.to_fields_v1());
+            if let Some((_, a)) = managers.iter().find(|(id, _)| id.manager == "a") {
+                let changed = typed.compare(&first, &second, root).map_err(TestCaseError::fail)?;
+                prop_assert!(a.set.intersection(&changed.modified).is_empty(), "a kept a field b changed");
+            }
+        }
+    }
+}
