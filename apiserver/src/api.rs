@@ -364,5 +364,9 @@ impl Api {
     }
 
     /// Hook after an object is gone.
-    pub async fn after_delete(&self, _res: &Resource, _obj: &Value) {}
+    pub async fn after_delete(&self, res: &Resource, obj: &Value) {
+        if res.kind == "CustomResourceDefinition" && res.group == "apiextensions.k8s.io" {
+            crate::crd::cleanup(self, obj).await;
+        }
+    }
 }

@@ -285,6 +285,8 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let serving = tokio::spawn(serve(server.clone(), listener, tls, stop_rx));
+    // Serve what the CustomResourceDefinitions in the store define, and follow them.
+    tokio::spawn(crate::crd::run(api.clone()));
     tracing::info!(address = %addr, "Serving securely");
     for attempt in 0.. {
         match bootstrap(&api, advertise, opts.secure_port).await {

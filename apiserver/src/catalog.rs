@@ -7,8 +7,10 @@
 //! and their objects are kept at the storage version, converted on the way in and out
 //! by [`crate::convert`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
+
+use parking_lot::{Mutex, RwLock};
 
 /// Verbs of an ordinary resource.
 pub const STANDARD: &[&str] = &[
@@ -71,6 +73,8 @@ pub struct Resource {
     pub storage: &'static str,
     /// The group and version objects are stored at.
     pub storage_gv: (&'static str, &'static str),
+    /// For a custom resource: what its CustomResourceDefinition says of this version.
+    pub custom: Option<&'static crate::crd::CustomInfo>,
 }
 
 impl Resource {
@@ -152,6 +156,7 @@ impl B {
             subresources: Vec::new(),
             storage: plural,
             storage_gv: (group, version),
+            custom: None,
         })
     }
     fn short(mut self, s: &'static [&'static str]) -> Self {
@@ -517,10 +522,30 @@ fn build() -> Vec<Resource> {
     v.into_iter().map(|b| b.0).collect()
 }
 
-/// The catalog: every built-in resource, indexed.
+/// The catalog: every built-in resource, indexed, and the custom resources the
+/// CustomResourceDefinitions in the store define ([`crate::crd`] registers them).
+///
+/// Resources are handed out as `&'static Resource`. A custom resource's entry is
+/// leaked when its CRD is registered (and its strings interned), so a CRD's later
+/// change or deletion leaves the old entry allocated: memory grows with the number of
+/// CRD changes, not with requests.
 pub struct Catalog {
     resources: Vec<Resource>,
     by_path: HashMap<(String, String, String), usize>,
+    /// Custom resources, by CRD name.
+    custom: RwLock<Vec<(String, Vec<&'static Resource>)>>,
+}
+
+/// `s` as a `&'static str`, allocated once per distinct string.
+pub fn intern(s: &str) -> &'static str {
+    static STRINGS: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut set = STRINGS.get_or_init(Default::default).lock();
+    if let Some(v) = set.get(s) {
+        return v;
+    }
+    let v: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    set.insert(v);
+    v
 }
 
 impl Catalog {
@@ -540,14 +565,84 @@ impl Catalog {
                 )
             })
             .collect();
-        Catalog { resources, by_path }
+        Catalog {
+            resources,
+            by_path,
+            custom: RwLock::new(Vec::new()),
+        }
     }
 
-    /// The resource at `group`/`version`/`plural`.
-    pub fn get(&self, group: &str, version: &str, plural: &str) -> Option<&Resource> {
-        self.by_path
-            .get(&(group.to_owned(), version.to_owned(), plural.to_owned()))
-            .map(|i| &self.resources[*i])
+    /// The resource at `group`/`version`/`plural`, built in or custom.
+    pub fn get(
+        &'static self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static Resource> {
+        if let Some(i) =
+            self.by_path
+                .get(&(group.to_owned(), version.to_owned(), plural.to_owned()))
+        {
+            return Some(&self.resources[*i]);
+        }
+        self.custom
+            .read()
+            .iter()
+            .flat_map(|(_, rs)| rs.iter())
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+            .copied()
+    }
+
+    /// Serves `resources` (one per served version) for the CRD `name`, replacing what
+    /// it served before; returns whether anything changed.
+    pub fn register(&self, name: &str, resources: Vec<Resource>) -> bool {
+        let mut custom = self.custom.write();
+        if let Some((_, old)) = custom.iter().find(|(n, _)| n == name)
+            && old.len() == resources.len()
+            && old.iter().zip(&resources).all(|(a, b)| same(a, b))
+        {
+            return false;
+        }
+        let leaked: Vec<&'static Resource> = resources
+            .into_iter()
+            .map(|r| &*Box::leak(Box::new(r)))
+            .collect();
+        match custom.iter_mut().find(|(n, _)| n == name) {
+            Some((_, old)) => *old = leaked,
+            None => custom.push((name.to_owned(), leaked)),
+        }
+        true
+    }
+
+    /// Stops serving the resources of the CRD `name`; returns them.
+    pub fn unregister(&self, name: &str) -> Vec<&'static Resource> {
+        let mut custom = self.custom.write();
+        match custom.iter().position(|(n, _)| n == name) {
+            Some(i) => custom.remove(i).1,
+            None => Vec::new(),
+        }
+    }
+
+    /// The custom resources of the CRD `name`.
+    pub fn custom_resources(&self, name: &str) -> Vec<&'static Resource> {
+        self.custom
+            .read()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, rs)| rs.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every resource served now: built in, then custom.
+    pub fn served(&'static self) -> Vec<&'static Resource> {
+        let mut out: Vec<&'static Resource> = self.resources.iter().collect();
+        out.extend(
+            self.custom
+                .read()
+                .iter()
+                .flat_map(|(_, rs)| rs.iter().copied()),
+        );
+        out
     }
 
     /// Every resource, in table order.
@@ -564,9 +659,9 @@ impl Catalog {
 
     /// Groups and their versions, core first, then groups in upstream's priority
     /// order; versions preferred first.
-    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+    pub fn groups(&'static self) -> Vec<(&'static str, Vec<&'static str>)> {
         let mut out: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
-        for r in &self.resources {
+        for r in self.served() {
             match out.iter_mut().find(|(g, _)| *g == r.group) {
                 Some((_, vs)) => {
                     if !vs.contains(&r.version) {
@@ -581,12 +676,34 @@ impl Catalog {
     }
 
     /// The resources of one group-version, in table order.
-    pub fn group_version(&self, group: &str, version: &str) -> Vec<&Resource> {
-        self.resources
-            .iter()
+    pub fn group_version(&'static self, group: &str, version: &str) -> Vec<&'static Resource> {
+        self.served()
+            .into_iter()
             .filter(|r| r.group == group && r.version == version)
             .collect()
     }
+}
+
+/// Whether two registrations serve the same thing.
+fn same(a: &Resource, b: &Resource) -> bool {
+    a.group == b.group
+        && a.version == b.version
+        && a.kind == b.kind
+        && a.plural == b.plural
+        && a.singular == b.singular
+        && a.namespaced == b.namespaced
+        && a.short_names == b.short_names
+        && a.categories == b.categories
+        && a.storage_gv == b.storage_gv
+        && a.subresources
+            .iter()
+            .map(|s| s.name)
+            .eq(b.subresources.iter().map(|s| s.name))
+        && match (a.custom, b.custom) {
+            (Some(x), Some(y)) => x == y,
+            (None, None) => true,
+            _ => false,
+        }
 }
 
 /// Upstream's group order in discovery (`kube-apiserver`'s APIService priorities).

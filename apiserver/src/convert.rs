@@ -81,6 +81,7 @@ pub fn from_storage(res: &Resource, obj: &Value) -> Value {
             }
             o
         }
+        _ if res.custom.is_some() => with_api_version(obj, res.group, res.version),
         _ => obj.clone(),
     }
 }
@@ -133,8 +134,22 @@ pub fn to_storage(res: &Resource, obj: &Value) -> Value {
             }
             o
         }
+        _ if res.custom.is_some() => with_api_version(obj, res.storage_gv.0, res.storage_gv.1),
         _ => obj.clone(),
     }
+}
+
+/// A custom object at another version of its CRD: conversion strategy None changes
+/// only the apiVersion.
+fn with_api_version(obj: &Value, group: &str, version: &str) -> Value {
+    let mut o = obj.clone();
+    if let Some(m) = o.as_object_mut() {
+        m.insert(
+            "apiVersion".into(),
+            json!(crate::catalog::gv_string(group, version)),
+        );
+    }
+    o
 }
 
 #[cfg(test)]

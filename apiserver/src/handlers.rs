@@ -112,6 +112,16 @@ impl Ctx<'_> {
     /// Field management for this resource (`sub`: the subresource written).
     fn field_manager(&self, sub: Option<&str>) -> Option<FieldManager<'static>> {
         let res = self.res;
+        if let Some(info) = res.custom {
+            return Some(FieldManager::with_root(
+                self.api.schema,
+                crate::fieldmanager::typed::TypeRef::Node(&info.schema),
+                &gv_string(res.group, res.version),
+                res.kind,
+                sub,
+                crate::strategy::has_status(res),
+            ));
+        }
         let def = self
             .api
             .schema
@@ -215,11 +225,49 @@ fn decode(
     let mut obj = parse_json(body)?;
     check_type(ctx.res, kind, group, version, &mut obj)?;
     let mode = ctx.field_validation()?;
-    let warnings = ctx
+    let mut warnings = ctx
         .api
         .schema
         .validate_fields(group, version, kind, &mut obj, mode, body)?;
+    warnings.extend(prune_custom(ctx.res, &mut obj, mode)?);
     Ok((obj, warnings))
+}
+
+/// A custom object's fields its schema does not specify: dropped, with a warning or
+/// (Strict) an error, in upstream's words.
+fn prune_custom(
+    res: &Resource,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    let Some(info) = res.custom else {
+        return Ok(Vec::new());
+    };
+    let mut unknown = Vec::new();
+    crate::crd::prune(&info.schema, obj, "", &mut unknown);
+    let msgs: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    match mode {
+        FieldValidation::Strict if !msgs.is_empty() => Err(ApiError::BadRequest(format!(
+            "strict decoding error: {}",
+            msgs.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(msgs),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Defaults: the built-in kind's, a custom resource's schema `default`s, a CRD's.
+fn default_object(res: &Resource, obj: &mut Value) {
+    crate::defaults::apply(res.kind, obj);
+    if let Some(info) = res.custom {
+        crate::crd::apply_defaults(&info.schema, obj);
+    }
+    if res.kind == "CustomResourceDefinition" && res.group == "apiextensions.k8s.io" {
+        crate::crd::default_crd(obj);
+    }
 }
 
 fn check_namespace(ctx: &Ctx<'_>, obj: &mut Value) -> Result<(), ApiError> {
@@ -262,6 +310,12 @@ fn invalid(res: &Resource, obj: &Value, causes: Vec<FieldError>) -> ApiError {
 pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Result<(), ApiError> {
     let mut errs = crate::validation::validate_object_meta(obj, res.kind, res.namespaced);
     errs.extend(crate::validation::validate_kind(res.kind, obj));
+    if let Some(info) = res.custom {
+        crate::crd::validate(&info.schema, obj, "", &mut errs);
+    }
+    if res.kind == "CustomResourceDefinition" && res.group == "apiextensions.k8s.io" {
+        errs.extend(crate::crd::validate_crd(obj));
+    }
     if let Some(old) = old {
         errs.extend(crate::validation::validate_meta_update(obj, old));
         errs.extend(crate::validation::validate_kind_update(res.kind, obj, old));
@@ -295,7 +349,7 @@ pub async fn create(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
     let manager = ctx.manager("CreateOptions")?;
     let mut obj = to_storage_version(res, obj);
     check_namespace(ctx, &mut obj)?;
-    crate::defaults::apply(res.kind, &mut obj);
+    default_object(res, &mut obj);
     if let Some(fm) = ctx.field_manager(None) {
         let baseline = fm.empty_object(meta::name(&obj), ctx.ns());
         track_update(res, &fm, &baseline, &mut obj, &manager);
@@ -977,7 +1031,7 @@ async fn write_update(
             n
         } else {
             let mut n = obj.clone();
-            crate::defaults::apply(res.kind, &mut n);
+            default_object(res, &mut n);
             if let (Some(fm), Some(m)) = (&fm, &manager) {
                 track_update(res, fm, &old, &mut n, m);
             }
@@ -1119,7 +1173,7 @@ pub async fn patch(
             m.remove("resourceVersion");
         }
         let raw = Bytes::from(serde_json::to_vec(&patched).unwrap_or_default());
-        let warnings = ctx.api.schema.validate_fields(
+        let mut warnings = ctx.api.schema.validate_fields(
             res.group,
             res.version,
             res.kind,
@@ -1127,6 +1181,7 @@ pub async fn patch(
             mode,
             &raw,
         )?;
+        warnings.extend(prune_custom(res, &mut patched, mode)?);
         check_type(res, res.kind, res.group, res.version, &mut patched)?;
         Ok(Made {
             obj: to_storage_version(res, patched),
@@ -1221,7 +1276,7 @@ async fn apply_patch(
         ));
     }
     let raw = Bytes::from(serde_json::to_vec(&applied).unwrap_or_default());
-    let warnings = ctx.api.schema.validate_fields(
+    let mut warnings = ctx.api.schema.validate_fields(
         res.group,
         res.version,
         res.kind,
@@ -1229,6 +1284,7 @@ async fn apply_patch(
         mode,
         &raw,
     )?;
+    warnings.extend(prune_custom(res, &mut applied, mode)?);
     let name = ctx.name().to_owned();
     match meta::field(&applied, "name") {
         None | Some("") => {}
@@ -1261,7 +1317,7 @@ async fn apply_patch(
             let baseline = fm.empty_object(&name, ctx.ns());
             let out = fm.apply(&baseline, &applied, &manager, force, &now)?;
             let mut obj = to_storage_version(res, out);
-            crate::defaults::apply(res.kind, &mut obj);
+            default_object(res, &mut obj);
             return create_object(ctx, obj, warnings).await;
         }
         Err(e) => return Err(e),

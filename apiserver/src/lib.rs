@@ -34,6 +34,7 @@ pub mod authz;
 pub mod cache;
 pub mod catalog;
 pub mod convert;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
 pub mod error;

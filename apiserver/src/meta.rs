@@ -224,6 +224,16 @@ pub fn human_duration(secs: i64) -> String {
 }
 
 /// The age of an object from its creationTimestamp, as kubectl shows it.
+/// How long ago an RFC 3339 time was, as kubectl prints ages (`<unknown>` if it does
+/// not parse).
+pub fn since(t: &str) -> String {
+    match parse_rfc3339(t) {
+        Some(t) => human_duration(unix_now() - t),
+        None => "<unknown>".into(),
+    }
+}
+
+/// The object's age, as kubectl prints it.
 pub fn age(obj: &Value) -> String {
     match field(obj, "creationTimestamp").and_then(parse_rfc3339) {
         Some(t) => human_duration(unix_now() - t),

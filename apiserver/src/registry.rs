@@ -25,7 +25,7 @@ pub struct Registry {
     pub kv: Arc<dyn Kv>,
     /// `--etcd-prefix`.
     pub prefix: String,
-    caches: HashMap<&'static str, Arc<WatchCache>>,
+    caches: parking_lot::RwLock<HashMap<&'static str, Arc<WatchCache>>>,
 }
 
 /// Maps a store error for `res`/`name` to an API error.
@@ -86,7 +86,26 @@ impl Registry {
             let p = format!("{prefix}/{}/", r.storage);
             caches.insert(r.storage, WatchCache::start(kv.clone(), p).await);
         }
-        Registry { kv, prefix, caches }
+        Registry {
+            kv,
+            prefix,
+            caches: parking_lot::RwLock::new(caches),
+        }
+    }
+
+    /// Starts the watch cache of a resource added at run time (a custom resource).
+    pub async fn ensure_cache(&self, res: &'static Resource) {
+        if self.caches.read().contains_key(res.storage) {
+            return;
+        }
+        let p = format!("{}/{}/", self.prefix, res.storage);
+        let cache = WatchCache::start(self.kv.clone(), p).await;
+        self.caches.write().entry(res.storage).or_insert(cache);
+    }
+
+    /// Drops the watch cache of a resource no longer served.
+    pub fn drop_cache(&self, res: &Resource) {
+        self.caches.write().remove(res.storage);
     }
 
     /// The key of one object.
@@ -107,8 +126,8 @@ impl Registry {
     }
 
     /// The watch cache of the resource's storage.
-    pub fn cache(&self, res: &Resource) -> Option<&Arc<WatchCache>> {
-        self.caches.get(res.storage)
+    pub fn cache(&self, res: &Resource) -> Option<Arc<WatchCache>> {
+        self.caches.read().get(res.storage).cloned()
     }
 
     /// Reads one object from the store (a consistent read).

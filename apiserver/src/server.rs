@@ -456,7 +456,7 @@ impl Server {
                 .collect();
             respond(
                 reply.code,
-                &table::table(res.kind, &items, rv, cont, include),
+                &table::table(res, &items, rv, cont, include),
                 "application/json",
             )
         } else if let (Target::Metadata(v) | Target::MetadataList(v), true) =
@@ -876,9 +876,7 @@ fn watch_response(
         let encode = |ty: &str, obj: Value| {
             let obj = match target {
                 _ if ty == "ERROR" => obj,
-                Target::Table if ty != "BOOKMARK" => {
-                    table::table(res.kind, &[obj], None, None, include)
-                }
+                Target::Table if ty != "BOOKMARK" => table::table(res, &[obj], None, None, include),
                 // A bookmark of a metadata watch is a PartialObjectMetadata too, as
                 // upstream's watch encoder transforms every event's object.
                 Target::Metadata(v) => partial_metadata(&obj, v),

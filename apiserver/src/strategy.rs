@@ -149,7 +149,7 @@ pub fn prepare_for_create(res: &crate::catalog::Resource, obj: &mut Value) {
         ] {
             m.remove(f);
         }
-        if tracks_generation(kind) {
+        if tracks_generation(kind) || res.custom.is_some() {
             m.insert("generation".into(), json!(1));
         } else {
             m.remove("generation");
@@ -240,7 +240,7 @@ pub fn prepare_for_update(res: &crate::catalog::Resource, new: &mut Value, old: 
             }
         }
     }
-    if tracks_generation(kind) {
+    if tracks_generation(kind) || res.custom.is_some() {
         let spec_changed =
             without(new, &["metadata", "status"]) != without(old, &["metadata", "status"]);
         if spec_changed {

@@ -1172,24 +1172,56 @@ impl IncludeObject {
     }
 }
 
-/// Builds a Table of `objects` of `kind`.
+/// A custom resource's columns: Name, then its CRD's printer columns.
+fn custom_columns(info: &crate::crd::CustomInfo) -> Vec<Value> {
+    let mut cols = vec![json!({"name": "Name", "type": "string", "format": "name",
+        "description": column_description("Name"), "priority": 0})];
+    cols.extend(info.columns.iter().map(|c| {
+        json!({"name": c.name, "type": c.ty, "format": c.format, "description": c.description, "priority": c.priority})
+    }));
+    cols
+}
+
+/// A custom object's row; `date` columns print as ages, as upstream's CR table
+/// convertor does.
+fn custom_row(info: &crate::crd::CustomInfo, o: &Value) -> Vec<Value> {
+    let mut cells = vec![json!(meta::name(o))];
+    cells.extend(info.columns.iter().map(|c| {
+        let v = crate::crd::cell(o, c);
+        match (c.ty.as_str(), v.as_str()) {
+            ("date", Some(t)) => json!(meta::since(t)),
+            _ => v,
+        }
+    }));
+    cells
+}
+
+/// Builds a Table of `objects` of `res`.
 pub fn table(
-    kind: &str,
+    res: &crate::catalog::Resource,
     objects: &[Value],
     rv: Option<String>,
     cont: Option<String>,
     include: IncludeObject,
 ) -> Value {
-    let cols: Vec<Value> = columns(kind)
-        .into_iter()
-        .map(|(n, t, f, pr)| {
-            json!({"name": n, "type": t, "format": f, "description": column_description(n), "priority": pr})
-        })
-        .collect();
+    let kind = res.kind;
+    let cols: Vec<Value> = match res.custom {
+        Some(info) => custom_columns(info),
+        None => columns(kind)
+            .into_iter()
+            .map(|(n, t, f, pr)| {
+                json!({"name": n, "type": t, "format": f, "description": column_description(n), "priority": pr})
+            })
+            .collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut r = json!({"cells": row(kind, o)});
+            let cells = match res.custom {
+                Some(info) => json!(custom_row(info, o)),
+                None => json!(row(kind, o)),
+            };
+            let mut r = json!({"cells": cells});
             match include {
                 IncludeObject::None => {}
                 IncludeObject::Object => r["object"] = o.clone(),
@@ -1236,13 +1268,22 @@ fn column_description(name: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    /// The built-in resource of `kind` (its first version in the catalog).
+    fn res(kind: &str) -> &'static crate::catalog::Resource {
+        crate::catalog::catalog()
+            .all()
+            .iter()
+            .find(|r| r.kind == kind)
+            .unwrap_or_else(|| panic!("no resource of kind {kind}"))
+    }
+
     #[test]
     fn pod_row() {
         let pod = json!({"metadata": {"name": "p", "creationTimestamp": meta::now()},
             "spec": {"containers": [{"name": "c"}], "nodeName": "n1"},
             "status": {"phase": "Running", "podIP": "10.1.0.2", "containerStatuses": [{"ready": true, "restartCount": 2}]}});
         let t = table(
-            "Pod",
+            res("Pod"),
             &[pod],
             Some("5".into()),
             None,
@@ -1260,7 +1301,7 @@ mod tests {
     #[test]
     fn more_printers() {
         let cells = |kind: &str, o: Value| {
-            let t = table(kind, &[o], None, None, IncludeObject::None);
+            let t = table(res(kind), &[o], None, None, IncludeObject::None);
             assert_eq!(
                 t["columnDefinitions"].as_array().unwrap().len(),
                 t["rows"][0]["cells"].as_array().unwrap().len(),

@@ -367,22 +367,42 @@ impl<'s> FieldManager<'s> {
         subresource: Option<&str>,
         has_status: bool,
     ) -> Option<Self> {
+        let root = Typed::new(schema).root(def)?;
+        Some(Self::with_root(
+            schema,
+            root,
+            api_version,
+            kind,
+            subresource,
+            has_status,
+        ))
+    }
+
+    /// As [`FieldManager::new`], for objects of the schema node `root` (a custom
+    /// resource's structural schema).
+    pub fn with_root(
+        schema: &'s crate::schema::Schema,
+        root: TypeRef<'s>,
+        api_version: &str,
+        kind: &str,
+        subresource: Option<&str>,
+        has_status: bool,
+    ) -> Self {
         let typed = Typed::new(schema);
-        let root = typed.root(def)?;
         let mut ignored = Set::new();
         match subresource {
             Some("status") => ignored.insert(&[PathElement::Field("spec".into())]),
             None if has_status => ignored.insert(&[PathElement::Field("status".into())]),
             _ => {}
         }
-        Some(FieldManager {
+        FieldManager {
             typed,
             root,
             api_version: api_version.to_owned(),
             kind: kind.to_owned(),
             subresource: subresource.unwrap_or("").to_owned(),
             ignored,
-        })
+        }
     }
 
     fn id(&self, manager: &str, op: Operation) -> ManagerId {

@@ -187,8 +187,14 @@ impl<'s> Typed<'s> {
                 item_def,
             };
         }
+        if body.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
+            return Atom::Scalar;
+        }
         let props = body.get("properties").and_then(Value::as_object);
-        let additional = body.get("additionalProperties");
+        let additional = body.get("additionalProperties").filter(|a| a.is_object());
+        // A CRD schema's x-kubernetes-preserve-unknown-fields: the fields it does not
+        // specify are deduced from their values.
+        let preserve = body.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
         if props.is_some() || additional.is_some() {
             let atomic = self
                 .ext(node, "x-kubernetes-map-type")
@@ -196,13 +202,9 @@ impl<'s> Typed<'s> {
                 == Some("atomic");
             return Atom::Map {
                 fields: props,
-                elem: additional.map(|a| {
-                    if a.is_object() {
-                        TypeRef::Node(a)
-                    } else {
-                        TypeRef::Deduced
-                    }
-                }),
+                elem: additional
+                    .map(TypeRef::Node)
+                    .or_else(|| preserve.then_some(TypeRef::Deduced)),
                 atomic,
             };
         }
