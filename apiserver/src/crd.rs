@@ -128,6 +128,12 @@ fn full_schema(schema: &Value) -> Value {
     root
 }
 
+/// [`full_schema`], for tests elsewhere in the crate.
+#[cfg(test)]
+pub fn full_schema_for_tests(schema: &Value) -> Value {
+    full_schema(schema)
+}
+
 /// The resources a CRD serves, one per served version, newest first.
 pub fn resources(crd: &Value) -> Vec<Resource> {
     let group = intern(s(crd, "/spec/group"));

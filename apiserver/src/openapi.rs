@@ -47,6 +47,41 @@ fn closure(schema: &Schema, roots: &[String]) -> BTreeMap<String, Value> {
     out
 }
 
+/// A custom resource's definition name, as upstream names it: the group reversed,
+/// then version and kind (`com.example.v1.Widget`).
+pub fn custom_definition_name(r: &Resource, kind: &str) -> String {
+    let mut parts: Vec<&str> = r.group.split('.').collect();
+    parts.reverse();
+    format!("{}.{}.{kind}", parts.join("."), r.version)
+}
+
+/// A custom resource's definitions (the object and its list), from its CRD's schema.
+fn custom_definitions(r: &Resource) -> Vec<(String, Value)> {
+    let Some(info) = r.custom else {
+        return Vec::new();
+    };
+    let gvk = |kind: &str| json!([{"group": r.group, "version": r.version, "kind": kind}]);
+    let mut obj = info.schema.clone();
+    if let Some(m) = obj.as_object_mut() {
+        m.insert("x-kubernetes-group-version-kind".into(), gvk(r.kind));
+    }
+    let name = custom_definition_name(r, r.kind);
+    let list_kind = format!("{}List", r.kind);
+    let list = json!({
+        "description": format!("{list_kind} is a list of {}", r.kind),
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "items": {"type": "array", "items": {"$ref": format!("#/definitions/{name}")}},
+            "metadata": {"$ref": "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"},
+        },
+        "x-kubernetes-group-version-kind": gvk(&list_kind),
+    });
+    vec![(name, obj), (custom_definition_name(r, &list_kind), list)]
+}
+
 fn path_of(r: &Resource, namespaced: bool) -> String {
     let base = if r.group.is_empty() {
         format!("/api/{}", r.version)
@@ -168,7 +203,21 @@ pub fn v3_document(schema: &Schema, group: &str, version: &str) -> Option<Value>
         "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions".to_owned(),
         "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent".to_owned(),
     ];
+    let mut custom = BTreeMap::new();
     for r in rs {
+        if r.custom.is_some() {
+            let defs = custom_definitions(r);
+            for (_, d) in &defs {
+                let mut more = BTreeSet::new();
+                refs(d, &mut more);
+                roots.extend(more.into_iter().filter(|n| schema.defs.contains_key(n)));
+            }
+            let (coll, item) = operations(r, &defs[0].0, true);
+            paths.insert(path_of(r, r.namespaced), coll);
+            paths.insert(format!("{}/{{name}}", path_of(r, r.namespaced)), item);
+            custom.extend(defs);
+            continue;
+        }
         let Some(def) = schema.definition_for(r.group, r.version, r.kind) else {
             continue;
         };
@@ -182,6 +231,7 @@ pub fn v3_document(schema: &Schema, group: &str, version: &str) -> Option<Value>
     }
     let schemas: Map<String, Value> = closure(schema, &roots)
         .into_iter()
+        .chain(custom)
         .map(|(k, v)| {
             let s = serde_json::to_string(&v)
                 .unwrap_or_default()
@@ -198,7 +248,7 @@ pub fn v3_document(schema: &Schema, group: &str, version: &str) -> Option<Value>
 }
 
 /// The `/openapi/v3` index: one entry per group-version.
-pub fn v3_index(hash: &str) -> Value {
+pub fn v3_index(schema: &Schema, hash: &str) -> Value {
     let mut paths = Map::new();
     for (g, vs) in catalog().groups() {
         for v in vs {
@@ -207,9 +257,26 @@ pub fn v3_index(hash: &str) -> Value {
             } else {
                 format!("apis/{g}/{v}")
             };
+            // A custom group-version's document changes with its CRDs: its hash is
+            // the document's, so that clients' caches follow.
+            let custom = catalog()
+                .group_version(g, v)
+                .iter()
+                .any(|r| r.custom.is_some());
+            let h = if custom {
+                use std::hash::{Hash, Hasher};
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                v3_document(schema, g, v)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default()
+                    .hash(&mut hasher);
+                format!("{:016X}", hasher.finish())
+            } else {
+                hash.to_owned()
+            };
             paths.insert(
                 p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
+                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={h}")}),
             );
         }
     }
@@ -219,9 +286,18 @@ pub fn v3_index(hash: &str) -> Value {
 /// The whole OpenAPI v2 (swagger) document, as JSON.
 pub fn v2_document(schema: &Schema) -> Value {
     let mut paths = Map::new();
-    for r in catalog().all() {
-        let Some(def) = schema.definition_for(r.group, r.version, r.kind) else {
-            continue;
+    let mut definitions = schema.defs.clone();
+    for r in catalog().served() {
+        let def = if r.custom.is_some() {
+            let defs = custom_definitions(r);
+            let name = defs[0].0.clone();
+            definitions.extend(defs);
+            name
+        } else {
+            match schema.definition_for(r.group, r.version, r.kind) {
+                Some(d) => d,
+                None => continue,
+            }
         };
         let (coll, item) = operations(r, &def, false);
         paths.insert(path_of(r, r.namespaced), coll);
@@ -231,7 +307,7 @@ pub fn v2_document(schema: &Schema) -> Value {
         "swagger": "2.0",
         "info": {"title": "Kubernetes", "version": "v1.33.0"},
         "paths": paths,
-        "definitions": schema.defs,
+        "definitions": definitions,
     })
 }
 

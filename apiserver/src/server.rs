@@ -592,7 +592,7 @@ impl Server {
             }
             ["openapi", "v3"] => respond(
                 200,
-                &crate::openapi::v3_index(OPENAPI_HASH),
+                &crate::openapi::v3_index(self.api.schema, OPENAPI_HASH),
                 "application/json",
             ),
             ["openapi", "v3", "api", v] => {
@@ -671,15 +671,18 @@ impl Server {
 const OPENAPI_HASH: &str = "keelson-v1.33.0";
 
 fn openapi_response(d: &Value) -> Response<Body> {
+    use std::hash::{Hash, Hasher};
     let mut r = respond(200, d, "application/json");
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, immutable"),
     );
-    r.headers_mut().insert(
-        header::ETAG,
-        HeaderValue::from_static("\"keelson-v1.33.0\""),
-    );
+    // The document's own hash: custom group-versions change with their CRDs.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    d.to_string().hash(&mut h);
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{:016X}\"", h.finish())) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
     r
 }
 

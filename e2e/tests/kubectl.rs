@@ -1374,3 +1374,280 @@ fn kubectl_server_side_apply() {
         assert!(!plain.contains("managedFields"), "{bin}: hidden by default");
     }
 }
+
+/// CustomResourceDefinitions through real kubectl: the CRD's conditions, objects
+/// served at every version with defaulting, pruning and validation, printer columns,
+/// short names and categories, explain, the status subresource, server-side apply,
+/// and the objects removed with their CRD.
+#[test]
+fn kubectl_custom_resources() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for bin in installed_kubectls() {
+        let tag = bin[8..].replace('.', "");
+        let n = format!("crd-{tag}");
+        let group = format!("k{tag}.example.com");
+        let crd_name = format!("widgets.{group}");
+        s.ok(bin, &["create", "namespace", &n]);
+        let schema = "
+          openAPIV3Schema:
+            type: object
+            properties:
+              spec:
+                type: object
+                required: [size]
+                properties:
+                  size: {type: integer, minimum: 1, maximum: 10}
+                  color: {type: string, enum: [red, blue], default: red}
+                  labels: {type: object, additionalProperties: {type: string}}
+              status:
+                type: object
+                properties:
+                  ready: {type: boolean}";
+        let crd = format!(
+            "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {crd_name}
+spec:
+  group: {group}
+  scope: Namespaced
+  names: {{plural: widgets, kind: Widget, shortNames: [wd{tag}], categories: [all]}}
+  versions:
+  - name: v1beta1
+    served: true
+    storage: false
+    schema:{schema}
+  - name: v1
+    served: true
+    storage: true
+    subresources: {{status: {{}}}}
+    additionalPrinterColumns:
+    - {{name: Size, type: integer, jsonPath: .spec.size}}
+    - {{name: Color, type: string, jsonPath: .spec.color}}
+    - {{name: Ready, type: boolean, jsonPath: .status.ready}}
+    schema:{schema}
+"
+        );
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&crd));
+        s.ok(
+            bin,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd_name}"),
+                "--timeout=30s",
+            ],
+        );
+        let conds = s.ok(
+            bin,
+            &[
+                "get", "crd", &crd_name, "-o",
+                "jsonpath={range .status.conditions[*]}{.type}={.status} {end}|{.status.acceptedNames.listKind}|{.status.storedVersions}",
+            ],
+        );
+        assert_eq!(
+            conds, r#"NamesAccepted=True Established=True |WidgetList|["v1"]"#,
+            "{bin}"
+        );
+
+        let widget = |name: &str, version: &str, spec: &str| {
+            format!(
+                "apiVersion: {group}/{version}\nkind: Widget\nmetadata: {{name: {name}, namespace: {n}}}\nspec: {spec}\n"
+            )
+        };
+        s.ok_stdin(
+            bin,
+            &["apply", "-f", "-"],
+            Some(&widget("w1", "v1", "{size: 3}")),
+        );
+        // Written at v1beta1, read at v1 (conversion None: only apiVersion changes).
+        s.ok_stdin(
+            bin,
+            &["create", "-f", "-"],
+            Some(&widget("w2", "v1beta1", "{size: 4, color: blue}")),
+        );
+        let got = s.ok(
+            bin,
+            &[
+                "get",
+                &format!("widgets.v1.{group}"),
+                "w2",
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.apiVersion} {.spec.color}",
+            ],
+        );
+        assert_eq!(got, format!("{group}/v1 blue"), "{bin}");
+        // Printer columns, the short name, and the `all` category.
+        let table = s.ok(bin, &[&format!("get"), &format!("wd{tag}"), "-n", &n]);
+        let lines: Vec<Vec<&str>> = table
+            .lines()
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines[0],
+            ["NAME", "SIZE", "COLOR", "READY"],
+            "{bin}: {table}"
+        );
+        assert_eq!(
+            lines[1][..3],
+            ["w1", "3", "red"],
+            "{bin}: defaulted color: {table}"
+        );
+        let all = s.ok(bin, &["get", "all", "-n", &n]);
+        assert!(all.contains(&format!("widget.{group}/w1")), "{bin}: {all}");
+
+        // Validation in upstream's words; unknown fields refused under Strict,
+        // pruned when validation is off.
+        let err = s.fails(
+            bin,
+            &["create", "-f", "-"],
+            Some(&widget("bad", "v1", "{size: 30}")),
+        );
+        assert!(
+            err.contains(
+                "spec.size: Invalid value: 30: spec.size in body should be less than or equal to 10"
+            ),
+            "{bin}: {err}"
+        );
+        let err = s.fails(
+            bin,
+            &["create", "-f", "-"],
+            Some(&widget("bad", "v1", "{color: red}")),
+        );
+        assert!(err.contains("spec.size: Required value"), "{bin}: {err}");
+        let err = s.fails(
+            bin,
+            &["create", "-f", "-"],
+            Some(&widget("bad", "v1", "{size: 1, extra: 1}")),
+        );
+        assert!(
+            err.contains(r#"unknown field "spec.extra""#),
+            "{bin}: {err}"
+        );
+        s.ok_stdin(
+            bin,
+            &["create", "--validate=false", "-f", "-"],
+            Some(&widget("pruned", "v1", "{size: 1, extra: 1}")),
+        );
+        assert_eq!(
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    &format!("widgets.{group}"),
+                    "pruned",
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.spec}"
+                ]
+            ),
+            r#"{"color":"red","size":1}"#,
+            "{bin}"
+        );
+
+        // explain reads the published schema.
+        let explain = s.ok(bin, &["explain", &format!("widgets.{group}.spec")]);
+        assert!(
+            explain.contains("size") && explain.contains("color"),
+            "{bin}: {explain}"
+        );
+
+        // The status subresource: status writes leave the generation alone, spec
+        // writes bump it, and the main resource ignores status.
+        s.ok(
+            bin,
+            &[
+                "patch",
+                &format!("widgets.{group}"),
+                "w1",
+                "-n",
+                &n,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"ready":true}}"#,
+            ],
+        );
+        s.ok(
+            bin,
+            &[
+                "patch",
+                &format!("widgets.{group}"),
+                "w1",
+                "-n",
+                &n,
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"size":5},"status":{"ready":false}}"#,
+            ],
+        );
+        assert_eq!(
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    &format!("widgets.{group}"),
+                    "w1",
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.spec.size} {.status.ready} {.metadata.generation}"
+                ]
+            ),
+            "5 true 2",
+            "{bin}"
+        );
+
+        // Server-side apply walks the CRD's schema.
+        s.ok_stdin(
+            bin,
+            &["apply", "--server-side", "--field-manager=ssa", "-f", "-"],
+            Some(&widget("w3", "v1", "{size: 2, labels: {a: b}}")),
+        );
+        let err = s.fails(
+            bin,
+            &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+            Some(&widget("w3", "v1", "{size: 7}")),
+        );
+        assert!(
+            err.contains(r#"conflict with "ssa": .spec.size"#),
+            "{bin}: {err}"
+        );
+
+        // Deleting the CRD deletes its objects and stops serving them.
+        s.ok(bin, &["delete", "crd", &crd_name]);
+        let raw = format!("/apis/{group}/v1/namespaces/{n}/widgets");
+        assert!(
+            (0..100).any(|_| {
+                let gone = !s.kubectl(bin, &["get", "--raw", &raw]).status.success();
+                if !gone {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                gone
+            }),
+            "{bin}: still served"
+        );
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&crd));
+        s.ok(
+            bin,
+            &[
+                "wait",
+                "--for=condition=Established",
+                &format!("crd/{crd_name}"),
+                "--timeout=30s",
+            ],
+        );
+        let list = s.ok(bin, &["get", "--raw", &raw]);
+        assert!(
+            list.contains(r#""items":[]"#),
+            "{bin}: objects outlived their CRD: {list}"
+        );
+        s.ok(bin, &["delete", "crd", &crd_name]);
+    }
+}

@@ -605,3 +605,34 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn an_applier_that_stops_sending_one_sibling_keeps_the_other() {
+    // A custom resource's schema (inline, no $ref below the root).
+    let schema_node = crate::crd::full_schema_for_tests(&json!({"type": "object", "properties": {
+        "spec": {"type": "object", "properties": {
+            "size": {"type": "integer"}, "color": {"type": "string"}}}}}));
+    let node: &'static Value = Box::leak(Box::new(schema_node));
+    let f = FieldManager::with_root(
+        schema(),
+        typed::TypeRef::Node(node),
+        "example.com/v1",
+        "Widget",
+        None,
+        false,
+    );
+    let cfg = |spec: Value| json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": spec});
+    let live = f
+        .apply(
+            &f.empty_object("w", ""),
+            &cfg(json!({"size": 3, "color": "red"})),
+            "kubectl",
+            false,
+            T0,
+        )
+        .unwrap();
+    let out = f
+        .apply(&live, &cfg(json!({"size": 5})), "kubectl", true, T1)
+        .unwrap();
+    assert_eq!(out["spec"], json!({"size": 5}));
+}
