@@ -249,19 +249,8 @@ pub fn resources(crd: &Value) -> Vec<Resource> {
 
 /// Upstream's defaults for a CRD: singular and listKind names, conversion None.
 pub fn default_crd(crd: &mut Value) {
-    let kind = s(crd, "/spec/names/kind").to_owned();
-    if let Some(names) = crd
-        .pointer_mut("/spec/names")
-        .and_then(Value::as_object_mut)
-    {
-        if !kind.is_empty() {
-            names
-                .entry("singular")
-                .or_insert_with(|| json!(kind.to_lowercase()));
-            names
-                .entry("listKind")
-                .or_insert_with(|| json!(format!("{kind}List")));
-        }
+    if let Some(names) = crd.pointer_mut("/spec/names") {
+        default_names(names);
     }
     if let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) {
         spec.entry("conversion")
@@ -326,18 +315,11 @@ pub fn validate_crd(crd: &Value) -> Vec<FieldError> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    if versions.is_empty() {
-        errs.push(FieldError::invalid(
-            "spec.versions",
-            Value::Null,
-            "must have exactly one version marked as storage version",
-        ));
-    } else if versions
+    let storage = versions
         .iter()
         .filter(|v| v.get("storage") == Some(&Value::Bool(true)))
-        .count()
-        != 1
-    {
+        .count();
+    if storage != 1 {
         errs.push(FieldError::invalid(
             "spec.versions",
             Value::Null,

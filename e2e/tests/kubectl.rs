@@ -1483,7 +1483,7 @@ spec:
         );
         assert_eq!(got, format!("{group}/v1 blue"), "{bin}");
         // Printer columns, the short name, and the `all` category.
-        let table = s.ok(bin, &[&format!("get"), &format!("wd{tag}"), "-n", &n]);
+        let table = s.ok(bin, &["get", &format!("wd{tag}"), "-n", &n]);
         let lines: Vec<Vec<&str>> = table
             .lines()
             .map(|l| l.split_whitespace().collect())
