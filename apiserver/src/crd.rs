@@ -926,6 +926,36 @@ pub fn json_path<'v>(obj: &'v Value, path: &str) -> Vec<&'v Value> {
     cur
 }
 
+/// A simple JSONPath (`.spec.replicas`) as a JSON pointer (`/spec/replicas`).
+pub fn json_pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// Sets `v` at a JSON pointer, creating the objects on the way.
+pub fn set_pointer(obj: &mut Value, ptr: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<String> = ptr
+        .split('/')
+        .skip(1)
+        .map(|p| p.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let m = cur.as_object_mut().expect("object");
+        if i == parts.len() - 1 {
+            m.insert(p.clone(), v);
+            return;
+        }
+        cur = m.entry(p.clone()).or_insert_with(|| json!({}));
+    }
+}
+
 /// A printer column's cell: the value as its type says, `null` when absent.
 pub fn cell(obj: &Value, col: &Column) -> Value {
     let found = json_path(obj, &col.json_path);

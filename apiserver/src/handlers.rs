@@ -1645,8 +1645,34 @@ pub async fn delete_collection(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, Api
 }
 
 /// The Scale of a workload.
+/// Where a resource keeps its replica counts: `.spec.replicas` and `.status.replicas`,
+/// or a custom resource's scale paths. (spec pointer, status pointer, selector
+/// pointer for a custom resource.)
+fn replica_paths(res: &Resource) -> (String, String, Option<String>) {
+    match res.custom.and_then(|c| c.scale.as_ref()) {
+        Some(sc) => (
+            crate::crd::json_pointer(&sc.spec_replicas),
+            crate::crd::json_pointer(&sc.status_replicas),
+            sc.label_selector.as_deref().map(crate::crd::json_pointer),
+        ),
+        None => ("/spec/replicas".into(), "/status/replicas".into(), None),
+    }
+}
+
+/// Sets the replica count a scale write asks for.
+fn set_spec_replicas(res: &Resource, obj: &mut Value, replicas: i64) {
+    let (spec, _, _) = replica_paths(res);
+    crate::crd::set_pointer(obj, &spec, json!(replicas));
+}
+
 fn scale_of(res: &Resource, obj: &Value) -> Value {
+    let (spec_ptr, status_ptr, custom_selector) = replica_paths(res);
     let selector = match res.kind {
+        _ if res.custom.is_some() => custom_selector
+            .and_then(|p| obj.pointer(&p))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         "ReplicationController" => obj
             .pointer("/spec/selector")
             .and_then(Value::as_object)
@@ -1675,9 +1701,9 @@ fn scale_of(res: &Resource, obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.pointer(&spec_ptr).cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": obj.pointer(&status_ptr).cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     })
@@ -1779,15 +1805,19 @@ pub async fn scale(
             {
                 return Err(ApiError::stale(&res.gr(), &name));
             }
-            if o.pointer("/spec/replicas") == Some(&json!(replicas)) {
+            if o.pointer(&replica_paths(res).0) == Some(&json!(replicas)) {
                 return Ok(None);
             }
             let old = o.clone();
-            o["spec"]["replicas"] = json!(replicas);
+            set_spec_replicas(res, &mut o, replicas);
             if let Some(fm) = &fm {
                 track_update(res, fm, &old, &mut o, &manager);
             }
             crate::strategy::prepare_for_update(res, &mut o, &old);
+            if res.custom.is_some() {
+                // The count lands in the custom object: its schema has the last word.
+                validate(res, &o, Some(&old))?;
+            }
             if dry_run {
                 return Err(ApiError::Internal(String::new()));
             }
@@ -1798,7 +1828,7 @@ pub async fn scale(
         Ok(o) => Ok(Reply::ok(scale_of(res, &o))),
         Err(ApiError::Internal(m)) if m.is_empty() && dry_run => {
             let mut o = cur.clone();
-            o["spec"]["replicas"] = json!(replicas);
+            set_spec_replicas(res, &mut o, replicas);
             Ok(Reply::ok(scale_of(res, &o)))
         }
         Err(e) => Err(e),

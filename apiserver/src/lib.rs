@@ -25,6 +25,8 @@
 //! Everything about the built-in types comes from two sources: [`catalog`] (which
 //! resources exist, their verbs, scopes, storage keys) and [`schema`] (upstream's
 //! OpenAPI definitions, for field validation, patch strategies and `/openapi`).
+//! Custom resources join the catalog at run time ([`crd`]), each with its CRD's
+//! structural schema in place of a vendored definition.
 
 pub mod admission;
 pub mod api;

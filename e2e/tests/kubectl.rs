@@ -1405,7 +1405,8 @@ fn kubectl_custom_resources() {
               status:
                 type: object
                 properties:
-                  ready: {type: boolean}";
+                  ready: {type: boolean}
+                  count: {type: integer}";
         let crd = format!(
             "apiVersion: apiextensions.k8s.io/v1
 kind: CustomResourceDefinition
@@ -1423,7 +1424,9 @@ spec:
   - name: v1
     served: true
     storage: true
-    subresources: {{status: {{}}}}
+    subresources:
+      status: {{}}
+      scale: {{specReplicasPath: .spec.size, statusReplicasPath: .status.count}}
     additionalPrinterColumns:
     - {{name: Size, type: integer, jsonPath: .spec.size}}
     - {{name: Color, type: string, jsonPath: .spec.color}}
@@ -1602,6 +1605,64 @@ spec:
             ),
             "5 true 2",
             "{bin}"
+        );
+
+        // The scale subresource reads and writes the CRD's replica paths, and the
+        // schema still has the last word.
+        s.ok(
+            bin,
+            &[
+                "scale",
+                &format!("widgets.{group}"),
+                "w1",
+                "-n",
+                &n,
+                "--replicas=4",
+            ],
+        );
+        assert_eq!(
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    &format!("widgets.{group}"),
+                    "w1",
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.spec.size}"
+                ]
+            ),
+            "4",
+            "{bin}"
+        );
+        let err = s.fails(
+            bin,
+            &[
+                "scale",
+                &format!("widgets.{group}"),
+                "w1",
+                "-n",
+                &n,
+                "--replicas=40",
+            ],
+            None,
+        );
+        assert!(
+            err.contains("spec.size in body should be less than or equal to 10"),
+            "{bin}: {err}"
+        );
+        let scale = s.ok(
+            bin,
+            &[
+                "get",
+                "--raw",
+                &format!("/apis/{group}/v1/namespaces/{n}/widgets/w1/scale"),
+            ],
+        );
+        assert!(
+            scale.contains(r#""kind":"Scale""#) && scale.contains(r#""spec":{"replicas":4}"#),
+            "{bin}: {scale}"
         );
 
         // Server-side apply walks the CRD's schema.
