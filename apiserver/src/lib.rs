@@ -51,6 +51,7 @@ pub mod openapi;
 pub mod options;
 pub mod patch;
 pub mod protobuf;
+pub mod proxy;
 pub mod registry;
 pub mod request;
 pub mod review;

@@ -50,7 +50,7 @@ impl std::fmt::Debug for KubeletClient {
 /// Accepts any kubelet serving certificate: upstream's behaviour without
 /// `--kubelet-certificate-authority`.
 #[derive(Debug)]
-struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+pub(crate) struct AnyServerCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyServerCert {
     fn verify_server_cert(

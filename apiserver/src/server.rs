@@ -323,6 +323,8 @@ impl Server {
             Some("exec" | "attach" | "portforward")
         ) && req.headers().contains_key(header::UPGRADE))
         .then(|| (req.headers().clone(), hyper::upgrade::on(&mut req)));
+        let proxy_headers =
+            (info.subresource.as_deref() == Some("proxy")).then(|| req.headers().clone());
         let body = match read_body(req.into_body()).await {
             Ok(b) => b,
             Err(e) => return error_response(&e),
@@ -341,6 +343,12 @@ impl Server {
         };
         if let (Some((headers, on_upgrade)), "Pod") = (upgrade, res.kind) {
             return match crate::nodes::upgrade(&ctx, &method, &headers, on_upgrade).await {
+                Ok(r) => r,
+                Err(e) => error_response(&e),
+            };
+        }
+        if let (Some(headers), "Pod" | "Service") = (&proxy_headers, res.kind) {
+            return match crate::proxy::proxy(&ctx, &method, headers, &body).await {
                 Ok(r) => r,
                 Err(e) => error_response(&e),
             };
