@@ -101,6 +101,8 @@ pub enum Target {
     Metadata(&'static str),
     /// meta.k8s.io PartialObjectMetadataList of the given version.
     MetadataList(&'static str),
+    /// The object as Kubernetes protobuf (JSON when its kind has no protobuf form).
+    Protobuf,
     /// Nothing Keelson can serve: 406.
     NotAcceptable,
 }
@@ -124,9 +126,8 @@ impl Target {
                 "application/json" | "*/*" | "application/*" | "application/yaml"
             );
             match param("as") {
-                None if json_like || media == "application/vnd.kubernetes.protobuf" => {
-                    return Target::Object;
-                }
+                None if json_like => return Target::Object,
+                None if media == crate::protobuf::MEDIA_TYPE => return Target::Protobuf,
                 None => {}
                 Some(kind) if json_like && param("g") == Some("meta.k8s.io") => {
                     let version = match param("v") {
@@ -163,6 +164,23 @@ impl Target {
             _ => "application/json",
         }
     }
+}
+
+/// A reply body as Kubernetes protobuf, when its kind has a protobuf form (custom
+/// resources and Tables do not: they stay JSON, which protobuf clients also accept).
+fn protobuf_reply(body: &Value) -> Option<Vec<u8>> {
+    let kind = body.get("kind").and_then(Value::as_str)?;
+    let av = body.get("apiVersion").and_then(Value::as_str)?;
+    let def = if kind == "Status" {
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Status".to_owned()
+    } else {
+        let (g, v) = av.rsplit_once('/').unwrap_or(("", av));
+        crate::schema::schema().definition_for(g, v, kind)?
+    };
+    if !crate::protobuf::encode::can_encode(&def) {
+        return None;
+    }
+    crate::protobuf::encode::encode_body(body, &def)
 }
 
 /// An object's PartialObjectMetadata of meta.k8s.io/`version`.
@@ -502,6 +520,17 @@ impl Server {
                     )));
                 }
             }
+        } else if target == Target::Protobuf
+            && let Some(bytes) = protobuf_reply(&reply.body)
+        {
+            let mut r = Response::new(Body::from(bytes));
+            *r.status_mut() =
+                StatusCode::from_u16(reply.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(crate::protobuf::MEDIA_TYPE),
+            );
+            r
         } else {
             respond(reply.code, &reply.body, "application/json")
         };

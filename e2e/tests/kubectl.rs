@@ -287,6 +287,42 @@ fn kubectl_create_generators_send_protobuf() {
         };
         run(&["create", "configmap", "cm", "--from-literal=a=b"]);
         assert_eq!(get("cm/cm", "{.data.a}"), "b", "{bin}");
+        // The reply is protobuf too, and client-go reads it back whole.
+        let out = s.kubectl(
+            bin,
+            &[
+                "create",
+                "configmap",
+                "pb",
+                "-n",
+                n,
+                "--from-literal=k=v",
+                "-o",
+                "json",
+                "-v=8",
+            ],
+        );
+        assert!(out.status.success(), "{bin}");
+        let log = String::from_utf8_lossy(&out.stderr);
+        // kubectl logs the request's headers, then the response's (in each version's
+        // own format); what follows the first "Response" is the reply.
+        let reply_headers = log.find("Response").map(|i| &log[i..]).unwrap_or("");
+        // kubectl 1.27 still sends and accepts JSON only.
+        let protobuf_client = bin != "kubectl.1.27";
+        assert_eq!(
+            reply_headers.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+            protobuf_client,
+            "{bin}: {log}"
+        );
+        let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(printed["data"]["k"], "v", "{bin}");
+        assert_eq!(printed["metadata"]["namespace"], n, "{bin}");
+        assert!(
+            printed["metadata"]["uid"]
+                .as_str()
+                .is_some_and(|u| u.len() == 36),
+            "{bin}"
+        );
         run(&["create", "secret", "generic", "sec", "--from-literal=pw=x"]);
         assert_eq!(get("secret/sec", "{.data.pw} {.type}"), "eA== Opaque");
         // A Go pointer set to zero survives the protobuf decoding; defaults fill the rest.

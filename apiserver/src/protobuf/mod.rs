@@ -19,7 +19,10 @@
 //! kept even when empty, as Go's JSON encoder does (`resources: {}`), except
 //! `metav1.Time`, whose zero value marshals as `null`.
 //!
-//! Replies stay JSON: every client that sends protobuf also accepts JSON.
+//! Replies are protobuf too when the client asks for it first ([`encode`]): the same
+//! table read the other way.
+
+pub mod encode;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -84,7 +87,7 @@ struct Table {
     messages: HashMap<String, HashMap<u32, Field>>,
 }
 
-static RAW: &str = include_str!("../openapi/proto-fields-v1.33.json");
+static RAW: &str = include_str!("../../openapi/proto-fields-v1.33.json");
 
 fn parse_kind(s: &str) -> Kind {
     if let Some(m) = s.strip_prefix("m:") {
