@@ -540,6 +540,130 @@ impl TestKubelet {
     }
 }
 
+/// Runs an exec session's command over the WebSocket `ws`.
+async fn run_exec<S>(
+    ws: tokio_tungstenite::WebSocketStream<S>,
+    command: Vec<String>,
+    wants_stdin: bool,
+    v5: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut sink, mut incoming) = ws.split();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if sink.send(Message::Binary(frame.into())).await.is_err() {
+                return;
+            }
+        }
+        let _ = sink
+            .send(Message::Close(Some(
+                tokio_tungstenite::tungstenite::protocol::CloseFrame {
+                    code:
+                        tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+                    reason: "".into(),
+                },
+            )))
+            .await;
+        let _ = sink.flush().await;
+    });
+    let status = match command.first().map(String::as_str) {
+        Some("exit") => {
+            let code = command.get(1).cloned().unwrap_or_else(|| "1".into());
+            non_zero(&command, &code)
+        }
+        Some("echo" | "cat" | "tar") => {
+            let spawned = tokio::process::Command::new(&command[0])
+                .args(&command[1..])
+                .stdin(if wants_stdin {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn();
+            match spawned {
+                Err(e) => format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#),
+                Ok(mut child) => {
+                    let mut stdin = child.stdin.take();
+                    let feeder = tokio::spawn(async move {
+                        while let Some(Ok(msg)) = incoming.next().await {
+                            let Message::Binary(b) = msg else {
+                                if matches!(msg, Message::Close(_)) {
+                                    break;
+                                }
+                                continue;
+                            };
+                            match b.first() {
+                                Some(0) => {
+                                    if let Some(i) = stdin.as_mut()
+                                        && i.write_all(&b[1..]).await.is_err()
+                                    {
+                                        stdin = None;
+                                    }
+                                }
+                                // v5: close signal for a stream; 0 is stdin.
+                                Some(255) if v5 && b.get(1) == Some(&0) => stdin = None,
+                                _ => {}
+                            }
+                        }
+                    });
+                    let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>, ch: u8| {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            let mut buf = vec![0u8; 16 * 1024];
+                            loop {
+                                match r.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => {
+                                        let mut f = Vec::with_capacity(n + 1);
+                                        f.push(ch);
+                                        f.extend_from_slice(&buf[..n]);
+                                        if tx.send(f).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                            }
+                        })
+                    };
+                    let out = pump(Box::new(child.stdout.take().expect("stdout")), 1);
+                    let err = pump(Box::new(child.stderr.take().expect("stderr")), 2);
+                    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
+                    let _ = out.await;
+                    let _ = err.await;
+                    feeder.abort();
+                    if code == 0 {
+                        r#"{"metadata":{},"status":"Success"}"#.to_owned()
+                    } else {
+                        non_zero(&command, &code.to_string())
+                    }
+                }
+            }
+        }
+        _ => r#"{"metadata":{},"status":"Failure","message":"unknown command"}"#.to_owned(),
+    };
+    let mut st = vec![3u8];
+    st.extend_from_slice(status.as_bytes());
+    let _ = tx.send(st).await;
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// The Status a kubelet sends for a command that exited with `code`.
+fn non_zero(command: &[String], code: &str) -> String {
+    format!(
+        r#"{{"metadata":{{}},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [{}], exit code {code}","reason":"NonZeroExitCode","details":{{"causes":[{{"reason":"ExitCode","message":"{code}"}}]}}}}"#,
+        command.join(" ")
+    )
+}
+
 /// The subject CN of a DER certificate, found by its OID (2.5.4.3) followed by a
 /// string; enough for the test certificates this harness makes.
 fn client_cn(der: &[u8]) -> String {
@@ -612,8 +736,11 @@ fn kubelet_reply(method: &str, path_and_query: &str) -> http::Response<KubeletBo
     http::Response::new(http_body_util::StreamBody::new(body))
 }
 
-/// A kubelet's exec over WebSocket, for `echo` and `exit`: upgrade, then stdout on
-/// channel 1, the Status on channel 3, and a close frame.
+/// A kubelet's exec over WebSocket (`v5.channel.k8s.io` or `v4.channel.k8s.io`):
+/// upgrade, then the command's stdin from channel 0 (closed by v5's close signal),
+/// stdout on 1, stderr on 2, the Status on 3, and a close frame. Commands: `echo`,
+/// `cat` and `tar` run for real (so `kubectl cp` works on the test's own files),
+/// `exit <code>` fails with that code.
 fn websocket_exec(
     req: &mut http::Request<hyper::body::Incoming>,
     path_and_query: &str,
@@ -651,50 +778,30 @@ fn websocket_exec(
         format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
     ));
     let query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
-    let command: Vec<String> = query
-        .split('&')
-        .filter_map(|p| p.strip_prefix("command="))
-        .map(|c| c.replace("%2F", "/").replace('+', " "))
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
         .collect();
+    let command: Vec<String> = pairs
+        .iter()
+        .filter(|(k, _)| k == "command")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let wants_stdin = pairs
+        .iter()
+        .any(|(k, v)| k == "stdin" && (v == "true" || v == "1"));
+    let v5 = protocol == "v5.channel.k8s.io";
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
         let Ok(io) = on_upgrade.await else {
             return;
         };
-        let mut io = hyper_util::rt::TokioIo::new(io);
-        let frame = |opcode: u8, payload: &[u8]| {
-            let mut f = vec![0x80 | opcode];
-            if payload.len() < 126 {
-                f.push(payload.len() as u8);
-            } else {
-                f.push(126);
-                f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-            }
-            f.extend_from_slice(payload);
-            f
-        };
-        let status = match command.first().map(String::as_str) {
-            Some("echo") => {
-                let mut out = vec![1u8];
-                out.extend_from_slice(format!("{}\n", command[1..].join(" ")).as_bytes());
-                let _ = io.write_all(&frame(2, &out)).await;
-                r#"{"metadata":{},"status":"Success"}"#.to_owned()
-            }
-            Some("exit") => {
-                let code = command.get(1).cloned().unwrap_or_else(|| "1".into());
-                format!(
-                    r#"{{"metadata":{{}},"status":"Failure","message":"command terminated with non-zero exit code: error executing command [exit {code}], exit code {code}","reason":"NonZeroExitCode","details":{{"causes":[{{"reason":"ExitCode","message":"{code}"}}]}}}}"#
-                )
-            }
-            _ => r#"{"metadata":{},"status":"Failure","message":"unknown command"}"#.to_owned(),
-        };
-        let mut st = vec![3u8];
-        st.extend_from_slice(status.as_bytes());
-        let _ = io.write_all(&frame(2, &st)).await;
-        let _ = io.write_all(&frame(8, &[0x03, 0xE8])).await;
-        let _ = io.flush().await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            hyper_util::rt::TokioIo::new(io),
+            tokio_tungstenite::tungstenite::protocol::Role::Server,
+            None,
+        )
+        .await;
+        run_exec(ws, command, wants_stdin, v5).await;
     });
     let mut r = http::Response::new(empty());
     *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;

@@ -1086,6 +1086,57 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             "{bin}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        // stdin travels on channel 0 and its end on v5's close signal.
+        assert_eq!(
+            s.ok_stdin(
+                bin,
+                &["exec", "-i", "p", "-c", "a", "--", "cat"],
+                Some("line one\nline two\n")
+            ),
+            "line one\nline two\n",
+            "{bin}"
+        );
+        // kubectl cp is tar over exec, both ways.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (src, dst, back) = (
+            dir.path().join("src"),
+            dir.path().join("dst"),
+            dir.path().join("back"),
+        );
+        for d in [&src, &dst, &back] {
+            std::fs::create_dir_all(d).expect("mkdir");
+        }
+        std::fs::write(src.join("notes.txt"), "copied through the apiserver\n").expect("write");
+        s.ok(
+            bin,
+            &[
+                "cp",
+                src.join("notes.txt").to_str().expect("utf8"),
+                &format!("default/p:{}", dst.join("notes.txt").display()),
+                "-c",
+                "a",
+            ],
+        );
+        assert_eq!(
+            std::fs::read_to_string(dst.join("notes.txt")).expect("copied in"),
+            "copied through the apiserver\n",
+            "{bin}"
+        );
+        s.ok(
+            bin,
+            &[
+                "cp",
+                &format!("default/p:{}", dst.join("notes.txt").display()),
+                back.join("notes.txt").to_str().expect("utf8"),
+                "-c",
+                "a",
+            ],
+        );
+        assert_eq!(
+            std::fs::read_to_string(back.join("notes.txt")).expect("copied out"),
+            "copied through the apiserver\n",
+            "{bin}"
+        );
     }
     let reqs = kubelet.requests.lock().expect("requests").clone();
     assert!(
