@@ -7,6 +7,7 @@
 //! - [`metrics`]: renders a `prometheus` registry in the text exposition format.
 //! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
+//! - [`spdy`]: SPDY/3.1 frames and header compression, for Kubernetes streams.
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
 //! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
 //! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
@@ -16,6 +17,7 @@ pub mod duration;
 pub mod metrics;
 pub mod serve;
 pub mod signal;
+pub mod spdy;
 pub mod status;
 pub mod tls;
 

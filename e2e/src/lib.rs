@@ -498,9 +498,23 @@ impl TestKubelet {
                                         .path_and_query()
                                         .map(|p| p.to_string())
                                         .unwrap_or_default();
+                                    // Upgrades are logged with their protocol.
+                                    let upgrade = req
+                                        .headers()
+                                        .get(http::header::UPGRADE)
+                                        .and_then(|v| v.to_str().ok())
+                                        .map(|u| format!(" upgrade={u}"))
+                                        .unwrap_or_default();
                                     log.lock()
                                         .expect("log")
-                                        .push(format!("{} {pq} {cn}", req.method()));
+                                        .push(format!("{} {pq}{upgrade} {cn}", req.method()));
+                                    if req.uri().path().starts_with("/portForward/")
+                                        && req.headers().contains_key(http::header::UPGRADE)
+                                    {
+                                        return Ok::<_, std::convert::Infallible>(port_forward(
+                                            &mut req,
+                                        ));
+                                    }
                                     if req.uri().path().starts_with("/exec/")
                                         && req.headers().contains_key(http::header::UPGRADE)
                                     {
@@ -537,6 +551,267 @@ impl TestKubelet {
             "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {}}}}}\n",
             self.port
         )
+    }
+}
+
+/// A kubelet's port-forward: SPDY/3.1 streams, either tunnelled in a WebSocket
+/// (`SPDY/3.1+portforward.k8s.io`, what kubectl 1.30+ asks for) or over a plain
+/// `SPDY/3.1` upgrade (the fallback, and kubectl before 1.30). Each pair of
+/// `error` and `data` streams with one `requestid` is a connection to
+/// `127.0.0.1:<port>`.
+fn port_forward(req: &mut http::Request<hyper::body::Incoming>) -> http::Response<KubeletBody> {
+    use base64::Engine;
+    use futures::StreamExt;
+    use sha1::Digest;
+    let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
+    let header = |n: &str| {
+        req.headers()
+            .get_all(n)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<String>>()
+    };
+    let websocket = header("upgrade")
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case("websocket"));
+    let mut r = http::Response::new(empty());
+    if websocket {
+        const TUNNEL: &str = "SPDY/3.1+portforward.k8s.io";
+        if !header("sec-websocket-protocol").iter().any(|p| p == TUNNEL) {
+            *r.status_mut() = http::StatusCode::BAD_REQUEST;
+            return r;
+        }
+        let key = header("sec-websocket-key")
+            .first()
+            .cloned()
+            .unwrap_or_default();
+        let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
+            format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+        ));
+        let on_upgrade = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            let Ok(io) = on_upgrade.await else {
+                return;
+            };
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                hyper_util::rt::TokioIo::new(io),
+                tokio_tungstenite::tungstenite::protocol::Role::Server,
+                None,
+            )
+            .await;
+            spdy_port_forward(websocket_bytes(ws)).await;
+        });
+        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("websocket"),
+        );
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        h.insert(
+            "sec-websocket-accept",
+            http::HeaderValue::from_str(&accept).expect("accept"),
+        );
+        h.insert(
+            "sec-websocket-protocol",
+            http::HeaderValue::from_static(TUNNEL),
+        );
+        return r;
+    }
+    if !header("upgrade")
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case("SPDY/3.1"))
+        || !header("x-stream-protocol-version")
+            .iter()
+            .any(|p| p == "portforward.k8s.io")
+    {
+        *r.status_mut() = http::StatusCode::BAD_REQUEST;
+        return r;
+    }
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(io) = on_upgrade.await {
+            spdy_port_forward(hyper_util::rt::TokioIo::new(io)).await;
+        }
+    });
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static("portforward.k8s.io"),
+    );
+    r
+}
+
+/// A WebSocket as the byte stream it tunnels: binary messages in, binary messages out.
+fn websocket_bytes<S>(ws: tokio_tungstenite::WebSocketStream<S>) -> tokio::io::DuplexStream
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let (ours, theirs) = tokio::io::duplex(256 * 1024);
+    let (mut rd, mut wr) = tokio::io::split(theirs);
+    let (mut sink, mut stream) = ws.split();
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            match m {
+                Message::Binary(b) if wr.write_all(&b).await.is_err() => return,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = sink.close().await;
+                    return;
+                }
+                Ok(n) => {
+                    if sink
+                        .send(Message::Binary(buf[..n].to_vec().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    ours
+}
+
+/// The kubelet's side of a SPDY port-forward session over `io`.
+async fn spdy_port_forward<S>(io: S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use component_base::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
+    use std::collections::HashMap;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wr.write_all(&f).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut codec = HeaderCodec::new();
+    let mut reply_codec = HeaderCodec::new();
+    // requestid -> (error stream, data stream, port)
+    let mut pairs: HashMap<String, (Option<u32>, Option<u32>, String)> = HashMap::new();
+    // data stream -> the connection's writer
+    let mut conns: HashMap<u32, tokio::sync::mpsc::Sender<Option<Vec<u8>>>> = HashMap::new();
+    loop {
+        let Ok(frame) = spdy::read_frame(&mut rd, &mut codec).await else {
+            return;
+        };
+        match frame {
+            Frame::SynStream {
+                stream, headers, ..
+            } => {
+                let Ok(reply) = spdy::syn_reply(&mut reply_codec, stream, &[]) else {
+                    return;
+                };
+                let _ = tx.send(reply).await;
+                let id = spdy::header(&headers, "requestid").unwrap_or("").to_owned();
+                let port = spdy::header(&headers, "port").unwrap_or("").to_owned();
+                let entry = pairs.entry(id.clone()).or_insert((None, None, port));
+                match spdy::header(&headers, "streamtype") {
+                    Some("error") => entry.0 = Some(stream),
+                    Some("data") => entry.1 = Some(stream),
+                    _ => {}
+                }
+                if let (Some(err), Some(data), port) = entry.clone() {
+                    pairs.remove(&id);
+                    let (ctx, mut crx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(64);
+                    conns.insert(data, ctx);
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        let tcp = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await;
+                        let tcp = match tcp {
+                            Ok(t) => t,
+                            Err(e) => {
+                                let msg = format!("error forwarding port {port} to pod: {e}");
+                                let _ = tx.send(spdy::data(err, 0, msg.as_bytes())).await;
+                                let _ = tx.send(spdy::data(err, FLAG_FIN, &[])).await;
+                                let _ = tx.send(spdy::data(data, FLAG_FIN, &[])).await;
+                                return;
+                            }
+                        };
+                        let (mut tr, mut tw) = tcp.into_split();
+                        let up = tokio::spawn(async move {
+                            while let Some(Some(chunk)) = crx.recv().await {
+                                if tw.write_all(&chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                            let _ = tw.shutdown().await;
+                        });
+                        let mut buf = vec![0u8; 32 * 1024];
+                        loop {
+                            match tr.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => {
+                                    if tx.send(spdy::data(data, 0, &buf[..n])).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                        let _ = tx.send(spdy::data(data, FLAG_FIN, &[])).await;
+                        let _ = tx.send(spdy::data(err, FLAG_FIN, &[])).await;
+                        up.abort();
+                    });
+                }
+            }
+            Frame::Data {
+                stream,
+                flags,
+                data,
+            } => {
+                if let Some(c) = conns.get(&stream) {
+                    if !data.is_empty() {
+                        let _ = c.send(Some(data)).await;
+                    }
+                    if flags & FLAG_FIN != 0 {
+                        let _ = c.send(None).await;
+                        conns.remove(&stream);
+                    }
+                }
+            }
+            Frame::Ping(id) => {
+                let _ = tx.send(spdy::ping(id)).await;
+            }
+            Frame::GoAway { .. } => return,
+            Frame::RstStream { stream, .. } => {
+                conns.remove(&stream);
+            }
+            _ => {}
+        }
     }
 }
 

@@ -1144,6 +1144,98 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             .any(|r| r.starts_with("GET /exec/default/p/a?") && r.contains("command=echo")),
         "{reqs:?}"
     );
+    // port-forward: SPDY tunnelled in a WebSocket (1.33, 1.32) or over a plain SPDY
+    // upgrade (1.27), spliced through the apiserver to the kubelet, which connects to
+    // the "container" port (a line-echo server here).
+    s.ok(
+        k,
+        &[
+            "patch",
+            "pod",
+            "p",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Running"}}"#,
+        ],
+    );
+    let echo = std::net::TcpListener::bind("127.0.0.1:0").expect("echo listener");
+    let echo_port = echo.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in echo.incoming().flatten() {
+            std::thread::spawn(move || {
+                use std::io::{BufRead, Write};
+                let mut w = conn.try_clone().expect("clone");
+                for line in std::io::BufReader::new(conn).lines().map_while(Result::ok) {
+                    if writeln!(w, "pong {line}").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    for bin in installed_kubectls() {
+        let local = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let mut pf = s.kubectl_spawn(
+            bin,
+            &[
+                "port-forward",
+                "pod/p",
+                &format!("{local}:{echo_port}"),
+                "--address=127.0.0.1",
+            ],
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let conn = loop {
+            match std::net::TcpStream::connect(("127.0.0.1", local)) {
+                Ok(c) => break c,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(e) => panic!("{bin}: port-forward never listened: {e}"),
+            }
+        };
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        {
+            use std::io::{BufRead, Write};
+            let mut w = conn.try_clone().expect("clone");
+            let mut lines = std::io::BufReader::new(conn);
+            for word in ["one", "two"] {
+                writeln!(w, "{word}").expect("write");
+                let mut got = String::new();
+                lines.read_line(&mut got).expect("read through the forward");
+                assert_eq!(got, format!("pong {word}\n"), "{bin}");
+            }
+        }
+        let _ = pf.kill();
+        let _ = pf.wait();
+    }
+    let reqs = kubelet.requests.lock().expect("requests").clone();
+    let forwards: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains(" /portForward/default/p"))
+        .collect();
+    let websocket = forwards
+        .iter()
+        .filter(|r| r.contains("upgrade=websocket"))
+        .count();
+    let spdy = forwards
+        .iter()
+        .filter(|r| r.contains("upgrade=SPDY/3.1"))
+        .count();
+    let newer = installed_kubectls()
+        .iter()
+        .filter(|b| **b != "kubectl.1.27")
+        .count();
+    assert_eq!(
+        websocket, newer,
+        "kubectl 1.30+ tunnels SPDY in a WebSocket: {forwards:?}"
+    );
+    assert_eq!(spdy, installed_kubectls().len() - newer, "{forwards:?}");
     // exec without a connection upgrade is refused as upstream refuses it.
     let err = s.fails(
         k,
