@@ -503,7 +503,17 @@ impl TestKubelet {
                                         .headers()
                                         .get(http::header::UPGRADE)
                                         .and_then(|v| v.to_str().ok())
-                                        .map(|u| format!(" upgrade={u}"))
+                                        .map(|u| {
+                                            let protocols = req
+                                                .headers()
+                                                .get("sec-websocket-protocol")
+                                                .and_then(|v| v.to_str().ok())
+                                                .map(|p| {
+                                                    format!(" protocols={}", p.replace(' ', ""))
+                                                })
+                                                .unwrap_or_default();
+                                            format!(" upgrade={u}{protocols}")
+                                        })
                                         .unwrap_or_default();
                                     log.lock()
                                         .expect("log")
@@ -515,7 +525,8 @@ impl TestKubelet {
                                             &mut req,
                                         ));
                                     }
-                                    if req.uri().path().starts_with("/exec/")
+                                    if (req.uri().path().starts_with("/exec/")
+                                        || req.uri().path().starts_with("/attach/"))
                                         && req.headers().contains_key(http::header::UPGRADE)
                                     {
                                         return Ok::<_, std::convert::Infallible>(websocket_exec(
@@ -1015,7 +1026,8 @@ fn kubelet_reply(method: &str, path_and_query: &str) -> http::Response<KubeletBo
 /// upgrade, then the command's stdin from channel 0 (closed by v5's close signal),
 /// stdout on 1, stderr on 2, the Status on 3, and a close frame. Commands: `echo`,
 /// `cat` and `tar` run for real (so `kubectl cp` works on the test's own files),
-/// `exit <code>` fails with that code.
+/// `exit <code>` fails with that code. `/attach` gets the same session: a `cat` of
+/// stdin, or one line without it.
 fn websocket_exec(
     req: &mut http::Request<hyper::body::Incoming>,
     path_and_query: &str,
@@ -1056,14 +1068,29 @@ fn websocket_exec(
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
-    let command: Vec<String> = pairs
-        .iter()
-        .filter(|(k, _)| k == "command")
-        .map(|(_, v)| v.clone())
-        .collect();
     let wants_stdin = pairs
         .iter()
         .any(|(k, v)| k == "stdin" && (v == "true" || v == "1"));
+    // An attached "container" is a `cat` when given stdin, else it prints one line.
+    let command: Vec<String> = if path_and_query.starts_with("/attach/") {
+        let container = path_and_query
+            .split('?')
+            .next()
+            .and_then(|p| p.rsplit('/').next())
+            .unwrap_or("")
+            .to_owned();
+        if wants_stdin {
+            vec!["cat".into()]
+        } else {
+            vec!["echo".into(), format!("attached to {container}")]
+        }
+    } else {
+        pairs
+            .iter()
+            .filter(|(k, _)| k == "command")
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
     let v5 = protocol == "v5.channel.k8s.io";
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {

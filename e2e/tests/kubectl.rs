@@ -1096,6 +1096,17 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             "line one\nline two\n",
             "{bin}"
         );
+        // attach: the same channels, to the running "container".
+        assert_eq!(
+            s.ok_stdin(bin, &["attach", "-i", "p", "-c", "a"], Some("typed in\n")),
+            "typed in\n",
+            "{bin}"
+        );
+        assert!(
+            s.ok(bin, &["attach", "p", "-c", "b"])
+                .contains("attached to b"),
+            "{bin}"
+        );
         // kubectl cp is tar over exec, both ways.
         let dir = tempfile::tempdir().expect("tempdir");
         let (src, dst, back) = (
