@@ -714,19 +714,27 @@ fn to_storage_version(res: &Resource, obj: Value) -> Value {
 
 /// A write's reply in the request's version (a Status passes through).
 pub fn reply_in_request_version(res: &Resource, mut r: Reply) -> Reply {
-    if res.converts() && r.body.get("kind").and_then(Value::as_str) != Some("Status") {
+    if (res.converts() || res.custom.is_some())
+        && r.body.get("kind").and_then(Value::as_str) != Some("Status")
+    {
         r.body = to_request_version(res, &r.body);
     }
     r
 }
 
-/// Converts a stored object to the request's version.
+/// Converts a stored object to the request's version. A custom object also gets its
+/// version's schema defaults, as upstream defaults on every read from storage (a
+/// default added to a CRD shows on objects stored before it).
 pub fn to_request_version(res: &Resource, obj: &Value) -> Value {
-    if res.converts() {
+    let mut out = if res.converts() {
         crate::convert::from_storage(res, obj)
     } else {
         obj.clone()
+    };
+    if let Some(info) = res.custom {
+        crate::crd::apply_defaults(&info.schema, &mut out);
     }
+    out
 }
 
 /// A list as JSON (`PodList`).

@@ -418,6 +418,7 @@ impl Server {
             && info.subresource.is_none()
             && res.has_verb("list")
             && !res.converts()
+            && res.custom.is_none()
             && target == Target::Object
         {
             return match handlers::list_objects(&ctx).await {
@@ -933,7 +934,7 @@ fn watch_response(
             if let Some(o) = other {
                 return encode(ty, handlers::to_request_version(res, &o));
             }
-            if target != Target::Object || res.converts() {
+            if target != Target::Object || res.converts() || res.custom.is_some() {
                 return encode(ty, handlers::to_request_version(res, &e.object));
             }
             let obj = e.object_json();

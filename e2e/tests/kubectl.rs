@@ -1871,6 +1871,51 @@ spec:
             "{bin}: {err}"
         );
 
+        // A default added to the CRD later shows on objects stored before it, as
+        // upstream defaults on reads from storage; reads follow the CRD live.
+        let with_shape = crd.replace(
+            "color: {type: string, enum: [red, blue], default: red}",
+            "color: {type: string, enum: [red, blue], default: red}\n                  shape: {type: string, default: round}",
+        );
+        assert_ne!(with_shape, crd);
+        s.ok_stdin(bin, &["apply", "-f", "-"], Some(&with_shape));
+        let shape = || {
+            s.ok(
+                bin,
+                &[
+                    "get",
+                    &format!("widgets.{group}"),
+                    "w1",
+                    "-n",
+                    &n,
+                    "-o",
+                    "jsonpath={.spec.shape}",
+                ],
+            )
+        };
+        assert!(
+            (0..100).any(|_| {
+                let ok = shape() == "round";
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                ok
+            }),
+            "{bin}: the new default never showed"
+        );
+        let listed = s.ok(
+            bin,
+            &[
+                "get",
+                &format!("widgets.{group}"),
+                "-n",
+                &n,
+                "-o",
+                "jsonpath={.items[*].spec.shape}",
+            ],
+        );
+        assert!(listed.split(' ').all(|x| x == "round"), "{bin}: {listed}");
+
         // Deleting the CRD deletes its objects and stops serving them.
         s.ok(bin, &["delete", "crd", &crd_name]);
         let raw = format!("/apis/{group}/v1/namespaces/{n}/widgets");
