@@ -912,9 +912,29 @@ fn watch_response(
 ) -> Response<Body> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, Infallible>>(64);
     let res = w.res;
+    // A protobuf watch, when asked for and the kind has a protobuf form.
+    let proto_def = (target == Target::Protobuf && res.custom.is_none())
+        .then(|| crate::schema::schema().definition_for(res.group, res.version, res.kind))
+        .flatten()
+        .filter(|d| crate::protobuf::encode::can_encode(d));
+    let content_type = if proto_def.is_some() {
+        "application/vnd.kubernetes.protobuf;stream=watch"
+    } else {
+        target.content_type()
+    };
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + w.timeout;
         let encode = |ty: &str, obj: Value| {
+            if let Some(def) = &proto_def {
+                let def = if ty == "ERROR" {
+                    "io.k8s.apimachinery.pkg.apis.meta.v1.Status"
+                } else {
+                    def.as_str()
+                };
+                if let Some(frame) = crate::protobuf::encode::watch_frame(ty, &obj, def) {
+                    return Bytes::from(frame);
+                }
+            }
             let obj = match target {
                 _ if ty == "ERROR" => obj,
                 Target::Table if ty != "BOOKMARK" => table::table(res, &[obj], None, None, include),
@@ -1014,10 +1034,8 @@ fn watch_response(
     });
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut r = Response::new(Body::from_stream(stream.map(|b| b)));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(target.content_type()),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r.headers_mut().insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, private"),

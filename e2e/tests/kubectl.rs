@@ -314,6 +314,32 @@ fn kubectl_create_generators_send_protobuf() {
             protobuf_client,
             "{bin}: {log}"
         );
+        // A typed watch (kubectl events -w) asks for protobuf and reads the
+        // length-delimited WatchEvent frames.
+        if protobuf_client {
+            let mut watch = s.kubectl_spawn(bin, &["events", "-w", "-n", n, "-v=8"]);
+            std::thread::sleep(Duration::from_millis(1500));
+            s.ok_stdin(
+                bin,
+                &["create", "-f", "-"],
+                Some(&format!(
+                    "apiVersion: v1\nkind: Event\nmetadata: {{name: pbev, namespace: {n}}}\ninvolvedObject: {{kind: Pod, name: p, namespace: {n}}}\nreason: Tested\nmessage: through a protobuf watch\ntype: Normal\n"
+                )),
+            );
+            std::thread::sleep(Duration::from_millis(1500));
+            let _ = watch.kill();
+            let out = watch.wait_with_output().expect("kubectl events");
+            let log = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                log.contains("Content-Type: application/vnd.kubernetes.protobuf;stream=watch"),
+                "{bin}: {log}"
+            );
+            assert!(
+                String::from_utf8_lossy(&out.stdout).contains("through a protobuf watch"),
+                "{bin}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
         let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(printed["data"]["k"], "v", "{bin}");
         assert_eq!(printed["metadata"]["namespace"], n, "{bin}");

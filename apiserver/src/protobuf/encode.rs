@@ -57,6 +57,21 @@ pub fn encode_body(obj: &Value, def: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// One watch event of a protobuf watch stream: a 4-byte big-endian length, then a
+/// `metav1.WatchEvent` (type, and the object's whole payload in a RawExtension), as
+/// upstream's length-delimited protobuf framer writes it.
+pub fn watch_frame(ty: &str, obj: &Value, def: &str) -> Option<Vec<u8>> {
+    let inner = encode_body(obj, def)?;
+    let mut raw = Writer::default();
+    raw.bytes(1, &inner);
+    let mut event = Writer::default();
+    event.string(1, ty);
+    event.bytes(2, &raw.0);
+    let mut out = (event.0.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&event.0);
+    Some(out)
+}
+
 fn varint_field(w: &mut Writer, tag: u32, v: u64) {
     w.key(tag, 0);
     w.varint(v);
@@ -378,6 +393,20 @@ mod tests {
             (status.code, status.reason.as_deref()),
             (Some(409), Some("Conflict"))
         );
+    }
+
+    #[test]
+    fn watch_frames_are_length_delimited_watch_events() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "resourceVersion": "9"}});
+        let frame = watch_frame("ADDED", &pod, &def("", "v1", "Pod")).unwrap();
+        let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+        assert_eq!(len, frame.len() - 4);
+        let ev =
+            k8s_pb::apimachinery::pkg::apis::meta::v1::WatchEvent::decode(&frame[4..]).unwrap();
+        assert_eq!(ev.r#type.as_deref(), Some("ADDED"));
+        let raw = ev.object.unwrap().raw.unwrap();
+        let back = decode_body(&raw, &|g, v, k| schema().definition_for(g, v, k)).unwrap();
+        assert_eq!(back, pod);
     }
 
     #[test]

@@ -19,8 +19,8 @@
 //! kept even when empty, as Go's JSON encoder does (`resources: {}`), except
 //! `metav1.Time`, whose zero value marshals as `null`.
 //!
-//! Replies are protobuf too when the client asks for it first ([`encode`]): the same
-//! table read the other way.
+//! Replies, lists and watch streams are protobuf too when the client asks for it first
+//! ([`encode`]): the same table read the other way.
 
 pub mod encode;
 
