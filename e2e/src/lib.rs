@@ -826,7 +826,87 @@ where
     }
 }
 
-/// Runs an exec session's command over the WebSocket `ws`.
+/// Input to an exec session's command: chunks of stdin, `None` when it closes.
+type StdinRx = tokio::sync::mpsc::Receiver<Option<Vec<u8>>>;
+/// Output of an exec session's command: (channel, bytes), 1 stdout and 2 stderr.
+type OutputTx = tokio::sync::mpsc::Sender<(u8, Vec<u8>)>;
+
+/// Runs an exec session's command, whatever carries it: `echo`, `cat` and `tar` for
+/// real, `exit <code>`; returns the Status the kubelet reports (JSON).
+async fn run_command(command: Vec<String>, stdin: Option<StdinRx>, out: OutputTx) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    match command.first().map(String::as_str) {
+        Some("exit") => {
+            let code = command.get(1).cloned().unwrap_or_else(|| "1".into());
+            non_zero(&command, &code)
+        }
+        Some("echo" | "cat" | "tar") => {
+            let spawned = tokio::process::Command::new(&command[0])
+                .args(&command[1..])
+                .stdin(if stdin.is_some() {
+                    std::process::Stdio::piped()
+                } else {
+                    std::process::Stdio::null()
+                })
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn();
+            let mut child = match spawned {
+                Ok(c) => c,
+                Err(e) => {
+                    return format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#);
+                }
+            };
+            let feeder = stdin.map(|mut rx| {
+                let mut pipe = child.stdin.take();
+                tokio::spawn(async move {
+                    while let Some(Some(chunk)) = rx.recv().await {
+                        if let Some(p) = pipe.as_mut()
+                            && p.write_all(&chunk).await.is_err()
+                        {
+                            pipe = None;
+                        }
+                    }
+                    // Closed: dropping the pipe ends the command's stdin.
+                })
+            });
+            let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>, ch: u8| {
+                let out = out.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match r.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                if out.send((ch, buf[..n].to_vec())).await.is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                })
+            };
+            let o = pump(Box::new(child.stdout.take().expect("stdout")), 1);
+            let e = pump(Box::new(child.stderr.take().expect("stderr")), 2);
+            let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
+            let _ = o.await;
+            let _ = e.await;
+            if let Some(f) = feeder {
+                f.abort();
+            }
+            if code == 0 {
+                r#"{"metadata":{},"status":"Success"}"#.to_owned()
+            } else {
+                non_zero(&command, &code.to_string())
+            }
+        }
+        _ => r#"{"metadata":{},"status":"Failure","message":"unknown command"}"#.to_owned(),
+    }
+}
+
+/// Runs an exec session over the WebSocket `ws` (channel byte first in each binary
+/// message; v5's close signal ends stdin).
 async fn run_exec<S>(
     ws: tokio_tungstenite::WebSocketStream<S>,
     command: Vec<String>,
@@ -836,12 +916,14 @@ async fn run_exec<S>(
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use futures::{SinkExt, StreamExt};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_tungstenite::tungstenite::Message;
     let (mut sink, mut incoming) = ws.split();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(64);
     let writer = tokio::spawn(async move {
-        while let Some(frame) = rx.recv().await {
+        while let Some((ch, bytes)) = out_rx.recv().await {
+            let mut frame = Vec::with_capacity(bytes.len() + 1);
+            frame.push(ch);
+            frame.extend_from_slice(&bytes);
             if sink.send(Message::Binary(frame.into())).await.is_err() {
                 return;
             }
@@ -857,89 +939,150 @@ async fn run_exec<S>(
             .await;
         let _ = sink.flush().await;
     });
-    let status = match command.first().map(String::as_str) {
-        Some("exit") => {
-            let code = command.get(1).cloned().unwrap_or_else(|| "1".into());
-            non_zero(&command, &code)
-        }
-        Some("echo" | "cat" | "tar") => {
-            let spawned = tokio::process::Command::new(&command[0])
-                .args(&command[1..])
-                .stdin(if wants_stdin {
-                    std::process::Stdio::piped()
-                } else {
-                    std::process::Stdio::null()
-                })
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .kill_on_drop(true)
-                .spawn();
-            match spawned {
-                Err(e) => format!(r#"{{"metadata":{{}},"status":"Failure","message":"{e}"}}"#),
-                Ok(mut child) => {
-                    let mut stdin = child.stdin.take();
-                    let feeder = tokio::spawn(async move {
-                        while let Some(Ok(msg)) = incoming.next().await {
-                            let Message::Binary(b) = msg else {
-                                if matches!(msg, Message::Close(_)) {
-                                    break;
-                                }
-                                continue;
-                            };
-                            match b.first() {
-                                Some(0) => {
-                                    if let Some(i) = stdin.as_mut()
-                                        && i.write_all(&b[1..]).await.is_err()
-                                    {
-                                        stdin = None;
-                                    }
-                                }
-                                // v5: close signal for a stream; 0 is stdin.
-                                Some(255) if v5 && b.get(1) == Some(&0) => stdin = None,
-                                _ => {}
+    let stdin = wants_stdin.then(|| {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(64);
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = incoming.next().await {
+                match msg {
+                    Message::Binary(b) => match b.first() {
+                        Some(0) => {
+                            if tx.send(Some(b[1..].to_vec())).await.is_err() {
+                                return;
                             }
                         }
-                    });
-                    let pump = |mut r: Box<dyn tokio::io::AsyncRead + Unpin + Send>, ch: u8| {
-                        let tx = tx.clone();
-                        tokio::spawn(async move {
-                            let mut buf = vec![0u8; 16 * 1024];
-                            loop {
-                                match r.read(&mut buf).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => {
-                                        let mut f = Vec::with_capacity(n + 1);
-                                        f.push(ch);
-                                        f.extend_from_slice(&buf[..n]);
-                                        if tx.send(f).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                        })
-                    };
-                    let out = pump(Box::new(child.stdout.take().expect("stdout")), 1);
-                    let err = pump(Box::new(child.stderr.take().expect("stderr")), 2);
-                    let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(1);
-                    let _ = out.await;
-                    let _ = err.await;
-                    feeder.abort();
-                    if code == 0 {
-                        r#"{"metadata":{},"status":"Success"}"#.to_owned()
-                    } else {
-                        non_zero(&command, &code.to_string())
-                    }
+                        // v5: the close signal for stream 0 (stdin).
+                        Some(255) if v5 && b.get(1) == Some(&0) => {
+                            let _ = tx.send(None).await;
+                        }
+                        _ => {}
+                    },
+                    Message::Close(_) => break,
+                    _ => {}
                 }
             }
-        }
-        _ => r#"{"metadata":{},"status":"Failure","message":"unknown command"}"#.to_owned(),
-    };
-    let mut st = vec![3u8];
-    st.extend_from_slice(status.as_bytes());
-    let _ = tx.send(st).await;
-    drop(tx);
+            let _ = tx.send(None).await;
+        });
+        rx
+    });
+    let status = run_command(command, stdin, out_tx.clone()).await;
+    let _ = out_tx.send((3, status.into_bytes())).await;
+    drop(out_tx);
     let _ = writer.await;
+}
+
+/// Runs an exec session over SPDY (kubectl before 1.30): the client opens `error`,
+/// `stdin`, `stdout` and `stderr` streams (as the query asks), the command runs once
+/// they are all there, and the Status goes on `error` (v4.channel.k8s.io).
+async fn spdy_exec<S>(io: S, command: Vec<String>, query: Vec<(String, String)>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use component_base::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
+    use tokio::io::AsyncWriteExt;
+    let want = |k: &str| {
+        query
+            .iter()
+            .any(|(n, v)| n == k && (v == "true" || v == "1"))
+    };
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if wr.write_all(&f).await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let mut codec = HeaderCodec::new();
+    let mut reply_codec = HeaderCodec::new();
+    let (mut error, mut stdin_id, mut stdout, mut stderr) = (None, None, None, None);
+    let (stdin_tx, stdin_rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(64);
+    let mut stdin_rx = Some(stdin_rx);
+    let mut started = false;
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut done_tx = Some(done_tx);
+    loop {
+        let frame = tokio::select! {
+            f = spdy::read_frame(&mut rd, &mut codec) => match f {
+                Ok(f) => f,
+                Err(_) => return,
+            },
+            _ = &mut done_rx => return,
+        };
+        match frame {
+            Frame::SynStream {
+                stream, headers, ..
+            } => {
+                let Ok(reply) = spdy::syn_reply(&mut reply_codec, stream, &[]) else {
+                    return;
+                };
+                let _ = tx.send(reply).await;
+                match spdy::header(&headers, "streamtype") {
+                    Some("error") => error = Some(stream),
+                    Some("stdin") => stdin_id = Some(stream),
+                    Some("stdout") => stdout = Some(stream),
+                    Some("stderr") => stderr = Some(stream),
+                    _ => {}
+                }
+            }
+            Frame::Data {
+                stream,
+                flags,
+                data,
+            } if Some(stream) == stdin_id => {
+                if !data.is_empty() {
+                    let _ = stdin_tx.send(Some(data)).await;
+                }
+                if flags & FLAG_FIN != 0 {
+                    let _ = stdin_tx.send(None).await;
+                }
+            }
+            Frame::Ping(id) => {
+                let _ = tx.send(spdy::ping(id)).await;
+            }
+            Frame::GoAway { .. } => return,
+            _ => {}
+        }
+        let ready = error.is_some()
+            && (!want("stdin") || stdin_id.is_some())
+            && (!want("stdout") || stdout.is_some())
+            && (!want("stderr") || stderr.is_some());
+        if ready && !started {
+            started = true;
+            let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(64);
+            let tx = tx.clone();
+            let stdin = want("stdin").then(|| stdin_rx.take()).flatten();
+            let command = command.clone();
+            let done = done_tx.take();
+            let (err_id, out_id, errout_id) = (error.unwrap_or(0), stdout, stderr);
+            tokio::spawn(async move {
+                let relay = {
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        while let Some((ch, bytes)) = out_rx.recv().await {
+                            let id = if ch == 1 { out_id } else { errout_id };
+                            if let Some(id) = id
+                                && tx.send(spdy::data(id, 0, &bytes)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    })
+                };
+                let status = run_command(command, stdin, out_tx).await;
+                let _ = relay.await;
+                let _ = tx.send(spdy::data(err_id, 0, status.as_bytes())).await;
+                for id in [Some(err_id), out_id, errout_id].into_iter().flatten() {
+                    let _ = tx.send(spdy::data(id, FLAG_FIN, &[])).await;
+                }
+                let _ = tx.send(spdy::go_away(0)).await;
+                if let Some(d) = done {
+                    let _ = d.send(());
+                }
+            });
+        }
+    }
 }
 
 /// The Status a kubelet sends for a command that exited with `code`.
@@ -1035,35 +1178,19 @@ fn websocket_exec(
     use base64::Engine;
     use futures::StreamExt;
     use sha1::Digest;
-    let key = req
-        .headers()
-        .get("sec-websocket-key")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let offered: Vec<String> = req
-        .headers()
-        .get_all("sec-websocket-protocol")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| {
-            v.split(',')
-                .map(|p| p.trim().to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
-        .into_iter()
-        .find(|p| offered.iter().any(|o| o == p));
-    let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
-    let Some(protocol) = protocol else {
-        let mut r = http::Response::new(empty());
-        *r.status_mut() = http::StatusCode::BAD_REQUEST;
-        return r;
+    let header_values = |name: &str| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| {
+                v.split(',')
+                    .map(|p| p.trim().to_owned())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     };
-    let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
-        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
-    ));
+    let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
     let query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
@@ -1091,6 +1218,57 @@ fn websocket_exec(
             .map(|(_, v)| v.clone())
             .collect()
     };
+    // SPDY (kubectl before 1.30): v4.channel.k8s.io negotiated in a header.
+    if header_values("upgrade")
+        .iter()
+        .any(|u| u.eq_ignore_ascii_case("SPDY/3.1"))
+    {
+        let mut r = http::Response::new(empty());
+        if !header_values("x-stream-protocol-version")
+            .iter()
+            .any(|p| p == "v4.channel.k8s.io")
+        {
+            *r.status_mut() = http::StatusCode::FORBIDDEN;
+            return r;
+        }
+        let on_upgrade = hyper::upgrade::on(req);
+        tokio::spawn(async move {
+            if let Ok(io) = on_upgrade.await {
+                spdy_exec(hyper_util::rt::TokioIo::new(io), command, pairs).await;
+            }
+        });
+        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+        let h = r.headers_mut();
+        h.insert(
+            http::header::UPGRADE,
+            http::HeaderValue::from_static("SPDY/3.1"),
+        );
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("Upgrade"),
+        );
+        h.insert(
+            "x-stream-protocol-version",
+            http::HeaderValue::from_static("v4.channel.k8s.io"),
+        );
+        return r;
+    }
+    let key = header_values("sec-websocket-key")
+        .first()
+        .cloned()
+        .unwrap_or_default();
+    let offered = header_values("sec-websocket-protocol");
+    let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        .into_iter()
+        .find(|p| offered.iter().any(|o| o == p));
+    let Some(protocol) = protocol else {
+        let mut r = http::Response::new(empty());
+        *r.status_mut() = http::StatusCode::BAD_REQUEST;
+        return r;
+    };
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
+        format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
+    ));
     let v5 = protocol == "v5.channel.k8s.io";
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {

@@ -1086,12 +1086,10 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             .all(|r| r.ends_with(" kube-apiserver-kubelet-client")),
         "every request carries the apiserver's client certificate: {reqs:?}"
     );
-    // exec over WebSocket (v5.channel.k8s.io), spliced through to the kubelet:
-    // stdout, and the exit code from the Status on channel 3.
-    for bin in ["kubectl.1.33", "kubectl.1.32"] {
-        if e2e::kubectl_path(bin).is_none() {
-            continue;
-        }
+    // exec over WebSocket (v5.channel.k8s.io; 1.33, 1.32) or SPDY (v4 over
+    // SPDY/3.1; 1.27), spliced through to the kubelet: stdout, the exit code from the
+    // Status, stdin, attach, and cp.
+    for bin in installed_kubectls() {
         assert_eq!(
             s.ok(
                 bin,
@@ -1176,6 +1174,13 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
         );
     }
     let reqs = kubelet.requests.lock().expect("requests").clone();
+    if e2e::kubectl_path("kubectl.1.27").is_some() {
+        assert!(
+            reqs.iter()
+                .any(|r| r.starts_with("POST /exec/default/p/a?") && r.contains("upgrade=SPDY/3.1")),
+            "kubectl 1.27 execs over SPDY: {reqs:?}"
+        );
+    }
     assert!(
         reqs.iter()
             .any(|r| r.starts_with("GET /exec/default/p/a?") && r.contains("command=echo")),
