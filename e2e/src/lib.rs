@@ -945,11 +945,7 @@ async fn run_exec<S>(
             while let Some(Ok(msg)) = incoming.next().await {
                 match msg {
                     Message::Binary(b) => match b.first() {
-                        Some(0) => {
-                            if tx.send(Some(b[1..].to_vec())).await.is_err() {
-                                return;
-                            }
-                        }
+                        Some(0) if tx.send(Some(b[1..].to_vec())).await.is_err() => return,
                         // v5: the close signal for stream 0 (stdin).
                         Some(255) if v5 && b.get(1) == Some(&0) => {
                             let _ = tx.send(None).await;
