@@ -993,6 +993,7 @@ where
     let mut codec = HeaderCodec::new();
     let mut reply_codec = HeaderCodec::new();
     let (mut error, mut stdin_id, mut stdout, mut stderr) = (None, None, None, None);
+    let mut resize = None;
     let (stdin_tx, stdin_rx) = tokio::sync::mpsc::channel::<Option<Vec<u8>>>(64);
     let mut stdin_rx = Some(stdin_rx);
     let mut started = false;
@@ -1019,6 +1020,7 @@ where
                     Some("stdin") => stdin_id = Some(stream),
                     Some("stdout") => stdout = Some(stream),
                     Some("stderr") => stderr = Some(stream),
+                    Some("resize") => resize = Some(stream),
                     _ => {}
                 }
             }
@@ -1043,7 +1045,9 @@ where
         let ready = error.is_some()
             && (!want("stdin") || stdin_id.is_some())
             && (!want("stdout") || stdout.is_some())
-            && (!want("stderr") || stderr.is_some());
+            && (!want("stderr") || stderr.is_some())
+            // With a terminal, the client also opens a resize stream (and no stderr).
+            && (!want("tty") || resize.is_some());
         if ready && !started {
             started = true;
             let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(64);

@@ -1120,6 +1120,29 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
             "line one\nline two\n",
             "{bin}"
         );
+        // A terminal: kubectl asks for tty=true (and sends resizes) only when its
+        // stdin is one, so it runs under script(1)'s pseudo-terminal here.
+        if std::path::Path::new("/usr/bin/script").exists() {
+            let kubectl = e2e::kubectl_path(bin).expect("kubectl");
+            let cmd = format!(
+                "{} --kubeconfig {} exec -it p -c a -- echo tty-ok",
+                kubectl.display(),
+                s.kubeconfig().display()
+            );
+            let out = std::process::Command::new("script")
+                .args(["-qec", &cmd, "/dev/null"])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("script");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("tty-ok"), "{bin}: {text}");
+            let reqs = kubelet.requests.lock().expect("requests").clone();
+            assert!(
+                reqs.iter()
+                    .any(|r| r.contains("/exec/default/p/a?") && r.contains("tty=true")),
+                "{bin}: {reqs:?}"
+            );
+        }
         // attach: the same channels, to the running "container".
         assert_eq!(
             s.ok_stdin(bin, &["attach", "-i", "p", "-c", "a"], Some("typed in\n")),
