@@ -1463,6 +1463,41 @@ fn kubectl_server_side_apply() {
             "{bin}: {err}"
         );
 
+        // kubectl edit: the editor's change goes back as a patch, under kubectl-edit.
+        let edit = std::process::Command::new(e2e::kubectl_path(bin).expect("kubectl"))
+            .args([
+                "--kubeconfig",
+                &s.kubeconfig().to_string_lossy(),
+                "edit",
+                "cm",
+                "cfg",
+                "-n",
+                &n,
+            ])
+            .env("KUBE_EDITOR", "sed -i -e 's/^  a: \"9\"$/  a: edited/'")
+            .output()
+            .expect("kubectl edit");
+        assert!(
+            edit.status.success(),
+            "{bin}: {}{}",
+            String::from_utf8_lossy(&edit.stdout),
+            String::from_utf8_lossy(&edit.stderr)
+        );
+        assert_eq!(data(), r#"{"a":"edited","c":"x"}"#, "{bin}");
+        assert!(managers("cm/cfg").contains("kubectl-edit/Update"), "{bin}");
+        s.ok(
+            bin,
+            &[
+                "patch",
+                "cm",
+                "cfg",
+                "-n",
+                &n,
+                "-p",
+                r#"{"data":{"a":"9"}}"#,
+            ],
+        );
+
         // Server-side dry run and diff change nothing.
         s.ok_stdin(
             bin,
