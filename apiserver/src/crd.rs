@@ -855,6 +855,14 @@ pub fn validate(schema: &Value, v: &Value, path: &str, errs: &mut Vec<FieldError
             }
         }
         Value::Object(m) => {
+            if is_true(schema, "x-kubernetes-embedded-resource") {
+                // An embedded object must say what it is.
+                for k in ["apiVersion", "kind"] {
+                    if m.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                        errs.push(FieldError::required(join(path, k), "must not be empty"));
+                    }
+                }
+            }
             if let Some(req) = schema.get("required").and_then(Value::as_array) {
                 for r in req.iter().filter_map(Value::as_str) {
                     if !m.contains_key(r) {
@@ -1049,6 +1057,23 @@ mod tests {
         let mut errs = Vec::new();
         validate(&schema, &json!({"spec": {}}), "", &mut errs);
         assert_eq!(errs[0].field, "spec.size");
+        let embedded = json!({"type": "object", "properties": {"template": {
+            "type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true}}});
+        let mut errs = Vec::new();
+        validate(
+            &embedded,
+            &json!({"template": {"kind": "Pod"}}),
+            "spec",
+            &mut errs,
+        );
+        let texts: Vec<String> = errs
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.body()))
+            .collect();
+        assert_eq!(
+            texts,
+            ["spec.template.apiVersion: Required value: must not be empty"]
+        );
     }
 
     #[test]
