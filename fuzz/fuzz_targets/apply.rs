@@ -44,8 +44,11 @@ fuzz_target!(|data: &[u8]| {
             m.insert("kind".into(), json!("Deployment"));
         }
     }
-    let def = schema().definition_for("apps", "v1", "Deployment").expect("definition");
-    let fm = FieldManager::new(schema(), &def, "apps/v1", "Deployment", None, true).expect("manager");
+    let def = schema()
+        .definition_for("apps", "v1", "Deployment")
+        .expect("definition");
+    let fm =
+        FieldManager::new(schema(), &def, "apps/v1", "Deployment", None, true).expect("manager");
     let now = "2026-01-01T00:00:00Z";
     if let Ok(out) = fm.apply(&live, &applied, "fuzz", false, now) {
         decode(out.pointer("/metadata/managedFields")).expect("managedFields parse back");

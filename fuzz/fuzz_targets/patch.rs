@@ -27,10 +27,17 @@ fuzz_target!(|data: &[u8]| {
     let mut jp = doc.clone();
     let _ = apiserver::patch::json_patch(&mut jp, &patch);
     for (group, plural) in [("", "pods"), ("apps", "deployments"), ("", "configmaps")] {
-        let res = catalog().get(group, "v1", plural).expect("built-in resource");
+        let res = catalog()
+            .get(group, "v1", plural)
+            .expect("built-in resource");
         let mut target = doc.clone();
-        if apiserver::patch::strategic(schema(), res, &mut target, &patch).is_ok() && doc.is_object() {
-            assert!(target.is_object(), "strategic merge patch of an object gave {target}");
+        if apiserver::patch::strategic(schema(), res, &mut target, &patch).is_ok()
+            && doc.is_object()
+        {
+            assert!(
+                target.is_object(),
+                "strategic merge patch of an object gave {target}"
+            );
         }
     }
 });
