@@ -1127,8 +1127,13 @@ mod negotiation_tests {
     fn accept_header_picks_the_first_servable_range() {
         assert_eq!(Target::negotiate(""), Target::Object);
         assert_eq!(Target::negotiate("*/*"), Target::Object);
+        // client-go's typed clients: protobuf first, answered in protobuf.
         assert_eq!(
             Target::negotiate("application/vnd.kubernetes.protobuf, */*"),
+            Target::Protobuf
+        );
+        assert_eq!(
+            Target::negotiate("application/json, application/vnd.kubernetes.protobuf"),
             Target::Object
         );
         // kubectl get's header.
