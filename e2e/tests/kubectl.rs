@@ -1301,6 +1301,16 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
         "kubectl 1.30+ tunnels SPDY in a WebSocket: {forwards:?}"
     );
     assert_eq!(spdy, installed_kubectls().len() - newer, "{forwards:?}");
+    // WebSocket pings travel through the splice and are answered (here by the test
+    // kubelet's WebSocket stack, as a kubelet would).
+    let pong = tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(e2e::websocket_ping(
+            s.port,
+            "/api/v1/namespaces/default/pods/p/exec?command=cat&container=a&stdin=true&stdout=true",
+            "v5.channel.k8s.io",
+        ));
+    assert_eq!(pong.as_deref(), Ok(&b"keelson"[..]));
     // exec without a connection upgrade is refused as upstream refuses it.
     let err = s.fails(
         k,
