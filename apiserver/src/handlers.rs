@@ -245,18 +245,12 @@ fn prune_custom(
     };
     let mut unknown = Vec::new();
     crate::crd::prune(&info.schema, obj, "", &mut unknown);
-    let msgs: Vec<String> = unknown
-        .iter()
-        .map(|f| format!("unknown field {f:?}"))
-        .collect();
-    match mode {
-        FieldValidation::Strict if !msgs.is_empty() => Err(ApiError::BadRequest(format!(
-            "strict decoding error: {}",
-            msgs.join(", ")
-        ))),
-        FieldValidation::Warn => Ok(msgs),
-        _ => Ok(Vec::new()),
-    }
+    mode.apply(
+        unknown
+            .iter()
+            .map(|f| format!("unknown field {f:?}"))
+            .collect(),
+    )
 }
 
 /// Defaults: the built-in kind's, a custom resource's schema `default`s, a CRD's.

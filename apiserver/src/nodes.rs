@@ -18,9 +18,8 @@ use std::time::Duration;
 use axum::body::Body;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, header};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 
 use crate::catalog::catalog;
@@ -47,53 +46,6 @@ impl std::fmt::Debug for KubeletClient {
     }
 }
 
-/// Accepts any kubelet serving certificate: upstream's behaviour without
-/// `--kubelet-certificate-authority`.
-#[derive(Debug)]
-pub(crate) struct AnyServerCert(pub(crate) Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyServerCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 impl KubeletClient {
     /// From the `--kubelet-*` flags.
     pub fn new(
@@ -105,13 +57,11 @@ impl KubeletClient {
     ) -> Result<Self, component_base::tls::Error> {
         let mut tls = match ca {
             Some(_) => (*component_base::tls::client_config(ca, cert, key)?).clone(),
+            // Upstream does not verify kubelets without a CA.
             None => {
-                let provider = rustls::crypto::CryptoProvider::get_default()
-                    .cloned()
-                    .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
                 let b = ClientConfig::builder()
                     .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AnyServerCert(provider)));
+                    .with_custom_certificate_verifier(component_base::tls::AnyServerCert::new());
                 match (cert, key) {
                     (Some(c), Some(k)) => b.with_client_auth_cert(
                         component_base::tls::load_certs(c)?,
@@ -512,8 +462,9 @@ fn log_query(ctx: &Ctx<'_>) -> Result<String, ApiError> {
     Ok(q.finish())
 }
 
-/// The kubelet path (and query) of a `nodes/proxy` request.
-fn proxy_path(ctx: &Ctx<'_>) -> String {
+/// The path after `/proxy` (and the query) of a proxy request: `nodes/proxy` to the
+/// kubelet, `pods/proxy` and `services/proxy` to the pod.
+pub(crate) fn proxy_path(ctx: &Ctx<'_>) -> String {
     let mut path = format!("/{}", ctx.info.rest.join("/"));
     if ctx.info.path.ends_with('/') && !path.ends_with('/') {
         path.push('/');

@@ -17,7 +17,6 @@
 //! response is streamed back with hop-by-hop headers dropped.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -303,27 +302,14 @@ pub async fn proxy(
             })?
         }
     };
-    send(&loc, method, &path_and_query(ctx), headers, body.clone()).await
-}
-
-/// The path after `/proxy`, and the query.
-fn path_and_query(ctx: &Ctx<'_>) -> String {
-    let mut path = format!("/{}", ctx.info.rest.join("/"));
-    if ctx.info.path.ends_with('/') && !path.ends_with('/') {
-        path.push('/');
-    }
-    let mut q = form_urlencoded::Serializer::new(String::new());
-    for (k, vs) in &ctx.query.0 {
-        for v in vs {
-            q.append_pair(k, v);
-        }
-    }
-    let q = q.finish();
-    if !q.is_empty() {
-        path.push('?');
-        path.push_str(&q);
-    }
-    path
+    send(
+        &loc,
+        method,
+        &crate::nodes::proxy_path(ctx),
+        headers,
+        body.clone(),
+    )
+    .await
 }
 
 /// Sends the request to `loc` and streams the answer back.
@@ -360,7 +346,8 @@ async fn send(
             .trim_matches(['[', ']']);
         let name = rustls::pki_types::ServerName::try_from(host.to_owned())
             .map_err(|e| unreachable(e.to_string()))?;
-        let tls = tokio_rustls::TlsConnector::from(insecure_tls())
+        let tls = // TLS to pods is not verified, as upstream's proxy transport.
+        tokio_rustls::TlsConnector::from(component_base::tls::unverified_client_config())
             .connect(name, tcp)
             .await
             .map_err(|e| unreachable(format!("tls: {e}")))?;
@@ -397,23 +384,6 @@ where
         let _ = conn.await;
     });
     sender.send_request(req).await.map_err(|e| e.to_string())
-}
-
-/// TLS to pods, unverified, as upstream's proxy transport.
-fn insecure_tls() -> Arc<rustls::ClientConfig> {
-    static CFG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
-    CFG.get_or_init(|| {
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        let mut c = rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(crate::nodes::AnyServerCert(provider)))
-            .with_no_client_auth();
-        c.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(c)
-    })
-    .clone()
 }
 
 #[cfg(test)]

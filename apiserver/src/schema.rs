@@ -295,7 +295,15 @@ impl Schema {
                     .map(|f| format!("duplicate field {f:?}")),
             );
         }
-        match mode {
+        mode.apply(msgs)
+    }
+}
+
+impl FieldValidation {
+    /// What the directive makes of field problems (`unknown field "x"`): upstream's
+    /// strict decoding error, warnings, or nothing.
+    pub fn apply(self, msgs: Vec<String>) -> Result<Vec<String>, ApiError> {
+        match self {
             FieldValidation::Strict if !msgs.is_empty() => Err(ApiError::BadRequest(format!(
                 "strict decoding error: {}",
                 msgs.join(", ")

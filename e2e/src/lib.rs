@@ -556,12 +556,34 @@ impl TestKubelet {
         }
     }
 
-    /// The status a Node on this kubelet reports: InternalIP 127.0.0.1 and the port.
-    pub fn node_yaml(&self, name: &str) -> String {
-        format!(
-            "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\nstatus:\n  addresses: [{{type: InternalIP, address: 127.0.0.1}}]\n  daemonEndpoints: {{kubeletEndpoint: {{Port: {}}}}}\n",
+    /// Registers Node `name` on `api` with this kubelet's address (InternalIP
+    /// 127.0.0.1) and port. Status is the status subresource's: it is written after
+    /// the create, as a kubelet does.
+    pub fn add_node(&self, api: &ApiServer, name: &str) {
+        let k = "kubectl.1.33";
+        api.ok_stdin(
+            k,
+            &["create", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {name}}}\n"
+            )),
+        );
+        let status = format!(
+            r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{}}}}}}}}}"#,
             self.port
-        )
+        );
+        api.ok(
+            k,
+            &[
+                "patch",
+                "node",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                &status,
+            ],
+        );
     }
 }
 
@@ -571,22 +593,9 @@ impl TestKubelet {
 /// `error` and `data` streams with one `requestid` is a connection to
 /// `127.0.0.1:<port>`.
 fn port_forward(req: &mut http::Request<hyper::body::Incoming>) -> http::Response<KubeletBody> {
-    use base64::Engine;
     use futures::StreamExt;
-    use sha1::Digest;
     let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
-    let header = |n: &str| {
-        req.headers()
-            .get_all(n)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|p| p.trim().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect::<Vec<String>>()
-    };
+    let header = |n: &str| header_list(req, n);
     let websocket = header("upgrade")
         .iter()
         .any(|u| u.eq_ignore_ascii_case("websocket"));
@@ -597,45 +606,9 @@ fn port_forward(req: &mut http::Request<hyper::body::Incoming>) -> http::Respons
             *r.status_mut() = http::StatusCode::BAD_REQUEST;
             return r;
         }
-        let key = header("sec-websocket-key")
-            .first()
-            .cloned()
-            .unwrap_or_default();
-        let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
-            format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
-        ));
-        let on_upgrade = hyper::upgrade::on(req);
-        tokio::spawn(async move {
-            let Ok(io) = on_upgrade.await else {
-                return;
-            };
-            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(
-                hyper_util::rt::TokioIo::new(io),
-                tokio_tungstenite::tungstenite::protocol::Role::Server,
-                None,
-            )
-            .await;
+        return accept_websocket(req, TUNNEL, |ws| async move {
             spdy_port_forward(websocket_bytes(ws)).await;
         });
-        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(
-            http::header::UPGRADE,
-            http::HeaderValue::from_static("websocket"),
-        );
-        h.insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("Upgrade"),
-        );
-        h.insert(
-            "sec-websocket-accept",
-            http::HeaderValue::from_str(&accept).expect("accept"),
-        );
-        h.insert(
-            "sec-websocket-protocol",
-            http::HeaderValue::from_static(TUNNEL),
-        );
-        return r;
     }
     if !header("upgrade")
         .iter()
@@ -647,27 +620,9 @@ fn port_forward(req: &mut http::Request<hyper::body::Incoming>) -> http::Respons
         *r.status_mut() = http::StatusCode::BAD_REQUEST;
         return r;
     }
-    let on_upgrade = hyper::upgrade::on(req);
-    tokio::spawn(async move {
-        if let Ok(io) = on_upgrade.await {
-            spdy_port_forward(hyper_util::rt::TokioIo::new(io)).await;
-        }
-    });
-    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-    let h = r.headers_mut();
-    h.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("SPDY/3.1"),
-    );
-    h.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    h.insert(
-        "x-stream-protocol-version",
-        http::HeaderValue::from_static("portforward.k8s.io"),
-    );
-    r
+    accept_spdy(req, "portforward.k8s.io", |io| async move {
+        spdy_port_forward(io).await;
+    })
 }
 
 /// A WebSocket as the byte stream it tunnels: binary messages in, binary messages out.
@@ -721,15 +676,8 @@ where
     use component_base::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
     use std::collections::HashMap;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
-    tokio::spawn(async move {
-        while let Some(f) = rx.recv().await {
-            if wr.write_all(&f).await.is_err() || wr.flush().await.is_err() {
-                return;
-            }
-        }
-    });
+    let (mut rd, wr) = tokio::io::split(io);
+    let tx = frame_writer(wr);
     let mut codec = HeaderCodec::new();
     let mut reply_codec = HeaderCodec::new();
     // requestid -> (error stream, data stream, port)
@@ -966,21 +914,13 @@ async fn run_exec<S>(
     let _ = writer.await;
 }
 
-/// Runs an exec session over SPDY (kubectl before 1.30): the client opens `error`,
-/// `stdin`, `stdout` and `stderr` streams (as the query asks), the command runs once
-/// they are all there, and the Status goes on `error` (v4.channel.k8s.io).
-async fn spdy_exec<S>(io: S, command: Vec<String>, query: Vec<(String, String)>)
+/// One writer for a SPDY connection's frames, whichever task produces them; the
+/// connection is shut down when every sender is gone.
+fn frame_writer<W>(mut wr: W) -> tokio::sync::mpsc::Sender<Vec<u8>>
 where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    use component_base::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
     use tokio::io::AsyncWriteExt;
-    let want = |k: &str| {
-        query
-            .iter()
-            .any(|(n, v)| n == k && (v == "true" || v == "1"))
-    };
-    let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
     tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
@@ -990,6 +930,24 @@ where
         }
         let _ = wr.shutdown().await;
     });
+    tx
+}
+
+/// Runs an exec session over SPDY (kubectl before 1.30): the client opens `error`,
+/// `stdin`, `stdout` and `stderr` streams (as the query asks), the command runs once
+/// they are all there, and the Status goes on `error` (v4.channel.k8s.io).
+async fn spdy_exec<S>(io: S, command: Vec<String>, query: Vec<(String, String)>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use component_base::spdy::{self, FLAG_FIN, Frame, HeaderCodec};
+    let want = |k: &str| {
+        query
+            .iter()
+            .any(|(n, v)| n == k && (v == "true" || v == "1"))
+    };
+    let (mut rd, wr) = tokio::io::split(io);
+    let tx = frame_writer(wr);
     let mut codec = HeaderCodec::new();
     let mut reply_codec = HeaderCodec::new();
     let (mut error, mut stdin_id, mut stdout, mut stderr) = (None, None, None, None);
@@ -1175,21 +1133,8 @@ fn websocket_exec(
     req: &mut http::Request<hyper::body::Incoming>,
     path_and_query: &str,
 ) -> http::Response<KubeletBody> {
-    use base64::Engine;
     use futures::StreamExt;
-    use sha1::Digest;
-    let header_values = |name: &str| -> Vec<String> {
-        req.headers()
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| {
-                v.split(',')
-                    .map(|p| p.trim().to_owned())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
+    let header_values = |name: &str| header_list(req, name);
     let empty = || http_body_util::StreamBody::new(futures::stream::empty().boxed());
     let query = path_and_query.split_once('?').map(|(_, q)| q).unwrap_or("");
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -1231,32 +1176,10 @@ fn websocket_exec(
             *r.status_mut() = http::StatusCode::FORBIDDEN;
             return r;
         }
-        let on_upgrade = hyper::upgrade::on(req);
-        tokio::spawn(async move {
-            if let Ok(io) = on_upgrade.await {
-                spdy_exec(hyper_util::rt::TokioIo::new(io), command, pairs).await;
-            }
+        return accept_spdy(req, "v4.channel.k8s.io", |io| async move {
+            spdy_exec(io, command, pairs).await;
         });
-        *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
-        let h = r.headers_mut();
-        h.insert(
-            http::header::UPGRADE,
-            http::HeaderValue::from_static("SPDY/3.1"),
-        );
-        h.insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("Upgrade"),
-        );
-        h.insert(
-            "x-stream-protocol-version",
-            http::HeaderValue::from_static("v4.channel.k8s.io"),
-        );
-        return r;
     }
-    let key = header_values("sec-websocket-key")
-        .first()
-        .cloned()
-        .unwrap_or_default();
     let offered = header_values("sec-websocket-protocol");
     let protocol = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
         .into_iter()
@@ -1266,10 +1189,50 @@ fn websocket_exec(
         *r.status_mut() = http::StatusCode::BAD_REQUEST;
         return r;
     };
+    let v5 = protocol == "v5.channel.k8s.io";
+    accept_websocket(req, protocol, move |ws| async move {
+        run_exec(ws, command, wants_stdin, v5).await;
+    })
+}
+
+/// The values of a request header, comma lists split.
+fn header_list(req: &http::Request<hyper::body::Incoming>, name: &str) -> Vec<String> {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| {
+            v.split(',')
+                .map(|p| p.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The upgraded connection a session runs on.
+type Upgraded = hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>;
+
+/// Accepts a WebSocket upgrade speaking `protocol`: the 101 answer, and `session`
+/// run on the socket once the connection is handed over.
+fn accept_websocket<F, Fut>(
+    req: &mut http::Request<hyper::body::Incoming>,
+    protocol: &'static str,
+    session: F,
+) -> http::Response<KubeletBody>
+where
+    F: FnOnce(tokio_tungstenite::WebSocketStream<Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use base64::Engine;
+    use futures::StreamExt;
+    use sha1::Digest;
+    let key = header_list(req, "sec-websocket-key")
+        .first()
+        .cloned()
+        .unwrap_or_default();
     let accept = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(
         format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").as_bytes(),
     ));
-    let v5 = protocol == "v5.channel.k8s.io";
     let on_upgrade = hyper::upgrade::on(req);
     tokio::spawn(async move {
         let Ok(io) = on_upgrade.await else {
@@ -1281,9 +1244,11 @@ fn websocket_exec(
             None,
         )
         .await;
-        run_exec(ws, command, wants_stdin, v5).await;
+        session(ws).await;
     });
-    let mut r = http::Response::new(empty());
+    let mut r = http::Response::new(http_body_util::StreamBody::new(
+        futures::stream::empty().boxed(),
+    ));
     *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
     h.insert(
@@ -1305,6 +1270,44 @@ fn websocket_exec(
     r
 }
 
+/// Accepts a SPDY/3.1 upgrade whose `X-Stream-Protocol-Version` is `version`: the 101
+/// answer, and `session` run on the connection once it is handed over.
+fn accept_spdy<F, Fut>(
+    req: &mut http::Request<hyper::body::Incoming>,
+    version: &'static str,
+    session: F,
+) -> http::Response<KubeletBody>
+where
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::StreamExt;
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(io) = on_upgrade.await {
+            session(hyper_util::rt::TokioIo::new(io)).await;
+        }
+    });
+    let mut r = http::Response::new(http_body_util::StreamBody::new(
+        futures::stream::empty().boxed(),
+    ));
+    *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("SPDY/3.1"),
+    );
+    h.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    h.insert(
+        "x-stream-protocol-version",
+        http::HeaderValue::from_static(version),
+    );
+    r
+}
+
 /// Opens a WebSocket to the apiserver at `path` (as the admin, offering `protocol`),
 /// sends a Ping and returns the payload of the Pong that comes back: through the
 /// apiserver's splice, from whatever answers at the other end.
@@ -1312,19 +1315,13 @@ pub async fn websocket_ping(port: u16, path: &str, protocol: &str) -> Result<Vec
     use futures::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let provider = rustls::crypto::CryptoProvider::get_default()
-        .cloned()
-        .ok_or("no crypto provider")?;
-    let mut tls = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(NoVerify(provider)))
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // The apiserver's serving certificate is self-signed here.
+    let tls = component_base::tls::unverified_client_config();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").map_err(|e| e.to_string())?;
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+    let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())?;
@@ -1360,51 +1357,5 @@ pub async fn websocket_ping(port: u16, path: &str, protocol: &str) -> Result<Vec
             Some(Err(e)) => return Err(e.to_string()),
             None => return Err("closed before the pong".into()),
         }
-    }
-}
-
-/// Accepts the apiserver's self-signed serving certificate (tests only).
-#[derive(Debug)]
-struct NoVerify(std::sync::Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }

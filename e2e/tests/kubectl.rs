@@ -981,21 +981,7 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
     let flags = pki.apiserver_flags();
     let s = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let k = "kubectl.1.33";
-    s.ok_stdin(
-        k,
-        &["create", "-f", "-"],
-        Some("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n"),
-    );
-    s.ok(
-        k,
-        &[
-            "patch", "node", "node1", "--subresource=status", "--type=merge", "-p",
-            &format!(
-                r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{}}}}}}}}}"#,
-                kubelet.port
-            ),
-        ],
-    );
+    kubelet.add_node(&s, "node1");
     s.ok_stdin(
         k,
         &["create", "-f", "-"],

@@ -46,28 +46,7 @@ fn python_client_exec_over_v4_channels() {
     let flags = pki.apiserver_flags();
     let s = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let k = "kubectl.1.33";
-    s.ok_stdin(
-        k,
-        &["create", "-f", "-"],
-        Some("apiVersion: v1\nkind: Node\nmetadata: {name: node1}\n"),
-    );
-    // Status is the status subresource's: the kubelet's address and port.
-    let status = format!(
-        r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"127.0.0.1"}}],"daemonEndpoints":{{"kubeletEndpoint":{{"Port":{}}}}}}}}}"#,
-        kubelet.port
-    );
-    s.ok(
-        k,
-        &[
-            "patch",
-            "node",
-            "node1",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status,
-        ],
-    );
+    kubelet.add_node(&s, "node1");
     s.ok_stdin(
         k,
         &["create", "-f", "-"],
