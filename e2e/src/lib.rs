@@ -587,6 +587,33 @@ impl TestKubelet {
     }
 }
 
+/// An apiserver with a [`TestKubelet`] behind Node `node1`: the apiserver presents a
+/// client certificate from the same generated PKI, and verifies the kubelet with it.
+pub struct KubeletCluster {
+    /// The apiserver.
+    pub api: ApiServer,
+    /// The kubelet-side test server.
+    pub kubelet: TestKubelet,
+    _pki_dir: tempfile::TempDir,
+}
+
+impl KubeletCluster {
+    /// Generates the PKI, starts both, and registers `node1`.
+    pub fn start() -> KubeletCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = Pki::generate(dir.path());
+        let kubelet = TestKubelet::start(&pki);
+        let flags = pki.apiserver_flags();
+        let api = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+        kubelet.add_node(&api, "node1");
+        KubeletCluster {
+            api,
+            kubelet,
+            _pki_dir: dir,
+        }
+    }
+}
+
 /// A kubelet's port-forward: SPDY/3.1 streams, either tunnelled in a WebSocket
 /// (`SPDY/3.1+portforward.k8s.io`, what kubectl 1.30+ asks for) or over a plain
 /// `SPDY/3.1` upgrade (the fallback, and kubectl before 1.30). Each pair of

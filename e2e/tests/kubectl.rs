@@ -975,13 +975,9 @@ fn kubectl_logs_and_node_proxy_through_the_kubelet() {
     if !have_kubectl() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = e2e::Pki::generate(dir.path());
-    let kubelet = e2e::TestKubelet::start(&pki);
-    let flags = pki.apiserver_flags();
-    let s = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let cluster = e2e::KubeletCluster::start();
+    let (s, kubelet) = (&cluster.api, &cluster.kubelet);
     let k = "kubectl.1.33";
-    kubelet.add_node(&s, "node1");
     s.ok_stdin(
         k,
         &["create", "-f", "-"],

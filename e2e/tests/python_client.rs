@@ -6,6 +6,15 @@ use std::process::Command;
 
 use e2e::{ApiServer, have_kubectl};
 
+/// Runs `e2e/python/<script>` with the venv's interpreter against `api`.
+fn run_python(python: &str, script: &str, api: &ApiServer) -> std::process::Output {
+    Command::new(python)
+        .arg(format!("{}/python/{script}", env!("CARGO_MANIFEST_DIR")))
+        .env("KUBECONFIG", api.kubeconfig())
+        .output()
+        .expect("run python")
+}
+
 #[test]
 fn python_client_crud_and_watch() {
     let Ok(python) = std::env::var("KEELSON_PYTHON") else {
@@ -13,12 +22,7 @@ fn python_client_crud_and_watch() {
         return;
     };
     let s = ApiServer::start();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/crud_watch.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("KUBECONFIG", s.kubeconfig())
-        .output()
-        .expect("run python");
+    let out = run_python(&python, "crud_watch.py", &s);
     assert!(
         out.status.success(),
         "python client failed:\n{}{}\nserver log:\n{}",
@@ -40,24 +44,15 @@ fn python_client_exec_over_v4_channels() {
     if !have_kubectl() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pki = e2e::Pki::generate(dir.path());
-    let kubelet = e2e::TestKubelet::start(&pki);
-    let flags = pki.apiserver_flags();
-    let s = ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
+    let cluster = e2e::KubeletCluster::start();
+    let (s, kubelet) = (&cluster.api, &cluster.kubelet);
     let k = "kubectl.1.33";
-    kubelet.add_node(&s, "node1");
     s.ok_stdin(
         k,
         &["create", "-f", "-"],
         Some("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  nodeName: node1\n  containers: [{name: a, image: busybox}]\n"),
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/exec_v4.py");
-    let out = Command::new(python)
-        .arg(script)
-        .env("KUBECONFIG", s.kubeconfig())
-        .output()
-        .expect("run python");
+    let out = run_python(&python, "exec_v4.py", s);
     assert!(
         out.status.success(),
         "python exec failed:\n{}{}",
