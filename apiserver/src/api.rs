@@ -41,6 +41,8 @@ pub struct Api {
     pub schema: &'static Schema,
     /// The admission chain.
     pub admission: Chain,
+    /// The authenticators.
+    pub authenticator: crate::authn::Authenticator,
     /// The authorizers.
     pub authorizer: crate::authz::Authorizer,
     /// Settings.
@@ -147,7 +149,8 @@ impl Api {
     /// Builds the state.
     pub fn new(registry: Registry, config: Config) -> Api {
         Api {
-            authorizer: crate::authz::Authorizer,
+            authenticator: crate::authn::Authenticator::default(),
+            authorizer: crate::authz::Authorizer::default(),
             registry,
             schema: crate::schema::schema(),
             admission: Chain::default(),

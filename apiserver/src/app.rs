@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::api::{Api, Config, parse_cidr, parse_port_range};
-use crate::authn::{Authenticator, TokenFile};
+use crate::authn::{Authenticator, RequestHeader, TokenFile};
 use crate::catalog::catalog;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -72,6 +72,29 @@ pub fn serving_cert(opts: &Options, sans: &[String]) -> Result<(PathBuf, PathBuf
     }
     component_base::tls::self_signed_files(&opts.cert_dir, "apiserver", sans)
         .map_err(|e| Error::Tls(e.to_string()))
+}
+
+/// The authenticator chain from the flags.
+fn authenticator(opts: &Options) -> Result<Authenticator, Error> {
+    let mut a = Authenticator {
+        anonymous: opts.anonymous_auth,
+        ..Default::default()
+    }
+    .with_client_ca(opts.client_ca_file.as_deref())?;
+    if let Some(ca) = &opts.requestheader_client_ca_file {
+        a.request_header = Some(RequestHeader::new(
+            ca,
+            opts.requestheader_allowed_names.clone(),
+            opts.requestheader_username_headers.clone(),
+            opts.requestheader_uid_headers.clone(),
+            opts.requestheader_group_headers.clone(),
+            opts.requestheader_extra_headers_prefix.clone(),
+        )?);
+    }
+    if let Some(f) = &opts.token_auth_file {
+        a.tokens.push(Box::new(TokenFile::load(f)?));
+    }
+    Ok(a)
 }
 
 /// Starts the embedded single-member store; returns it and its client URL.
@@ -203,13 +226,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         None if !bind_ip.is_unspecified() => bind_ip,
         None => default_ip(),
     };
-    let authn = Authenticator {
-        tokens: opts
-            .token_auth_file
-            .as_deref()
-            .map(TokenFile::load)
-            .transpose()?,
-    };
+    let authn = authenticator(&opts)?;
     let (member, servers) = if opts.etcd_servers.is_empty() {
         let (m, url) = embedded_store(&opts.data_dir).await?;
         tracing::info!(url, data_dir = %opts.data_dir.display(), "started the embedded store");
@@ -252,7 +269,21 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         .map_err(|e| Error::Tls(format!("kubelet client: {e}")))?,
     };
     let service_ip = config.kubernetes_service_ip();
-    let api = Arc::new(Api::new(registry, config));
+    let mut api = Api::new(registry, config);
+    api.authorizer = crate::authz::Authorizer::new(
+        &opts.authorization_mode,
+        || Box::new(crate::rbac::CacheSource::new(&api.registry)),
+        || Box::new(crate::authz::CacheGraph::new(&api.registry)),
+    )
+    .map_err(Error::Config)?;
+    api.authenticator = authn;
+    if api.authenticator.anonymous && api.authorizer.is_always_allow() {
+        tracing::warn!(
+            "AnonymousAuth is not allowed with the AlwaysAllow authorizer. Resetting AnonymousAuth to false. You should use a different authorizer"
+        );
+        api.authenticator.anonymous = false;
+    }
+    let api = Arc::new(api);
     let mut sans = vec![
         "localhost".to_owned(),
         "kubernetes".to_owned(),
@@ -265,8 +296,17 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     ];
     sans.dedup();
     let (cert, key) = serving_cert(&opts, &sans)?;
-    let tls = component_base::tls::server_config(&cert, &key, None, false, &[b"h2", b"http/1.1"])
-        .map_err(|e| Error::Tls(e.to_string()))?;
+    let client_cas: Vec<&Path> = [&opts.client_ca_file, &opts.requestheader_client_ca_file]
+        .into_iter()
+        .filter_map(|p| p.as_deref())
+        .collect();
+    let tls = component_base::tls::request_client_cert_config(
+        &cert,
+        &key,
+        &client_cas,
+        &[b"h2", b"http/1.1"],
+    )
+    .map_err(|e| Error::Tls(e.to_string()))?;
     let addr = SocketAddr::new(bind_ip, opts.secure_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -276,7 +316,6 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         })?;
     let server = Arc::new(Server {
         api: api.clone(),
-        authn,
         readonly: Semaphore::new(opts.max_requests_inflight.max(1)),
         mutating: Semaphore::new(opts.max_mutating_requests_inflight.max(1)),
         request_timeout: opts.request_timeout,
@@ -297,6 +336,19 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             }
             Err(e) => return Err(Error::Config(format!("bootstrap: {e}"))),
         }
+    }
+    if api.authorizer.rbac().is_some() {
+        for attempt in 0.. {
+            match crate::rbac::bootstrap::reconcile(&api).await {
+                Ok(()) => break,
+                Err(e) if attempt < 30 => {
+                    tracing::warn!(error = %e, "bootstrap RBAC policy; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(Error::Config(format!("bootstrap RBAC policy: {e}"))),
+            }
+        }
+        tracing::info!("the bootstrap RBAC policy is reconciled");
     }
     server
         .ready

@@ -377,6 +377,30 @@ fn build() -> Vec<Resource> {
         )
         .verbs(CREATE),
         B::new(
+            "authentication.k8s.io",
+            "v1",
+            "TokenReview",
+            "tokenreviews",
+            cl,
+        )
+        .verbs(CREATE),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            cl,
+        )
+        .verbs(CREATE),
+        B::new(
+            "authorization.k8s.io",
+            "v1",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            ns,
+        )
+        .verbs(CREATE),
+        B::new(
             "authorization.k8s.io",
             "v1",
             "SelfSubjectAccessReview",

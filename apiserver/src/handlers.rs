@@ -401,6 +401,7 @@ async fn create_object(
                 dry_run,
             ))
             .await?;
+        crate::rbac::confirm_write(ctx.api, ctx.user, res, &attempt, None)?;
         ctx.api.before_create(res, &mut attempt, dry_run).await?;
         if dry_run {
             meta::meta_mut(&mut attempt).remove("resourceVersion");
@@ -1053,6 +1054,7 @@ async fn write_update(
         ctx.api
             .validate_admission(ctx.admission(op, Some(&new), Some(&old), sub, dry_run))
             .await?;
+        crate::rbac::confirm_write(ctx.api, ctx.user, res, &new, Some(&old))?;
         ctx.api.before_update(res, &mut new, &old, dry_run).await?;
         if new.get("metadata") == old.get("metadata") && without_meta(&new) == without_meta(&old) {
             // A no-op write keeps the resourceVersion, as upstream.

@@ -4,8 +4,10 @@
 //!
 //! ```text
 //! TLS (rustls) -> server::Server::handle
-//!   -> authn (token file; 401)           -> in-flight limits (429)
-//!   -> request::parse (RequestInfo)      -> authorization ([`authz`]: AlwaysAllow for now)
+//!   -> request::parse (RequestInfo)
+//!   -> authn ([`authn`]: front proxy, x509, tokens, anonymous; 401)
+//!   -> impersonation -> authorization ([`authz`]: masters, Node, RBAC ...; 403)
+//!   -> in-flight limits (429)
 //!   -> handlers (verb): decode + schema field validation -> defaults
 //!        -> fieldmanager (managedFields; server-side apply merge and conflicts)
 //!        -> strategy (server-owned fields) -> admission (mutating, validating)
@@ -52,6 +54,7 @@ pub mod options;
 pub mod patch;
 pub mod protobuf;
 pub mod proxy;
+pub mod rbac;
 pub mod registry;
 pub mod request;
 pub mod review;

@@ -93,6 +93,49 @@ pub struct Options {
     /// via token authentication.
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<PathBuf>,
+    /// If set, any request presenting a client certificate signed by one of the
+    /// authorities in the client-ca-file is authenticated with an identity
+    /// corresponding to the CommonName of the client certificate.
+    #[arg(long = "client-ca-file")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Enables anonymous requests to the secure port of the API server. Requests that
+    /// are not rejected by another authentication method are treated as anonymous
+    /// requests. Anonymous requests have a username of system:anonymous, and a group
+    /// name of system:unauthenticated. Turned off when the only authorization mode
+    /// is AlwaysAllow, as upstream does.
+    #[arg(long = "anonymous-auth", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub anonymous_auth: bool,
+    /// Ordered list of plug-ins to do authorization on secure port. Elements of this
+    /// list may be: AlwaysAllow,AlwaysDeny,ABAC,Webhook,RBAC,Node.
+    #[arg(
+        long = "authorization-mode",
+        value_delimiter = ',',
+        default_value = "AlwaysAllow"
+    )]
+    pub authorization_mode: Vec<String>,
+    /// Root certificate bundle to use to verify client certificates on incoming
+    /// requests before trusting usernames in headers specified by
+    /// --requestheader-username-headers.
+    #[arg(long = "requestheader-client-ca-file")]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// List of client certificate common names to allow to provide usernames in
+    /// headers specified by --requestheader-username-headers. If empty, any client
+    /// certificate validated by the authorities in --requestheader-client-ca-file is
+    /// allowed.
+    #[arg(long = "requestheader-allowed-names", value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// List of request headers to inspect for usernames. X-Remote-User is common.
+    #[arg(long = "requestheader-username-headers", value_delimiter = ',')]
+    pub requestheader_username_headers: Vec<String>,
+    /// List of request headers to inspect for UIDs. X-Remote-Uid is suggested.
+    #[arg(long = "requestheader-uid-headers", value_delimiter = ',')]
+    pub requestheader_uid_headers: Vec<String>,
+    /// List of request headers to inspect for groups. X-Remote-Group is suggested.
+    #[arg(long = "requestheader-group-headers", value_delimiter = ',')]
+    pub requestheader_group_headers: Vec<String>,
+    /// List of request header prefixes to inspect. X-Remote-Extra- is suggested.
+    #[arg(long = "requestheader-extra-headers-prefix", value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Vec<String>,
 }
 
 #[cfg(test)]

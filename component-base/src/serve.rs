@@ -10,6 +10,17 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
 
+/// What the connection a request arrived on says about the client; every request
+/// served by [`serve_tls`] carries one in its extensions.
+#[derive(Clone, Debug)]
+pub struct PeerInfo {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// The certificate chain the client presented (end entity first), unverified:
+    /// the TLS layer only checked that the client holds its key.
+    pub certs: Arc<Vec<rustls::pki_types::CertificateDer<'static>>>,
+}
+
 /// Serves `handler` over HTTPS on `listener` until `stop` resolves. Connections in
 /// flight finish on their own.
 pub async fn serve_tls<F, Fut, B>(
@@ -48,7 +59,18 @@ pub async fn serve_tls<F, Fut, B>(
                     return;
                 }
             };
-            let svc = hyper::service::service_fn(move |req| {
+            let info = PeerInfo {
+                addr: peer,
+                certs: Arc::new(
+                    tls.get_ref()
+                        .1
+                        .peer_certificates()
+                        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+                        .unwrap_or_default(),
+                ),
+            };
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(info.clone());
                 let fut = handler(req);
                 async move { Ok::<_, std::convert::Infallible>(fut.await) }
             });

@@ -95,6 +95,106 @@ impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
     }
 }
 
+/// Asks the client for a certificate and takes any (or none) at the TLS layer, with
+/// `hints` (the CA subjects) sent in the request: upstream's `tls.RequestClientCert`.
+/// The handshake signature is still checked, so the client holds the key; whether the
+/// chain is trusted is the authenticator's question, answered with a 401 rather than
+/// a failed handshake.
+#[derive(Debug)]
+pub struct RequestClientCert {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    hints: Vec<rustls::DistinguishedName>,
+}
+
+impl RequestClientCert {
+    /// Hints the subjects of every certificate in `cas`.
+    pub fn new(cas: &[&Path]) -> Result<Arc<Self>, Error> {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let mut roots = RootCertStore::empty();
+        for ca in cas {
+            for cert in load_certs(ca)? {
+                roots.add(cert)?;
+            }
+        }
+        Ok(Arc::new(RequestClientCert {
+            provider,
+            hints: roots.subjects(),
+        }))
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &self.hints
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A server config that requests (never requires) a client certificate, hinting the
+/// subjects of `client_cas`, and leaves verifying it to the caller.
+pub fn request_client_cert_config(
+    cert: &Path,
+    key: &Path,
+    client_cas: &[&Path],
+    alpn: &[&[u8]],
+) -> Result<Arc<ServerConfig>, Error> {
+    let builder = ServerConfig::builder();
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_verifier(RequestClientCert::new(client_cas)?)
+    };
+    let mut config = builder.with_single_cert(load_certs(cert)?, load_key(key)?)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
+}
+
 /// A client that does not verify the server, speaking HTTP/1.1.
 pub fn unverified_client_config() -> Arc<ClientConfig> {
     let mut c = ClientConfig::builder()

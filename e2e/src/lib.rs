@@ -75,10 +75,15 @@ pub fn have_kubectl() -> bool {
     true
 }
 
-/// A `kube-apiserver` with its embedded store, in a temporary directory.
+/// A `kube-apiserver` with its embedded store, in a temporary directory, started as
+/// a kubeadm cluster's is: `--client-ca-file` (a test CA in `pki/`),
+/// `--authorization-mode=Node,RBAC`, and an admin kubeconfig with a client
+/// certificate in `system:masters`. The token file holds [`ADMIN_TOKEN`], also in
+/// `system:masters`.
 pub struct ApiServer {
     child: Child,
     extra: Vec<String>,
+    ca: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
     /// The server's directory: data, certs, tokens, kubeconfig, log.
     pub dir: tempfile::TempDir,
     /// The secure port on 127.0.0.1.
@@ -107,23 +112,86 @@ impl ApiServer {
         )
         .expect("write tokens");
         let port = free_port();
-        std::fs::write(
-            dir.path().join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{port}\n  name: k\ncontexts:\n- context:\n    cluster: k\n    user: admin\n    namespace: default\n  name: k\ncurrent-context: k\nusers:\n- name: admin\n  user:\n    token: {ADMIN_TOKEN}\n"
-            ),
-        )
-        .expect("write kubeconfig");
-        let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        let ca = {
+            use rcgen::{
+                BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            };
+            let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, "kubernetes");
+            CertifiedIssuer::self_signed(p, KeyPair::generate().expect("ca key")).expect("ca")
+        };
+        std::fs::create_dir_all(dir.path().join("pki")).expect("pki dir");
+        std::fs::write(dir.path().join("pki/ca.crt"), ca.pem()).expect("write ca");
+        let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+        if !extra.iter().any(|f| f.starts_with("--authorization-mode")) {
+            extra.push("--authorization-mode=Node,RBAC".to_owned());
+        }
         let child = Self::spawn(dir.path(), port, &extra);
         let s = ApiServer {
             child,
             extra,
+            ca,
             dir,
             port,
         };
+        s.write_kubeconfig("kubeconfig", "kubernetes-admin", Some("system:masters"));
         s.wait_ready();
         s
+    }
+
+    /// Issues a client certificate (CN `user`, O `group`) from the server's client CA;
+    /// returns the certificate and key paths.
+    pub fn client_cert(&self, user: &str, group: Option<&str>) -> (PathBuf, PathBuf) {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
+        let mut p = CertificateParams::new(Vec::<String>::new()).expect("params");
+        p.distinguished_name.push(DnType::CommonName, user);
+        if let Some(g) = group {
+            p.distinguished_name.push(DnType::OrganizationName, g);
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().expect("key");
+        let cert = p.signed_by(&key, &self.ca).expect("sign");
+        let stem = user.replace(':', "_");
+        let crt = self.dir.path().join(format!("pki/{stem}.crt"));
+        let k = self.dir.path().join(format!("pki/{stem}.key"));
+        std::fs::write(&crt, cert.pem()).expect("write cert");
+        std::fs::write(&k, key.serialize_pem()).expect("write key");
+        (crt, k)
+    }
+
+    fn kubeconfig_text(&self, user_block: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    insecure-skip-tls-verify: true\n    server: https://127.0.0.1:{}\n  name: k\ncontexts:\n- context:\n    cluster: k\n    user: u\n    namespace: default\n  name: k\ncurrent-context: k\nusers:\n- name: u\n  user:\n{user_block}",
+            self.port
+        )
+    }
+
+    /// Writes kubeconfig `name` for a client certificate user; returns its path.
+    pub fn write_kubeconfig(&self, name: &str, user: &str, group: Option<&str>) -> PathBuf {
+        let (crt, key) = self.client_cert(user, group);
+        let p = self.dir.path().join(name);
+        let block = format!(
+            "    client-certificate: {}\n    client-key: {}\n",
+            crt.display(),
+            key.display()
+        );
+        std::fs::write(&p, self.kubeconfig_text(&block)).expect("write kubeconfig");
+        p
+    }
+
+    /// Writes kubeconfig `name` for a bearer token (or none); returns its path.
+    pub fn write_token_kubeconfig(&self, name: &str, token: Option<&str>) -> PathBuf {
+        let p = self.dir.path().join(name);
+        let block = match token {
+            Some(t) => format!("    token: {t}\n"),
+            None => "    {}\n".to_owned(),
+        };
+        let text = self
+            .kubeconfig_text(&block)
+            .replace("  user:\n    {}", "  user: {}");
+        std::fs::write(&p, text).expect("write kubeconfig");
+        p
     }
 
     fn spawn(dir: &Path, port: u16, extra: &[String]) -> Child {
@@ -136,6 +204,7 @@ impl ApiServer {
         Command::new(binary("kube-apiserver"))
             .args(["--data-dir", &path("data"), "--cert-dir", &path("certs")])
             .args(["--token-auth-file", &path("tokens.csv")])
+            .args(["--client-ca-file", &path("pki/ca.crt")])
             .args(["--bind-address", "127.0.0.1"])
             .args(["--secure-port", &port.to_string()])
             .args(extra)

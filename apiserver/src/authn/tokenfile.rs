@@ -1,44 +1,10 @@
-//! Authentication: who is asking. Upstream runs authenticators in order and the first
-//! that recognises the request wins; this crate has the static token file
-//! (`--token-auth-file`) so far, and requests that no authenticator recognises are
-//! anonymous (401 until anonymous access is configurable).
+//! `--token-auth-file`: static bearer tokens, `token,user,uid[,"group1,group2"]` lines
+//! as upstream's `tokenfile.NewCSV` reads them.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-/// An authenticated identity, as upstream's `user.Info`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    /// User name.
-    pub name: String,
-    /// UID.
-    pub uid: String,
-    /// Groups, including `system:authenticated`.
-    pub groups: Vec<String>,
-}
-
-/// Errors reading a token file.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthnError {
-    /// Unreadable file.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A malformed line, in upstream's words.
-    #[error(
-        "token file '{path}' must have at least 3 columns (token, user name, user uid), found {found}"
-    )]
-    Columns {
-        /// The file.
-        path: String,
-        /// Columns found.
-        found: usize,
-    },
-}
+use super::{AuthnError, TokenAuthenticator, UserInfo};
 
 /// The static token authenticator: `token,user,uid[,"group1,group2"]` lines.
 #[derive(Clone, Debug, Default)]
@@ -92,7 +58,7 @@ impl TokenFile {
                     found: f.len(),
                 });
             }
-            let mut groups: Vec<String> = f
+            let groups: Vec<String> = f
                 .get(3)
                 .map(|g| {
                     g.split(',')
@@ -101,13 +67,13 @@ impl TokenFile {
                         .collect()
                 })
                 .unwrap_or_default();
-            groups.push("system:authenticated".into());
             tokens.insert(
                 f[0].clone(),
                 UserInfo {
                     name: f[1].clone(),
                     uid: f[2].clone(),
                     groups,
+                    ..Default::default()
                 },
             );
         }
@@ -120,18 +86,9 @@ impl TokenFile {
     }
 }
 
-/// The authenticator chain.
-#[derive(Clone, Debug, Default)]
-pub struct Authenticator {
-    /// `--token-auth-file`.
-    pub tokens: Option<TokenFile>,
-}
-
-impl Authenticator {
-    /// Authenticates a request from its `Authorization` header. `None` is anonymous.
-    pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
-        let token = authorization?.strip_prefix("Bearer ")?.trim();
-        self.tokens.as_ref()?.authenticate(token)
+impl TokenAuthenticator for TokenFile {
+    fn authenticate_token(&self, token: &str) -> Result<Option<UserInfo>, String> {
+        Ok(self.authenticate(token))
     }
 }
 
@@ -145,14 +102,8 @@ mod tests {
             TokenFile::parse("t1,admin,1,\"system:masters,dev\"\n# c\nt2,bob,2\n", "f").unwrap();
         let a = f.authenticate("t1").unwrap();
         assert_eq!(a.name, "admin");
-        assert_eq!(
-            a.groups,
-            vec!["system:masters", "dev", "system:authenticated"]
-        );
-        assert_eq!(
-            f.authenticate("t2").unwrap().groups,
-            vec!["system:authenticated"]
-        );
+        assert_eq!(a.groups, vec!["system:masters", "dev"]);
+        assert_eq!(f.authenticate("t2").unwrap().groups, Vec::<String>::new());
         assert!(f.authenticate("nope").is_none());
         assert!(TokenFile::parse("t,a\n", "f").is_err());
     }

@@ -1,0 +1,271 @@
+//! Authentication: who is asking.
+//!
+//! Upstream's chain, in its order; the first authenticator that recognises the request
+//! wins, and an error from one only matters when none succeeds:
+//!
+//! ```text
+//! requestheader (front proxy: a client certificate from --requestheader-client-ca-file,
+//!                then X-Remote-User / X-Remote-Group / X-Remote-Extra-*)
+//!   -> x509 (--client-ca-file: CN is the user, O the groups)
+//!   -> bearer tokens: --token-auth-file, service account JWTs, bootstrap tokens
+//!   -> anonymous (--anonymous-auth), only when nothing failed
+//! ```
+//!
+//! Presented but unrecognised credentials are a 401, never anonymous access. Every
+//! authenticated user gains `system:authenticated`; the anonymous user is
+//! `system:anonymous` in `system:unauthenticated`.
+//!
+//! The TLS layer requests a client certificate and accepts any
+//! ([`component_base::tls::RequestClientCert`]); chains are verified here, so a
+//! certificate from the wrong CA is a 401 with upstream's body rather than a failed
+//! handshake.
+
+mod requestheader;
+mod tokenfile;
+mod x509;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use http::HeaderMap;
+use rustls::pki_types::CertificateDer;
+
+pub use requestheader::RequestHeader;
+pub use tokenfile::TokenFile;
+pub use x509::{X509, subject};
+
+/// `system:authenticated`.
+pub const AUTHENTICATED: &str = "system:authenticated";
+/// `system:unauthenticated`.
+pub const UNAUTHENTICATED: &str = "system:unauthenticated";
+/// `system:anonymous`.
+pub const ANONYMOUS: &str = "system:anonymous";
+
+/// An authenticated identity, as upstream's `user.Info`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// Groups, including `system:authenticated`.
+    pub groups: Vec<String>,
+    /// Extra attributes (scopes, the pod a service account token is bound to, ...).
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// A user with a name and groups.
+    pub fn new(name: &str, groups: &[&str]) -> UserInfo {
+        UserInfo {
+            name: name.to_owned(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    /// The anonymous user.
+    pub fn anonymous() -> UserInfo {
+        UserInfo::new(ANONYMOUS, &[UNAUTHENTICATED])
+    }
+
+    /// Whether the user is in `group`.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Errors loading authenticator configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    /// Unreadable file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A malformed token file line, in upstream's words.
+    #[error(
+        "token file '{path}' must have at least 3 columns (token, user name, user uid), found {found}"
+    )]
+    Columns {
+        /// The file.
+        path: String,
+        /// Columns found.
+        found: usize,
+    },
+    /// A CA bundle could not be used.
+    #[error("{flag}: {message}")]
+    Ca {
+        /// The flag that named it.
+        flag: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Why a request is not authenticated: both are a 401.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unauthenticated {
+    /// It carried no credentials and anonymous access is off.
+    #[error("no credentials")]
+    NoCredentials,
+    /// Its credentials were refused.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// The credentials a request carries.
+#[derive(Clone, Copy, Debug)]
+pub struct Credentials<'a> {
+    /// The request's headers (`Authorization`, front-proxy headers, WebSocket
+    /// subprotocols).
+    pub headers: &'a HeaderMap,
+    /// The client's certificate chain from the TLS handshake, end entity first.
+    pub certs: &'a [CertificateDer<'static>],
+}
+
+/// Something that may recognise a bearer token: `Ok(None)` is "not mine".
+pub trait TokenAuthenticator: Send + Sync {
+    /// Authenticates `token`.
+    fn authenticate_token(&self, token: &str) -> Result<Option<UserInfo>, String>;
+}
+
+/// The authenticator chain.
+#[derive(Default)]
+pub struct Authenticator {
+    /// `--requestheader-*`.
+    pub request_header: Option<RequestHeader>,
+    /// `--client-ca-file`.
+    pub x509: Option<X509>,
+    /// Bearer-token authenticators in upstream's order: the token file, service
+    /// account tokens, bootstrap tokens.
+    pub tokens: Vec<Box<dyn TokenAuthenticator>>,
+    /// `--anonymous-auth`.
+    pub anonymous: bool,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("request_header", &self.request_header.is_some())
+            .field("x509", &self.x509.is_some())
+            .field("tokens", &self.tokens.len())
+            .field("anonymous", &self.anonymous)
+            .finish()
+    }
+}
+
+/// The bearer token of a request: `Authorization: Bearer <token>`, or for WebSocket
+/// clients that cannot set headers, the `base64url.bearer.authorization.k8s.io.<b64>`
+/// subprotocol.
+pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mut parts = v.trim().splitn(2, ' ');
+        let scheme = parts.next().unwrap_or("");
+        let token = parts.next().unwrap_or("").trim();
+        if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
+            return Some(token.to_owned());
+        }
+        return None;
+    }
+    const PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+    for v in headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
+        for proto in v.to_str().unwrap_or("").split(',') {
+            if let Some(enc) = proto.trim().strip_prefix(PREFIX) {
+                use base64::Engine;
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(enc.trim_end_matches('='))
+                    .ok()?;
+                return String::from_utf8(raw).ok().filter(|t| !t.is_empty());
+            }
+        }
+    }
+    None
+}
+
+/// Undoes the percent-encoding of an extra key (`X-Remote-Extra-Scopes%2fa`,
+/// `Impersonate-Extra-...`).
+pub fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Some(v) = std::str::from_utf8(&b[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Authenticator {
+    /// Builds the x509 and requestheader authenticators from their flags.
+    pub fn with_client_ca(mut self, client_ca: Option<&Path>) -> Result<Self, AuthnError> {
+        if let Some(ca) = client_ca {
+            self.x509 = Some(X509::new(ca, "--client-ca-file")?);
+        }
+        Ok(self)
+    }
+
+    /// Authenticates a request. `Err` is a 401 (with the reasons, for the log).
+    pub fn authenticate(&self, creds: Credentials<'_>) -> Result<UserInfo, Unauthenticated> {
+        let mut errors = Vec::new();
+        let found = self.identify(creds, &mut errors);
+        match found {
+            Some(mut user) => {
+                if !user.in_group(AUTHENTICATED) && user.name != ANONYMOUS {
+                    user.groups.push(AUTHENTICATED.to_owned());
+                }
+                Ok(user)
+            }
+            None if errors.is_empty() && self.anonymous => Ok(UserInfo::anonymous()),
+            None if errors.is_empty() => Err(Unauthenticated::NoCredentials),
+            None => Err(Unauthenticated::Rejected(errors.join("; "))),
+        }
+    }
+
+    fn identify(&self, creds: Credentials<'_>, errors: &mut Vec<String>) -> Option<UserInfo> {
+        if let Some(rh) = &self.request_header {
+            match rh.authenticate(creds) {
+                Ok(Some(u)) => return Some(u),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(x) = &self.x509 {
+            match x.authenticate(creds.certs) {
+                Ok(Some(u)) => return Some(u),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        if let Some(token) = bearer_token(creds.headers) {
+            for t in &self.tokens {
+                match t.authenticate_token(&token) {
+                    Ok(Some(u)) => return Some(u),
+                    Ok(None) => {}
+                    Err(e) => errors.push(e),
+                }
+            }
+            errors.push("invalid bearer token".to_owned());
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,612 @@
+//! Authentication and authorization against the real kubectl: client certificates,
+//! tokens and anonymous access (401 and 403 in upstream's words), RBAC with the
+//! bootstrap policy, escalation prevention, impersonation, the Node authorizer and
+//! the review APIs (`kubectl auth can-i`, `--list`, `whoami`).
+
+use std::path::Path;
+
+use e2e::{ApiServer, have_kubectl};
+
+const K: &str = "kubectl.1.33";
+
+/// Runs kubectl as the user of `kubeconfig`; (success, stdout, stderr).
+fn as_user(s: &ApiServer, kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    let kc = format!("--kubeconfig={}", kubeconfig.display());
+    let mut all = vec![kc.as_str()];
+    all.extend_from_slice(args);
+    let out = s.kubectl(K, &all);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn denied(s: &ApiServer, kubeconfig: &Path, args: &[&str], want: &str) {
+    let (ok, out, err) = as_user(s, kubeconfig, args);
+    assert!(!ok, "{args:?} should be refused: {out}");
+    assert!(err.contains(want), "{args:?}: want {want:?}, got {err}");
+}
+
+fn allowed(s: &ApiServer, kubeconfig: &Path, args: &[&str]) -> String {
+    let (ok, out, err) = as_user(s, kubeconfig, args);
+    assert!(ok, "{args:?} should be allowed: {out}{err}");
+    out
+}
+
+/// `kubectl auth can-i` as the admin, impersonating `user` (and groups).
+fn can_i(s: &ApiServer, user: &str, groups: &[&str], what: &[&str]) -> bool {
+    let mut args = vec!["auth", "can-i"];
+    args.extend_from_slice(what);
+    let as_user = format!("--as={user}");
+    args.push(&as_user);
+    let gs: Vec<String> = groups.iter().map(|g| format!("--as-group={g}")).collect();
+    args.extend(gs.iter().map(String::as_str));
+    let out = s.kubectl(K, &args);
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        text == "yes" || text == "no",
+        "can-i {what:?} as {user}: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text == "yes"
+}
+
+#[test]
+fn unauthenticated_requests_are_refused() {
+    if !have_kubectl() {
+        return;
+    }
+    const UNAUTHORIZED: &str = "error: You must be logged in to the server (Unauthorized)";
+    let s = ApiServer::start_with(&["--anonymous-auth=false"]);
+    let none = s.write_token_kubeconfig("none.conf", None);
+    denied(&s, &none, &["get", "pods"], UNAUTHORIZED);
+    let bad = s.write_token_kubeconfig("bad.conf", Some("not-a-token"));
+    denied(&s, &bad, &["get", "pods"], UNAUTHORIZED);
+    // A certificate from another CA: a 401, not a TLS failure.
+    let other = ApiServer::start();
+    let (crt, key) = other.client_cert("mallory", Some("system:masters"));
+    let foreign = s.dir.path().join("foreign.conf");
+    let text = std::fs::read_to_string(s.kubeconfig())
+        .unwrap()
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("client-certificate:") {
+                format!("    client-certificate: {}", crt.display())
+            } else if l.trim_start().starts_with("client-key:") {
+                format!("    client-key: {}", key.display())
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&foreign, text).unwrap();
+    denied(&s, &foreign, &["get", "pods"], UNAUTHORIZED);
+    // Token and certificate kubeconfigs both work.
+    let tok = s.write_token_kubeconfig("token.conf", Some(e2e::ADMIN_TOKEN));
+    assert!(allowed(&s, &tok, &["get", "ns"]).contains("kube-system"));
+    assert!(s.ok(K, &["get", "ns"]).contains("kube-system"));
+    assert_eq!(
+        s.ok(
+            K,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username}"
+            ]
+        ),
+        "kubernetes-admin"
+    );
+
+    // With anonymous access on (the default), no credentials is system:anonymous,
+    // who may read the version and health but nothing else.
+    let anon = other.write_token_kubeconfig("none.conf", None);
+    denied(
+        &other,
+        &anon,
+        &["get", "pods"],
+        r#"Error from server (Forbidden): pods is forbidden: User "system:anonymous" cannot list resource "pods" in API group "" in the namespace "default""#,
+    );
+    allowed(&other, &anon, &["get", "--raw", "/version"]);
+    denied(
+        &other,
+        &anon,
+        &["get", "--raw", "/api"],
+        r#"forbidden: User \"system:anonymous\" cannot get path \"/api\""#,
+    );
+    // A bad token is never anonymous.
+    let bad = other.write_token_kubeconfig("bad.conf", Some("not-a-token"));
+    denied(&other, &bad, &["get", "--raw", "/version"], "Unauthorized");
+}
+
+#[test]
+fn rbac_escalation_and_impersonation() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(K, &["create", "namespace", "dev"]);
+    s.ok(
+        K,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "-n",
+            "dev",
+            "--from-literal=a=b",
+        ],
+    );
+    let bob = s.write_kubeconfig("bob.conf", "bob", None);
+    // Nothing granted yet.
+    denied(
+        &s,
+        &bob,
+        &["get", "pods", "-n", "dev"],
+        r#"Error from server (Forbidden): pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the namespace "dev""#,
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "rolebinding",
+            "bob-view",
+            "--clusterrole=view",
+            "--user=bob",
+            "-n",
+            "dev",
+        ],
+    );
+    allowed(&s, &bob, &["get", "pods", "-n", "dev"]);
+    allowed(
+        &s,
+        &bob,
+        &["get", "deployments,services,configmaps", "-n", "dev"],
+    );
+    denied(
+        &s,
+        &bob,
+        &["get", "secret", "s", "-n", "dev"],
+        r#"secrets "s" is forbidden: User "bob" cannot get resource "secrets" in API group "" in the namespace "dev""#,
+    );
+    denied(
+        &s,
+        &bob,
+        &["create", "deployment", "web", "--image=nginx", "-n", "dev"],
+        "cannot create resource \"deployments\" in API group \"apps\"",
+    );
+    // A namespace-scoped user listing cluster-scoped resources.
+    denied(
+        &s,
+        &bob,
+        &["get", "nodes"],
+        r#"nodes is forbidden: User "bob" cannot list resource "nodes" in API group "" at the cluster scope"#,
+    );
+    // can-i and the rules review.
+    assert_eq!(
+        allowed(&s, &bob, &["auth", "can-i", "list", "pods", "-n", "dev"]).trim(),
+        "yes"
+    );
+    let (ok, out, _) = as_user(&s, &bob, &["auth", "can-i", "get", "secrets", "-n", "dev"]);
+    assert!(!ok && out.trim() == "no", "{out}");
+    for bin in e2e::installed_kubectls() {
+        let list = String::from_utf8_lossy(
+            &s.kubectl(
+                bin,
+                &[
+                    &format!("--kubeconfig={}", bob.display()),
+                    "auth",
+                    "can-i",
+                    "--list",
+                    "-n",
+                    "dev",
+                ],
+            )
+            .stdout,
+        )
+        .into_owned();
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+            "{bin}: {list}"
+        );
+        assert!(
+            list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+            "{bin}: {list}"
+        );
+        assert!(
+            !list.lines().any(|l| l.starts_with("secrets ")),
+            "{bin}: {list}"
+        );
+    }
+    assert_eq!(
+        allowed(
+            &s,
+            &bob,
+            &["auth", "whoami", "-o", "jsonpath={.status.userInfo.groups}"]
+        ),
+        r#"["system:authenticated"]"#
+    );
+
+    // Escalation: carol may write roles and bindings in dev and read pods, no more.
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: role-writer, namespace: dev}
+rules:
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [create, get, list, update]
+- apiGroups: ['']
+  resources: [pods]
+  verbs: [get, list]
+",
+        ),
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "rolebinding",
+            "carol",
+            "--role=role-writer",
+            "--user=carol",
+            "-n",
+            "dev",
+        ],
+    );
+    let carol = s.write_kubeconfig("carol.conf", "carol", None);
+    allowed(
+        &s,
+        &carol,
+        &[
+            "create",
+            "role",
+            "pod-reader",
+            "--verb=get",
+            "--resource=pods",
+            "-n",
+            "dev",
+        ],
+    );
+    denied(
+        &s,
+        &carol,
+        &[
+            "create",
+            "role",
+            "secret-reader",
+            "--verb=get",
+            "--resource=secrets",
+            "-n",
+            "dev",
+        ],
+        "roles.rbac.authorization.k8s.io \"secret-reader\" is forbidden: user \"carol\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"secrets\"], Verbs:[\"get\"]}",
+    );
+    allowed(
+        &s,
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "dave",
+            "--role=pod-reader",
+            "--user=dave",
+            "-n",
+            "dev",
+        ],
+    );
+    denied(
+        &s,
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "root",
+            "--clusterrole=cluster-admin",
+            "--user=carol",
+            "-n",
+            "dev",
+        ],
+        "rolebindings.rbac.authorization.k8s.io \"root\" is forbidden: user \"carol\" (groups=[\"system:authenticated\"]) is attempting to grant RBAC permissions not currently held:",
+    );
+    // With the bind verb on the role, the binding is allowed.
+    s.ok(
+        K,
+        &[
+            "create",
+            "role",
+            "binder",
+            "--verb=bind",
+            "--resource=clusterroles",
+            "--resource-name=view",
+            "-n",
+            "dev",
+        ],
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "rolebinding",
+            "carol-binder",
+            "--role=binder",
+            "--user=carol",
+            "-n",
+            "dev",
+        ],
+    );
+    allowed(
+        &s,
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "erin-view",
+            "--clusterrole=view",
+            "--user=erin",
+            "-n",
+            "dev",
+        ],
+    );
+
+    // Impersonation needs the impersonate verb.
+    denied(
+        &s,
+        &bob,
+        &["get", "pods", "-n", "dev", "--as=carol"],
+        r#"users "carol" is forbidden: User "bob" cannot impersonate resource "users" in API group "" at the cluster scope"#,
+    );
+    assert!(
+        s.ok(K, &["get", "pods", "-n", "dev", "--as=bob"])
+            .is_empty()
+            || true
+    );
+    let e = s.fails(K, &["get", "secrets", "-n", "dev", "--as=bob"], None);
+    assert!(
+        e.contains(r#"User "bob" cannot list resource "secrets""#),
+        "{e}"
+    );
+
+    // SubjectAccessReview for another user.
+    let out = s.ok_stdin(
+        K,
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.allowed} {.status.reason}",
+        ],
+        Some(
+            "apiVersion: authorization.k8s.io/v1
+kind: SubjectAccessReview
+spec:
+  user: bob
+  resourceAttributes: {namespace: dev, verb: list, resource: pods}
+",
+        ),
+    );
+    assert_eq!(
+        out,
+        r#"true RBAC: allowed by RoleBinding "bob-view/dev" of ClusterRole "view" to User "bob""#
+            .replace("bob-view/dev", "dev/bob-view")
+    );
+}
+
+#[test]
+fn kubelets_reach_only_their_pods_secrets() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(K, &["create", "namespace", "dev"]);
+    for n in ["s1", "s2"] {
+        s.ok(
+            K,
+            &[
+                "create",
+                "secret",
+                "generic",
+                n,
+                "-n",
+                "dev",
+                "--from-literal=a=b",
+            ],
+        );
+    }
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: dev}
+spec:
+  nodeName: n1
+  containers:
+  - name: c
+    image: busybox
+    envFrom: [{secretRef: {name: s1}}]
+",
+        ),
+    );
+    let n1 = s.write_kubeconfig("n1.conf", "system:node:n1", Some("system:nodes"));
+    let n2 = s.write_kubeconfig("n2.conf", "system:node:n2", Some("system:nodes"));
+    allowed(&s, &n1, &["get", "secret", "s1", "-n", "dev"]);
+    denied(
+        &s,
+        &n1,
+        &["get", "secret", "s2", "-n", "dev"],
+        r#"secrets "s2" is forbidden: User "system:node:n1" cannot get resource "secrets" in API group "" in the namespace "dev": no relationship found between node 'n1' and this object"#,
+    );
+    denied(
+        &s,
+        &n2,
+        &["get", "secret", "s1", "-n", "dev"],
+        "no relationship found between node 'n2' and this object",
+    );
+    denied(
+        &s,
+        &n1,
+        &["get", "secrets", "-n", "dev"],
+        "can only get individual resources of this type",
+    );
+    allowed(&s, &n1, &["get", "pods", "-A"]);
+    allowed(&s, &n1, &["get", "nodes"]);
+    denied(
+        &s,
+        &n1,
+        &["delete", "namespace", "dev"],
+        r#"User "system:node:n1" cannot delete resource "namespaces""#,
+    );
+}
+
+#[test]
+fn bootstrap_roles_hold_upstreams_permissions() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let sched = "system:kube-scheduler";
+    assert!(can_i(
+        &s,
+        sched,
+        &[],
+        &["create", "pods", "--subresource=binding"]
+    ));
+    assert!(can_i(&s, sched, &[], &["list", "nodes"]));
+    assert!(can_i(
+        &s,
+        sched,
+        &[],
+        &["update", "pods", "--subresource=status"]
+    ));
+    assert!(can_i(&s, sched, &[], &["create", "events.events.k8s.io"]));
+    assert!(!can_i(&s, sched, &[], &["delete", "nodes"]));
+    assert!(!can_i(
+        &s,
+        sched,
+        &[],
+        &["get", "secrets", "-n", "kube-system"]
+    ));
+    let kcm = "system:kube-controller-manager";
+    assert!(can_i(&s, kcm, &[], &["list", "secrets", "-A"]));
+    assert!(can_i(
+        &s,
+        kcm,
+        &[],
+        &["create", "serviceaccounts/token", "-n", "kube-system"]
+    ));
+    assert!(!can_i(
+        &s,
+        kcm,
+        &[],
+        &["delete", "deployments", "-n", "default"]
+    ));
+    let proxy = "system:kube-proxy";
+    assert!(can_i(
+        &s,
+        proxy,
+        &[],
+        &["list", "endpointslices.discovery.k8s.io"]
+    ));
+    assert!(can_i(&s, proxy, &[], &["watch", "services"]));
+    assert!(!can_i(&s, proxy, &[], &["delete", "pods"]));
+    let gc = "system:serviceaccount:kube-system:generic-garbage-collector";
+    assert!(can_i(
+        &s,
+        gc,
+        &[],
+        &["delete", "replicasets.apps", "-n", "default"]
+    ));
+    let rs = "system:serviceaccount:kube-system:replicaset-controller";
+    assert!(can_i(&s, rs, &[], &["create", "pods", "-n", "default"]));
+    assert!(!can_i(&s, rs, &[], &["delete", "nodes"]));
+    // Every authenticated user: discovery, self reviews; anonymous: version only.
+    let auth = &["system:authenticated"][..];
+    assert!(can_i(&s, "zed", auth, &["get", "/api"]));
+    assert!(can_i(
+        &s,
+        "zed",
+        auth,
+        &["create", "selfsubjectaccessreviews.authorization.k8s.io"]
+    ));
+    assert!(!can_i(&s, "zed", auth, &["list", "pods"]));
+    let anon = &["system:unauthenticated"][..];
+    assert!(can_i(&s, "system:anonymous", anon, &["get", "/version"]));
+    assert!(!can_i(&s, "system:anonymous", anon, &["get", "/api"]));
+    // view < edit < admin, through RoleBindings in a namespace.
+    s.ok(K, &["create", "namespace", "team"]);
+    for role in ["view", "edit", "admin"] {
+        s.ok(
+            K,
+            &[
+                "create",
+                "rolebinding",
+                role,
+                &format!("--clusterrole={role}"),
+                &format!("--user={role}-user"),
+                "-n",
+                "team",
+            ],
+        );
+    }
+    let ns = ["-n", "team"];
+    let check = |u: &str, verb: &str, res: &str| {
+        let mut w = vec![verb, res];
+        w.extend_from_slice(&ns);
+        can_i(&s, u, &[], &w)
+    };
+    assert!(check("view-user", "list", "pods"));
+    assert!(!check("view-user", "get", "secrets"));
+    assert!(!check("view-user", "create", "pods"));
+    assert!(check("edit-user", "create", "deployments.apps"));
+    assert!(check("edit-user", "get", "secrets"));
+    assert!(!check(
+        "edit-user",
+        "create",
+        "roles.rbac.authorization.k8s.io"
+    ));
+    assert!(check(
+        "admin-user",
+        "create",
+        "roles.rbac.authorization.k8s.io"
+    ));
+    assert!(check(
+        "admin-user",
+        "create",
+        "rolebindings.rbac.authorization.k8s.io"
+    ));
+    assert!(!check("admin-user", "create", "resourcequotas"));
+    assert!(!can_i(&s, "admin-user", &[], &["list", "nodes"]));
+    assert!(can_i(&s, "root", &["system:masters"], &["delete", "nodes"]));
+    // The bootstrap objects are there, labelled as upstream's.
+    let roles = s.ok(
+        K,
+        &[
+            "get",
+            "clusterroles",
+            "-l",
+            "kubernetes.io/bootstrapping=rbac-defaults",
+            "-o",
+            "name",
+        ],
+    );
+    for r in [
+        "cluster-admin",
+        "system:node-proxier",
+        "system:controller:namespace-controller",
+    ] {
+        assert!(
+            roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{r}\n")),
+            "{r}: {roles}"
+        );
+    }
+}
