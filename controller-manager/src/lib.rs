@@ -18,6 +18,8 @@
 //! - [`leaderelection`]: client-go's Lease election over a store trait.
 //! - [`workqueue`]: client-go's deduplicating, rate-limited work queue with the
 //!   `workqueue_*` metrics.
+//! - [`clusterroleaggregation`]: ClusterRoles with an aggregationRule hold the rules of
+//!   the roles their selectors match.
 //! - [`garbagecollector`]: the dependency graph, its workers, and the monitors that
 //!   feed it from metadata watches.
 //!
@@ -25,6 +27,7 @@
 //! only while leading, and a leader that fails to renew exits rather than risk two
 //! leaders acting at once.
 
+pub mod clusterroleaggregation;
 pub mod garbagecollector;
 pub mod leaderelection;
 pub mod options;
@@ -128,6 +131,10 @@ async fn run_controllers(
                     opts.concurrent_gc_syncs,
                     workqueue::Metrics::new(registry),
                 )));
+            }
+            "clusterrole-aggregation-controller" => {
+                tracing::info!(controller = name, "starting controller");
+                tasks.push(tokio::spawn(clusterroleaggregation::run(client.clone())));
             }
             "garbage-collector-controller" => {
                 tracing::info!(

@@ -18,7 +18,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("certificatesigningrequest-cleaner-controller", false, true),
     ("certificatesigningrequest-signing-controller", false, true),
     ("cloud-node-lifecycle-controller", false, true),
-    ("clusterrole-aggregation-controller", false, true),
+    ("clusterrole-aggregation-controller", true, true),
     ("cronjob-controller", false, true),
     ("daemonset-controller", false, true),
     ("deployment-controller", false, true),

@@ -180,16 +180,10 @@ impl ApiServer {
         p
     }
 
-    /// Writes kubeconfig `name` for a bearer token (or none); returns its path.
-    pub fn write_token_kubeconfig(&self, name: &str, token: Option<&str>) -> PathBuf {
+    /// Writes kubeconfig `name` for a bearer token; returns its path.
+    pub fn write_token_kubeconfig(&self, name: &str, token: &str) -> PathBuf {
         let p = self.dir.path().join(name);
-        let block = match token {
-            Some(t) => format!("    token: {t}\n"),
-            None => "    {}\n".to_owned(),
-        };
-        let text = self
-            .kubeconfig_text(&block)
-            .replace("  user:\n    {}", "  user: {}");
+        let text = self.kubeconfig_text(&format!("    token: {token}\n"));
         std::fs::write(&p, text).expect("write kubeconfig");
         p
     }
@@ -1454,4 +1448,46 @@ pub async fn websocket_ping(port: u16, path: &str, protocol: &str) -> Result<Vec
             None => return Err("closed before the pong".into()),
         }
     }
+}
+
+/// One HTTPS GET to the apiserver on 127.0.0.1:`port` with `headers` and no client
+/// certificate (the server is not verified); returns the status and body. For the
+/// requests kubectl cannot make, such as one without any credentials (kubectl would
+/// prompt for a password).
+pub fn https_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        use http_body_util::BodyExt;
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let tls = tokio_rustls::TlsConnector::from(component_base::tls::unverified_client_config())
+            .connect(name, tcp)
+            .await
+            .expect("tls");
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .expect("handshake");
+        tokio::spawn(conn);
+        let mut req = http::Request::get(path).header("host", format!("127.0.0.1:{port}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = send
+            .send_request(
+                req.body(http_body_util::Empty::<bytes::Bytes>::new())
+                    .expect("request"),
+            )
+            .await
+            .expect("send");
+        let code = resp.status().as_u16();
+        let body = resp.into_body().collect().await.expect("body").to_bytes();
+        (code, String::from_utf8_lossy(&body).into_owned())
+    })
 }

@@ -550,7 +550,7 @@ fn rule_covers(owner: &Value, sub: &Value) -> bool {
             p == "*" || p == u || (p.ends_with('*') && u.starts_with(p.trim_end_matches('*')))
         });
     }
-    if strs(owner, "nonResourceURLs").len() > 0 && strs(owner, "resources").is_empty() {
+    if !strs(owner, "nonResourceURLs").is_empty() && strs(owner, "resources").is_empty() {
         return false;
     }
     if !has_or_star(owner, "apiGroups", &one("apiGroups")) {
