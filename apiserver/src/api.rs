@@ -45,6 +45,10 @@ pub struct Api {
     pub authenticator: crate::authn::Authenticator,
     /// The authorizers.
     pub authorizer: crate::authz::Authorizer,
+    /// Service account token issuing (TokenRequest).
+    pub token_issuing: Option<crate::serviceaccount::request::Issuing>,
+    /// OIDC discovery of the service account issuer.
+    pub service_account_issuer: Option<crate::serviceaccount::Discovery>,
     /// Settings.
     pub config: Config,
     reserved_ips: Mutex<HashMap<Ipv4Addr, Instant>>,
@@ -151,6 +155,8 @@ impl Api {
         Api {
             authenticator: crate::authn::Authenticator::default(),
             authorizer: crate::authz::Authorizer::default(),
+            token_issuing: None,
+            service_account_issuer: None,
             registry,
             schema: crate::schema::schema(),
             admission: Chain::default(),

@@ -97,6 +97,84 @@ fn authenticator(opts: &Options) -> Result<Authenticator, Error> {
     Ok(a)
 }
 
+/// The default service account issuer (upstream has none and requires the flag).
+pub const DEFAULT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// Service account tokens from the flags: the signer, the verification keys and the
+/// accepted issuers. Without --service-account-signing-key-file and
+/// --service-account-issuer (both required upstream), a P-256 key is generated into
+/// --cert-dir (`service-account.key`, kept across restarts) and the issuer is
+/// [`DEFAULT_ISSUER`], like the self-signed serving certificate.
+fn service_accounts(
+    opts: &Options,
+) -> Result<
+    (
+        crate::serviceaccount::Signer,
+        Vec<crate::serviceaccount::VerifyingKey>,
+        Vec<String>,
+    ),
+    Error,
+> {
+    use crate::serviceaccount::{Key, Signer, VerifyingKey};
+    let sa_err = |e: crate::serviceaccount::KeyError| Error::Config(e.to_string());
+    let issuers = opts.service_account_issuer.clone();
+    let (signer, issuers) = match (&opts.service_account_signing_key_file, issuers.first()) {
+        (Some(f), Some(iss)) => (Signer::load(f, iss).map_err(sa_err)?, issuers.clone()),
+        (Some(_), None) => {
+            return Err(Error::Config(
+                "service-account-issuer is a required flag".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(Error::Config(
+                "service-account-signing-key-file is a required flag".into(),
+            ));
+        }
+        (None, None) => {
+            let path = opts.cert_dir.join("service-account.key");
+            if !path.exists() {
+                std::fs::create_dir_all(&opts.cert_dir)
+                    .map_err(|e| Error::Tls(format!("--cert-dir: {e}")))?;
+                let pem = crate::serviceaccount::jwt::generate_pem()
+                    .map_err(|e| Error::Tls(format!("generating a service account key: {e}")))?;
+                write_private(&path, &pem)?;
+                tracing::warn!(
+                    path = %path.display(),
+                    issuer = DEFAULT_ISSUER,
+                    "no --service-account-signing-key-file and --service-account-issuer: generated a signing key"
+                );
+            }
+            let key = Key::load_private(&path).map_err(sa_err)?;
+            (
+                Signer::new(key, DEFAULT_ISSUER),
+                vec![DEFAULT_ISSUER.to_owned()],
+            )
+        }
+    };
+    let mut keys = Vec::new();
+    for f in &opts.service_account_key_file {
+        keys.extend(VerifyingKey::load(f).map_err(sa_err)?);
+    }
+    if keys.is_empty() {
+        keys.push(signer.verifying_key());
+    }
+    Ok((signer, keys, issuers))
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::Tls(format!("{}: {e}", path.display())))
+}
+
 /// Starts the embedded single-member store; returns it and its client URL.
 async fn embedded_store(data_dir: &Path) -> Result<(store::app::Member, String), Error> {
     let dir = data_dir.join("store");
@@ -227,6 +305,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         None => default_ip(),
     };
     let authn = authenticator(&opts)?;
+    let (signer, sa_keys, issuers) = service_accounts(&opts)?;
     let (member, servers) = if opts.etcd_servers.is_empty() {
         let (m, url) = embedded_store(&opts.data_dir).await?;
         tracing::info!(url, data_dir = %opts.data_dir.display(), "started the embedded store");
@@ -277,6 +356,35 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     )
     .map_err(Error::Config)?;
     api.authenticator = authn;
+    let audiences = if opts.api_audiences.is_empty() {
+        vec![issuers[0].clone()]
+    } else {
+        opts.api_audiences.clone()
+    };
+    api.authenticator
+        .tokens
+        .push(Box::new(crate::serviceaccount::Authenticator::new(
+            sa_keys.clone(),
+            issuers.clone(),
+            audiences.clone(),
+            Box::new(crate::serviceaccount::CacheLookup::new(&api.registry)),
+        )));
+    api.service_account_issuer = Some(crate::serviceaccount::Discovery {
+        issuer: issuers[0].clone(),
+        jwks_uri: opts
+            .service_account_jwks_uri
+            .clone()
+            .unwrap_or_else(|| format!("{}/openid/v1/jwks", issuers[0].trim_end_matches('/'))),
+        keys: sa_keys,
+    });
+    api.token_issuing = Some(crate::serviceaccount::request::Issuing {
+        signer,
+        audiences,
+        max_seconds: opts
+            .service_account_max_token_expiration
+            .map(|d| d.as_secs() as i64),
+        extend: opts.service_account_extend_token_expiration,
+    });
     if api.authenticator.anonymous && api.authorizer.is_always_allow() {
         tracing::warn!(
             "AnonymousAuth is not allowed with the AlwaysAllow authorizer. Resetting AnonymousAuth to false. You should use a different authorizer"

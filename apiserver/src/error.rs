@@ -186,6 +186,15 @@ impl std::fmt::Display for FieldError {
     }
 }
 
+/// A GroupKind as upstream prints it: `Kind.group`, or `Kind` for the core group.
+fn qualified(kind: &str, group: &str) -> String {
+    if group.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}.{group}")
+    }
+}
+
 /// Joins field errors as upstream's `ErrorList.ToAggregate()` does: one error bare,
 /// several in brackets.
 pub fn aggregate(errs: &[FieldError]) -> String {
@@ -232,7 +241,7 @@ pub enum ApiError {
         message: String,
     },
     /// 422 Invalid.
-    #[error("{kind} \"{name}\" is invalid: {}", aggregate(.causes))]
+    #[error("{} \"{name}\" is invalid: {}", qualified(.kind, .group), aggregate(.causes))]
     Invalid {
         /// The group.
         group: String,
@@ -524,6 +533,20 @@ mod tests {
             json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
                 "message":"deployments.apps \"web\" not found","reason":"NotFound",
                 "details":{"name":"web","group":"apps","kind":"deployments"},"code":404})
+        );
+    }
+
+    #[test]
+    fn invalid_names_the_group_kind() {
+        let e = ApiError::Invalid {
+            group: "apps".into(),
+            kind: "Deployment".into(),
+            name: "web".into(),
+            causes: vec![FieldError::required("spec.selector", "")],
+        };
+        assert_eq!(
+            e.to_string(),
+            "Deployment.apps \"web\" is invalid: spec.selector: Required value"
         );
     }
 

@@ -61,6 +61,7 @@ pub mod review;
 pub mod schema;
 pub mod selectors;
 pub mod server;
+pub mod serviceaccount;
 pub mod smp;
 pub mod storage;
 pub mod strategy;

@@ -93,6 +93,45 @@ pub struct Options {
     /// via token authentication.
     #[arg(long = "token-auth-file")]
     pub token_auth_file: Option<PathBuf>,
+    /// Identifier of the service account token issuer. The issuer will assert this
+    /// identifier in "iss" claim of issued tokens. When this flag is specified
+    /// multiple times, the first is used to generate tokens and all are used to
+    /// determine which issuers are accepted. Without it (and without
+    /// --service-account-signing-key-file), https://kubernetes.default.svc.cluster.local
+    /// with a key generated into --cert-dir.
+    #[arg(long = "service-account-issuer")]
+    pub service_account_issuer: Vec<String>,
+    /// File containing PEM-encoded x509 RSA or ECDSA private or public keys, used to
+    /// verify ServiceAccount tokens. The specified file can contain multiple keys, and
+    /// the flag can be specified multiple times with different files. If unspecified,
+    /// --tls-private-key-file is used. Must be specified when
+    /// --service-account-signing-key-file is provided.
+    #[arg(long = "service-account-key-file")]
+    pub service_account_key_file: Vec<PathBuf>,
+    /// Path to the file that contains the current private key of the service account
+    /// token issuer. The issuer will sign issued ID tokens with this private key.
+    #[arg(long = "service-account-signing-key-file")]
+    pub service_account_signing_key_file: Option<PathBuf>,
+    /// Identifiers of the API. The service account token authenticator will validate
+    /// that tokens used against the API are bound to at least one of these audiences.
+    /// If unset, the first --service-account-issuer is used.
+    #[arg(long = "api-audiences", value_delimiter = ',')]
+    pub api_audiences: Vec<String>,
+    /// The maximum validity duration of a token created by the service account token
+    /// issuer. If an otherwise valid TokenRequest with a validity duration larger than
+    /// this value is requested, a token will be issued with a validity duration of
+    /// this value.
+    #[arg(long = "service-account-max-token-expiration", value_parser = component_base::duration::parse_duration)]
+    pub service_account_max_token_expiration: Option<std::time::Duration>,
+    /// Turns on projected service account expiration extension during token
+    /// generation, which helps safe transition from legacy token to bound service
+    /// account token feature.
+    #[arg(long = "service-account-extend-token-expiration", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub service_account_extend_token_expiration: bool,
+    /// Overrides the URI for the JSON Web Key Set in the discovery doc served at
+    /// /.well-known/openid-configuration.
+    #[arg(long = "service-account-jwks-uri")]
+    pub service_account_jwks_uri: Option<String>,
     /// If set, any request presenting a client certificate signed by one of the
     /// authorities in the client-ca-file is authenticated with an identity
     /// corresponding to the CommonName of the client certificate.

@@ -104,6 +104,9 @@ pub fn create(ctx: &Ctx<'_>, body: &[u8]) -> Result<Reply, ApiError> {
             if !u.uid.is_empty() {
                 info["uid"] = json!(u.uid);
             }
+            if !u.extra.is_empty() {
+                info["extra"] = json!(u.extra);
+            }
             json!({"userInfo": info})
         }
         other => {

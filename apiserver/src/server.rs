@@ -567,6 +567,15 @@ impl Server {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         match parts.as_slice() {
             ["version"] => respond(200, &version_info(), "application/json"),
+            [".well-known", "openid-configuration"] | ["openid", "v1", "jwks"] => {
+                match &self.api.service_account_issuer {
+                    Some(d) if parts[0] == "openid" => {
+                        respond(200, &d.jwks(), "application/jwk-set+json")
+                    }
+                    Some(d) => respond(200, &d.configuration(), "application/json"),
+                    None => error_response(&ApiError::NoRoute),
+                }
+            }
             ["healthz" | "livez" | "readyz", rest @ ..] => self.health(parts[0], rest, query),
             ["metrics"] => {
                 self.metrics.refresh_storage(&self.api);
@@ -863,6 +872,10 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
             "scale" => handlers::scale(ctx, method, body, content_type).await,
             "binding" => handlers::bind(ctx, body).await,
             "eviction" => crate::eviction::evict(ctx, body).await,
+            "token" if res.kind == "ServiceAccount" => {
+                crate::serviceaccount::request::create(ctx, ctx.api.token_issuing.as_ref(), body)
+                    .await
+            }
             // Reached without a connection upgrade (upgrades go to `nodes::upgrade`).
             "exec" | "attach" | "portforward" if res.kind == "Pod" => {
                 Err(ApiError::BadRequest("Upgrade request required".into()))

@@ -661,3 +661,177 @@ fn bootstrap_roles_hold_upstreams_permissions() {
         );
     }
 }
+
+#[test]
+fn service_account_tokens() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(K, &["create", "namespace", "dev"]);
+    s.ok(K, &["create", "serviceaccount", "builder", "-n", "dev"]);
+    s.ok(
+        K,
+        &[
+            "create",
+            "role",
+            "pods",
+            "--verb=get,list",
+            "--resource=pods",
+            "-n",
+            "dev",
+        ],
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "rolebinding",
+            "builder",
+            "--role=pods",
+            "--serviceaccount=dev:builder",
+            "-n",
+            "dev",
+        ],
+    );
+    let token = s.ok(K, &["create", "token", "builder", "-n", "dev"]);
+    let kc = s.write_token_kubeconfig("builder.conf", token.trim());
+    allowed(&s, &kc, &["get", "pods", "-n", "dev"]);
+    denied(
+        &s,
+        &kc,
+        &["get", "secrets", "-n", "dev"],
+        r#"secrets is forbidden: User "system:serviceaccount:dev:builder" cannot list resource "secrets" in API group "" in the namespace "dev""#,
+    );
+    assert_eq!(
+        allowed(
+            &s,
+            &kc,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"
+            ]
+        ),
+        r#"system:serviceaccount:dev:builder ["system:serviceaccounts","system:serviceaccounts:dev","system:authenticated"]"#
+    );
+    // Service accounts may read the issuer's discovery documents; anonymous may not.
+    let bearer = format!("Bearer {}", token.trim());
+    let (code, conf) = e2e::https_get(
+        s.port,
+        "/.well-known/openid-configuration",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(code, 200, "{conf}");
+    let conf: serde_json::Value = serde_json::from_str(&conf).unwrap();
+    assert_eq!(
+        conf["issuer"],
+        "https://kubernetes.default.svc.cluster.local"
+    );
+    assert_eq!(
+        conf["jwks_uri"],
+        "https://kubernetes.default.svc.cluster.local/openid/v1/jwks"
+    );
+    let (code, jwks) = e2e::https_get(s.port, "/openid/v1/jwks", &[("authorization", &bearer)]);
+    assert_eq!(code, 200, "{jwks}");
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    assert_eq!(jwks["keys"][0]["use"], "sig");
+    assert_eq!(e2e::https_get(s.port, "/openid/v1/jwks", &[]).0, 403);
+
+    // TokenReview says who a token is.
+    let review = s.ok_stdin(
+        K,
+        &[
+            "create",
+            "-f",
+            "-",
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username}",
+        ],
+        Some(&format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {}\n",
+            token.trim()
+        )),
+    );
+    assert_eq!(review, "true system:serviceaccount:dev:builder");
+
+    // Another audience, too short a life, a missing account: refused.
+    const UNAUTHORIZED: &str = "You must be logged in to the server";
+    let vault = s.ok(
+        K,
+        &[
+            "create",
+            "token",
+            "builder",
+            "-n",
+            "dev",
+            "--audience=vault",
+        ],
+    );
+    let kc_vault = s.write_token_kubeconfig("vault.conf", vault.trim());
+    denied(&s, &kc_vault, &["get", "pods", "-n", "dev"], UNAUTHORIZED);
+    let e = s.fails(
+        K,
+        &["create", "token", "builder", "-n", "dev", "--duration=1m"],
+        None,
+    );
+    assert!(
+        e.contains(r#"TokenRequest.authentication.k8s.io "" is invalid: spec.expirationSeconds: Invalid value: 60: may not specify a duration less than 10 minutes"#),
+        "{e}"
+    );
+    let e = s.fails(K, &["create", "token", "nobody", "-n", "dev"], None);
+    assert!(e.contains(r#"serviceaccounts "nobody" not found"#), "{e}");
+
+    // A token bound to a pod dies with the pod.
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: dev}\nspec:\n  serviceAccountName: builder\n  containers: [{name: c, image: busybox}]\n"),
+    );
+    let bound = s.ok(
+        K,
+        &[
+            "create",
+            "token",
+            "builder",
+            "-n",
+            "dev",
+            "--bound-object-kind=Pod",
+            "--bound-object-name=p",
+        ],
+    );
+    let kc_bound = s.write_token_kubeconfig("bound.conf", bound.trim());
+    allowed(&s, &kc_bound, &["get", "pods", "-n", "dev"]);
+    let who = allowed(
+        &s,
+        &kc_bound,
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.extra}"],
+    );
+    assert!(
+        who.contains(r#""authentication.kubernetes.io/pod-name":["p"]"#),
+        "{who}"
+    );
+    s.ok(
+        K,
+        &[
+            "delete",
+            "pod",
+            "p",
+            "-n",
+            "dev",
+            "--grace-period=0",
+            "--force",
+        ],
+    );
+    assert!(s.wait_gone(K, &["pod", "p", "-n", "dev"], Duration::from_secs(10)));
+    denied(&s, &kc_bound, &["get", "pods", "-n", "dev"], UNAUTHORIZED);
+    // Deleting the account ends its tokens too.
+    s.ok(K, &["delete", "serviceaccount", "builder", "-n", "dev"]);
+    assert!(s.wait_gone(
+        K,
+        &["serviceaccount", "builder", "-n", "dev"],
+        Duration::from_secs(10)
+    ));
+    denied(&s, &kc, &["get", "pods", "-n", "dev"], UNAUTHORIZED);
+}

@@ -756,7 +756,7 @@ fn kubectl_auth_reviews() {
             "jsonpath={.status.userInfo.username} {.status.userInfo.groups}",
         ],
     );
-    assert!(who.starts_with("admin "), "{who}");
+    assert!(who.starts_with("kubernetes-admin "), "{who}");
     assert!(
         who.contains("system:masters") && who.contains("system:authenticated"),
         "{who}"
