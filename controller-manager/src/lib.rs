@@ -27,6 +27,7 @@
 //! only while leading, and a leader that fails to renew exits rather than risk two
 //! leaders acting at once.
 
+pub mod clientbuilder;
 pub mod clusterroleaggregation;
 pub mod garbagecollector;
 pub mod leaderelection;
@@ -61,14 +62,17 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+    /// A controller's credentials could not be set up.
+    #[error("error starting controllers: {0}")]
+    Credentials(#[from] clientbuilder::Error),
     /// Leadership was lost: exit so that only one leader acts.
     #[error("leaderelection lost")]
     LeaderElectionLost,
 }
 
-/// Builds the API client from `--kubeconfig` and `--master`, else in-cluster or the
-/// default kubeconfig.
-async fn client(opts: &Options) -> Result<kube::Client, Error> {
+/// Builds the API client configuration from `--kubeconfig` and `--master`, else
+/// in-cluster or the default kubeconfig.
+async fn client_config(opts: &Options) -> Result<kube::Config, Error> {
     let mut config = match &opts.kubeconfig {
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(path)
@@ -93,7 +97,7 @@ async fn client(opts: &Options) -> Result<kube::Client, Error> {
             .parse()
             .map_err(|e| Error::Kubeconfig(format!("--master {master:?}: {e}")))?;
     }
-    kube::Client::try_from(config).map_err(|e| Error::Kubeconfig(e.to_string()))
+    Ok(config)
 }
 
 /// This candidate's identity: the hostname and a random suffix, as upstream's.
@@ -116,7 +120,7 @@ fn identity() -> String {
 /// Runs the enabled controllers until `stop` resolves.
 async fn run_controllers(
     opts: &Options,
-    client: kube::Client,
+    clients: &clientbuilder::ClientBuilder,
     registry: &Registry,
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
@@ -126,15 +130,19 @@ async fn run_controllers(
         match name {
             "garbage-collector-controller" if opts.enable_garbage_collector => {
                 tracing::info!(controller = name, "starting controller");
+                let client = clients.client_for("generic-garbage-collector").await?;
                 tasks.push(tokio::spawn(garbagecollector::monitors::run(
-                    client.clone(),
+                    client,
                     opts.concurrent_gc_syncs,
                     workqueue::Metrics::new(registry),
                 )));
             }
             "clusterrole-aggregation-controller" => {
                 tracing::info!(controller = name, "starting controller");
-                tasks.push(tokio::spawn(clusterroleaggregation::run(client.clone())));
+                let client = clients
+                    .client_for("clusterrole-aggregation-controller")
+                    .await?;
+                tasks.push(tokio::spawn(clusterroleaggregation::run(client)));
             }
             "garbage-collector-controller" => {
                 tracing::info!(
@@ -159,7 +167,9 @@ async fn run_controllers(
 /// Runs kube-controller-manager until SIGTERM, or until leadership is lost.
 pub async fn run(opts: Options) -> Result<(), Error> {
     opts.validate()?;
-    let client = client(&opts).await?;
+    let config = client_config(&opts).await?;
+    let clients = clientbuilder::ClientBuilder::new(config, opts.use_service_account_credentials)?;
+    let client = clients.root();
     let registry = Registry::new();
     let master = IntGaugeVec::new(
         Opts::new(
@@ -229,7 +239,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
 
     let lease = opts.leader_elect_resource_name.clone();
     if !opts.leader_elect {
-        return run_controllers(&opts, client, &registry, component_base::signal::shutdown()).await;
+        return run_controllers(
+            &opts,
+            &clients,
+            &registry,
+            component_base::signal::shutdown(),
+        )
+        .await;
     }
     master.with_label_values(&[&lease]).set(0);
     tokio::select! {
@@ -249,7 +265,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             () = component_base::signal::shutdown() => { let _ = stop_tx.send(false); }
         }
     };
-    run_controllers(&opts, client, &registry, stopper).await?;
+    run_controllers(&opts, &clients, &registry, stopper).await?;
     master.with_label_values(&[&lease]).set(0);
     match stop_rx.await {
         Ok(true) => Err(Error::LeaderElectionLost),

@@ -232,6 +232,9 @@ pub struct Options {
     /// them exist.
     #[command(flatten)]
     pub accepted: Accepted,
+    /// If true, use individual service account credentials for each controller.
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub use_service_account_credentials: bool,
 }
 
 /// Upstream flags accepted for compatibility; see [`Options::accepted`].
@@ -255,9 +258,6 @@ pub struct Accepted {
     /// The key that signs service account tokens.
     #[arg(long)]
     pub service_account_private_key_file: Option<PathBuf>,
-    /// Give each controller its own service account credentials.
-    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub use_service_account_credentials: Option<bool>,
     /// The CA certificate the CSR signing controller signs with.
     #[arg(long)]
     pub cluster_signing_cert_file: Option<PathBuf>,

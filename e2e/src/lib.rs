@@ -364,11 +364,21 @@ impl Drop for ControllerManager {
 impl ControllerManager {
     /// Starts one with `extra` flags; its log goes to `<apiserver dir>/<name>.log`.
     pub fn start(api: &ApiServer, name: &str, extra: &[&str]) -> ControllerManager {
+        Self::start_as(api, &api.kubeconfig(), name, extra)
+    }
+
+    /// Starts one with `kubeconfig` (its own identity) instead of the admin's.
+    pub fn start_as(
+        api: &ApiServer,
+        kubeconfig: &Path,
+        name: &str,
+        extra: &[&str],
+    ) -> ControllerManager {
         let port = free_port();
         let log = api.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(binary("kube-controller-manager"))
-            .args(["--kubeconfig", &api.kubeconfig().display().to_string()])
+            .args(["--kubeconfig", &kubeconfig.display().to_string()])
             .args([
                 "--bind-address",
                 "127.0.0.1",

@@ -54,10 +54,12 @@ fn can_i(s: &ApiServer, user: &str, groups: &[&str], what: &[&str]) -> bool {
     text == "yes"
 }
 
-/// Starts a controller manager and waits until its clusterrole-aggregation controller
-/// has filled in `admin`, `edit` and `view`.
+/// Starts a controller manager as kubeadm does (its own identity, a service account
+/// per controller) and waits until its clusterrole-aggregation controller has filled
+/// in `admin`, `edit` and `view`.
 fn aggregated(s: &ApiServer) -> ControllerManager {
-    let kcm = ControllerManager::start(s, "kcm", &[]);
+    let kc = s.write_kubeconfig("kcm.conf", "system:kube-controller-manager", None);
+    let kcm = ControllerManager::start_as(s, &kc, "kcm", &["--use-service-account-credentials"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     for role in ["admin", "edit", "view"] {
         loop {
@@ -638,6 +640,48 @@ fn bootstrap_roles_hold_upstreams_permissions() {
     assert!(!check("admin-user", "create", "resourcequotas"));
     assert!(!can_i(&s, "admin-user", &[], &["list", "nodes"]));
     assert!(can_i(&s, "root", &["system:masters"], &["delete", "nodes"]));
+    // The controllers run as their own service accounts, and the garbage collector
+    // can still do its work with just its role.
+    s.ok(
+        K,
+        &[
+            "get",
+            "serviceaccount",
+            "-n",
+            "kube-system",
+            "generic-garbage-collector",
+            "clusterrole-aggregation-controller",
+        ],
+    );
+    s.ok(K, &["create", "configmap", "owner", "-n", "team"]);
+    let uid = s.ok(
+        K,
+        &[
+            "get",
+            "configmap",
+            "owner",
+            "-n",
+            "team",
+            "-o",
+            "jsonpath={.metadata.uid}",
+        ],
+    );
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dependent\n  namespace: team\n  ownerReferences: [{{apiVersion: v1, kind: ConfigMap, name: owner, uid: {uid}}}]\n"
+        )),
+    );
+    s.ok(K, &["delete", "configmap", "owner", "-n", "team"]);
+    assert!(
+        s.wait_gone(
+            K,
+            &["configmap", "dependent", "-n", "team"],
+            Duration::from_secs(30)
+        ),
+        "the garbage collector did not delete the dependent"
+    );
     // The bootstrap objects are there, labelled as upstream's.
     let roles = s.ok(
         K,
