@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # README command 1: a single-node Keelson control plane on this machine.
 # Starts kube-apiserver with its embedded store on https://127.0.0.1:6443 and
-# kube-controller-manager (secure port 10257) against it, writes an admin kubeconfig,
-# and prints how to use it. Ctrl-C stops both; state lives under
+# kube-controller-manager (secure port 10257) against it, as kubeadm would: one CA,
+# client certificates for the admin (system:masters) and the controller manager,
+# Node,RBAC authorization, service account tokens signed with sa.key, and the
+# controllers on their own service accounts. Writes an admin kubeconfig and prints how
+# to use it. Ctrl-C stops both; state lives under
 # ${KEELSON_DATA:-/tmp/keelson}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,37 +17,64 @@ profile=${KEELSON_PROFILE:-release}
 cargo build --profile "$profile" -p keelson-apiserver --bin kube-apiserver \
   -p keelson-controller-manager --bin kube-controller-manager
 bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
-if [ ! -s "$base/tokens.csv" ]; then
-  token=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  umask 077
-  echo "$token,kubernetes-admin,kubernetes-admin,\"system:masters\"" >"$base/tokens.csv"
+for tool in openssl curl; do
+  command -v "$tool" >/dev/null || {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "$tool"
+  }
+done
+# The PKI, as kubeadm lays it out: one CA for serving and client certificates, the
+# admin in system:masters, the controller manager as system:kube-controller-manager,
+# and the service account signing key pair.
+pki=$base/pki
+mkdir -p "$pki"
+umask 077
+if [ ! -s "$pki/ca.crt" ]; then
+  rm -f "$pki"/*.crt "$pki"/*.key
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+    -subj "/CN=kubernetes" -keyout "$pki/ca.key" -out "$pki/ca.crt" 2>/dev/null
 fi
-if ! grep -q ',system:kube-controller-manager,' "$base/tokens.csv"; then
-  # kube-controller-manager's own identity, as kubeadm's controller-manager.conf.
-  echo "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'),system:kube-controller-manager,system:kube-controller-manager" >>"$base/tokens.csv"
+cert() { # name subject extendedKeyUsage [subjectAltName]
+  [ -s "$pki/$1.crt" ] && return
+  local ext="keyUsage=critical,digitalSignature\nextendedKeyUsage=$3"
+  [ -n "${4:-}" ] && ext="$ext\nsubjectAltName=$4"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" \
+    -keyout "$pki/$1.key" -out "$pki/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 365 -out "$pki/$1.crt" -extfile <(printf "$ext") 2>/dev/null
+  rm -f "$pki/$1.csr"
+}
+cert apiserver "/CN=kube-apiserver" serverAuth \
+  "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
+cert admin "/O=system:masters/CN=kubernetes-admin" clientAuth
+cert controller-manager "/CN=system:kube-controller-manager" clientAuth
+if [ ! -s "$pki/sa.key" ]; then
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/sa.key"
+  openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
 fi
-token=$(cut -d, -f1 "$base/tokens.csv" | head -1)
-kcm_token=$(grep ',system:kube-controller-manager,' "$base/tokens.csv" | cut -d, -f1)
 "$bindir/kube-apiserver" \
-  --data-dir "$base/data" --cert-dir "$base/pki" \
-  --token-auth-file "$base/tokens.csv" \
+  --data-dir "$base/data" --cert-dir "$pki" \
+  --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+  --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
   --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
   >"$base/apiserver.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' INT TERM EXIT
 for _ in $(seq 1 150); do
-  [ -s "$base/pki/apiserver.crt" ] && curl -fsk "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+  curl -fs --cacert "$pki/ca.crt" "https://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   kill -0 $pid 2>/dev/null || { cat "$base/apiserver.log"; exit 1; }
   sleep 0.2
 done
-ca=$(base64 -w0 <"$base/pki/apiserver.crt")
-kubeconfig() { # user token
+b64() { base64 -w0 <"$1"; }
+kubeconfig() { # user certificate-name
   cat <<CONF
 apiVersion: v1
 kind: Config
 clusters:
 - cluster:
-    certificate-authority-data: $ca
+    certificate-authority-data: $(b64 "$pki/ca.crt")
     server: https://127.0.0.1:$port
   name: keelson
 contexts:
@@ -56,14 +86,14 @@ current-context: $1@keelson
 users:
 - name: $1
   user:
-    token: $2
+    client-certificate-data: $(b64 "$pki/$2.crt")
+    client-key-data: $(b64 "$pki/$2.key")
 CONF
 }
-umask 077
-kubeconfig kubernetes-admin "$token" >"$base/admin.conf"
-kubeconfig system:kube-controller-manager "$kcm_token" >"$base/controller-manager.conf"
+kubeconfig kubernetes-admin admin >"$base/admin.conf"
+kubeconfig system:kube-controller-manager controller-manager >"$base/controller-manager.conf"
 "$bindir/kube-controller-manager" \
-  --kubeconfig "$base/controller-manager.conf" \
+  --kubeconfig "$base/controller-manager.conf" --use-service-account-credentials \
   --bind-address 127.0.0.1 --secure-port "${KEELSON_KCM_PORT:-10257}" \
   >"$base/controller-manager.log" 2>&1 &
 kcm=$!
