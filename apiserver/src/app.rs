@@ -321,7 +321,17 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             key_file: opts.etcd_keyfile.clone(),
         },
     )?;
-    let kv: Arc<dyn Kv> = Arc::new(MeteredKv::new(Arc::new(etcd), &opts.etcd_prefix));
+    let mut store: Arc<dyn Kv> = Arc::new(etcd);
+    if let Some(path) = &opts.encryption_provider_config {
+        let config = crate::storage::encryption::EncryptionConfig::load(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        store = Arc::new(crate::storage::encryption::EncryptedKv::new(
+            store,
+            config,
+            &opts.etcd_prefix,
+        ));
+    }
+    let kv: Arc<dyn Kv> = Arc::new(MeteredKv::new(store, &opts.etcd_prefix));
     // Wait for the store before building caches, with upstream's patience.
     let mut tries = 0;
     while let Err(e) = kv.current_revision().await {

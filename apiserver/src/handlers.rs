@@ -1056,7 +1056,13 @@ async fn write_update(
             .await?;
         crate::rbac::confirm_write(ctx.api, ctx.user, res, &new, Some(&old))?;
         ctx.api.before_update(res, &mut new, &old, dry_run).await?;
-        if new.get("metadata") == old.get("metadata") && without_meta(&new) == without_meta(&old) {
+        if new.get("metadata") == old.get("metadata")
+            && without_meta(&new) == without_meta(&old)
+            && !ctx
+                .api
+                .registry
+                .is_stale(res, meta::namespace(&old), meta::name(&old))
+        {
             // A no-op write keeps the resourceVersion, as upstream.
             return Ok(Reply {
                 code: 200,

@@ -132,6 +132,10 @@ pub struct Options {
     /// /.well-known/openid-configuration.
     #[arg(long = "service-account-jwks-uri")]
     pub service_account_jwks_uri: Option<String>,
+    /// The file containing configuration for encryption providers to be used for
+    /// storing secrets in etcd.
+    #[arg(long = "encryption-provider-config")]
+    pub encryption_provider_config: Option<PathBuf>,
     /// If set, any request presenting a client certificate signed by one of the
     /// authorities in the client-ca-file is authenticated with an identity
     /// corresponding to the CommonName of the client certificate.

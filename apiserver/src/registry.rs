@@ -26,6 +26,8 @@ pub struct Registry {
     /// `--etcd-prefix`.
     pub prefix: String,
     caches: parking_lot::RwLock<HashMap<&'static str, Arc<WatchCache>>>,
+    /// Keys last read through a non-primary encryption provider (see [`Self::is_stale`]).
+    stale: parking_lot::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Maps a store error for `res`/`name` to an API error.
@@ -44,7 +46,7 @@ pub fn kv_error(res: &Resource, name: &str, e: KvError) -> ApiError {
             requested: 0,
             current: 0,
         },
-        KvError::Unavailable(m) => ApiError::Internal(m),
+        KvError::Unavailable(m) | KvError::Transform(m) => ApiError::Internal(m),
     }
 }
 
@@ -90,6 +92,7 @@ impl Registry {
             kv,
             prefix,
             caches: parking_lot::RwLock::new(caches),
+            stale: Default::default(),
         }
     }
 
@@ -106,6 +109,12 @@ impl Registry {
     /// Drops the watch cache of a resource no longer served.
     pub fn drop_cache(&self, res: &Resource) {
         self.caches.write().remove(res.storage);
+    }
+
+    /// Whether the object was last read through an encryption provider other than the
+    /// one writes use, so that an unchanged update must still be written.
+    pub fn is_stale(&self, res: &Resource, ns: &str, name: &str) -> bool {
+        self.stale.lock().contains(&self.key(res, ns, name))
     }
 
     /// The key of one object.
@@ -134,7 +143,12 @@ impl Registry {
     pub async fn get(&self, res: &Resource, ns: &str, name: &str) -> Result<Value, ApiError> {
         let key = self.key(res, ns, name);
         match self.kv.get(key.as_bytes()).await {
-            Ok((Some(kv), _)) => decode(&kv),
+            Ok((Some(kv), _)) => {
+                if kv.stale {
+                    self.stale.lock().insert(key);
+                }
+                decode(&kv)
+            }
             Ok((None, _)) => Err(ApiError::not_found(&res.gr(), name)),
             Err(e) => Err(kv_error(res, name, e)),
         }
@@ -168,6 +182,7 @@ impl Registry {
             .update(key.as_bytes(), encode(obj), expected)
             .await
             .map_err(|e| kv_error(res, name, e))?;
+        self.stale.lock().remove(&key);
         let mut out = obj.clone();
         meta::set_rv(&mut out, rev);
         Ok(out)

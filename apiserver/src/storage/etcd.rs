@@ -58,6 +58,7 @@ fn kv_of(kv: proto::mvccpb::KeyValue) -> KeyValue {
         value: kv.value,
         mod_revision: kv.mod_revision as u64,
         create_revision: kv.create_revision as u64,
+        stale: false,
     }
 }
 

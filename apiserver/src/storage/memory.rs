@@ -90,6 +90,7 @@ impl MemoryKv {
             value,
             mod_revision: rev,
             create_revision: prev.as_ref().map(|p| p.create_revision).unwrap_or(rev),
+            stale: false,
         };
         st.versions
             .entry(key.to_vec())

@@ -5,6 +5,7 @@
 //! the registry logic. Everything above this module sees revisions, not objects; the
 //! registry turns revisions into resourceVersions.
 
+pub mod encryption;
 pub mod etcd;
 pub mod memory;
 pub mod metered;
@@ -23,6 +24,10 @@ pub struct KeyValue {
     pub mod_revision: u64,
     /// The revision that created the key.
     pub create_revision: u64,
+    /// Read through an encryption provider other than the one writes use: the value
+    /// should be rewritten even when unchanged (upstream's `stale` transform result,
+    /// what makes `kubectl replace` rotate keys).
+    pub stale: bool,
 }
 
 /// One page of a range read.
@@ -82,6 +87,9 @@ pub enum KvError {
     /// The store is unreachable or failed.
     #[error("etcd: {0}")]
     Unavailable(String),
+    /// A value could not be encrypted or decrypted (`--encryption-provider-config`).
+    #[error("{0}")]
+    Transform(String),
 }
 
 /// Result of a store call.
