@@ -286,7 +286,11 @@ pub async fn bootstrap(api: &Api, advertise: IpAddr, port: u16) -> Result<(), Ap
         "addressType": "IPv4",
         "endpoints": [{"addresses": [advertise.to_string()], "conditions": {"ready": true}}],
         "ports": [{"name": "https", "port": port, "protocol": "TCP"}]});
-    ensure(api, "discovery.k8s.io", "endpointslices", slice).await
+    ensure(api, "discovery.k8s.io", "endpointslices", slice).await?;
+    for pc in crate::admission::system_priority_classes() {
+        ensure(api, "scheduling.k8s.io", "priorityclasses", pc).await?;
+    }
+    Ok(())
 }
 
 /// Runs the apiserver until SIGTERM or SIGINT.
@@ -366,6 +370,16 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     )
     .map_err(Error::Config)?;
     api.authenticator = authn;
+    let plugins = crate::admission::enabled(
+        &opts.enable_admission_plugins,
+        &opts.disable_admission_plugins,
+    )
+    .map_err(|e| Error::Config(e.to_string()))?;
+    let configs = crate::admission::plugin_configs(opts.admission_control_config_file.as_deref())
+        .map_err(|e| Error::Config(e.to_string()))?;
+    api.admission = crate::admission::Chain::build(&plugins, &configs)
+        .map_err(|e| Error::Config(e.to_string()))?;
+    tracing::info!(plugins = ?api.admission.names(), "admission chain");
     let audiences = if opts.api_audiences.is_empty() {
         vec![issuers[0].clone()]
     } else {

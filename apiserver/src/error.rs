@@ -255,6 +255,17 @@ pub enum ApiError {
     /// 400.
     #[error("{0}")]
     BadRequest(String),
+    /// An admission webhook's refusal: its code (400 or more) and reason, upstream's
+    /// `admission webhook "x" denied the request: ...` message.
+    #[error("{message}")]
+    Webhook {
+        /// The HTTP status code.
+        code: u16,
+        /// The webhook's reason, possibly empty.
+        reason: String,
+        /// The full message.
+        message: String,
+    },
     /// 401.
     #[error("Unauthorized")]
     Unauthorized,
@@ -370,6 +381,7 @@ impl ApiError {
             | ApiError::ApplyConflict { .. } => 409,
             ApiError::Invalid { .. } => 422,
             ApiError::BadRequest(_) => 400,
+            ApiError::Webhook { code, .. } => *code,
             ApiError::Unauthorized => 401,
             ApiError::Forbidden { .. } => 403,
             ApiError::MethodNotSupported { .. } | ApiError::MethodNotAllowed => 405,
@@ -393,6 +405,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => "Conflict",
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
+            ApiError::Webhook { .. } => "",
             ApiError::Unauthorized => "Unauthorized",
             ApiError::Forbidden { .. } => "Forbidden",
             ApiError::MethodNotSupported { .. } | ApiError::MethodNotAllowed => "MethodNotAllowed",
@@ -420,6 +433,9 @@ impl ApiError {
             "reason": self.reason(),
             "code": self.code(),
         });
+        if let ApiError::Webhook { reason, .. } = self {
+            status["reason"] = json!(reason);
+        }
         let details = match self {
             ApiError::NotFound { resource, name }
             | ApiError::AlreadyExists { resource, name }
@@ -476,7 +492,7 @@ impl ApiError {
         if let Some(d) = details {
             status["details"] = d;
         }
-        if self.reason().is_empty()
+        if status["reason"].as_str().is_some_and(str::is_empty)
             && let Some(m) = status.as_object_mut()
         {
             // StatusReasonUnknown is "", which upstream omits.

@@ -54,6 +54,7 @@ pub mod options;
 pub mod patch;
 pub mod protobuf;
 pub mod proxy;
+pub mod quantity;
 pub mod rbac;
 pub mod registry;
 pub mod request;

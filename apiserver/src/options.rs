@@ -132,6 +132,17 @@ pub struct Options {
     /// /.well-known/openid-configuration.
     #[arg(long = "service-account-jwks-uri")]
     pub service_account_jwks_uri: Option<String>,
+    /// admission plugins that should be enabled in addition to default enabled ones.
+    /// The order of plugins in this flag does not matter.
+    #[arg(long = "enable-admission-plugins", value_delimiter = ',')]
+    pub enable_admission_plugins: Vec<String>,
+    /// admission plugins that should be disabled although they are in the default
+    /// enabled plugins list. The order of plugins in this flag does not matter.
+    #[arg(long = "disable-admission-plugins", value_delimiter = ',')]
+    pub disable_admission_plugins: Vec<String>,
+    /// File with admission control configuration.
+    #[arg(long = "admission-control-config-file")]
+    pub admission_control_config_file: Option<PathBuf>,
     /// The file containing configuration for encryption providers to be used for
     /// storing secrets in etcd.
     #[arg(long = "encryption-provider-config")]

@@ -1,0 +1,547 @@
+//! MutatingAdmissionWebhook and ValidatingAdmissionWebhook: the webhooks of the
+//! Mutating/ValidatingWebhookConfigurations in the store, called with
+//! `admission.k8s.io/v1` AdmissionReviews over TLS, as upstream's.
+//!
+//! - Configurations are taken in name order, webhooks in their listed order.
+//! - A webhook is called when its `rules` match the request's operation and resource
+//!   (`matchPolicy: Equivalent` ignores the version), its `namespaceSelector` matches
+//!   the namespace's labels and its `objectSelector` the object's (or old object's).
+//! - Calls go to `clientConfig.url`, or to a ready endpoint of `clientConfig.service`
+//!   with the service's DNS name as TLS server name (upstream's aggregator routing),
+//!   trusting `caBundle`, within `timeoutSeconds` (10 by default).
+//! - A refusal is upstream's `admission webhook "<name>" denied the request: ...`; a
+//!   failed call is an internal error under `failurePolicy: Fail` and skipped under
+//!   `Ignore`; a dry run is refused by webhooks that may have side effects.
+//! - Mutating webhooks answer with JSONPatch, applied in turn; those with
+//!   `reinvocationPolicy: IfNeeded` are called once more when a later webhook changed
+//!   the object.
+
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+
+use super::pods::cached_all;
+use super::{AdmissionRequest, Plugin};
+use crate::api::Api;
+use crate::error::ApiError;
+
+/// Which kind of configuration a plugin reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Mutating,
+    Validating,
+}
+
+/// The webhook admission plugin, mutating or validating.
+pub struct Webhooks {
+    kind: Kind,
+}
+
+impl Webhooks {
+    /// MutatingAdmissionWebhook.
+    pub fn mutating() -> Self {
+        Webhooks {
+            kind: Kind::Mutating,
+        }
+    }
+    /// ValidatingAdmissionWebhook.
+    pub fn validating() -> Self {
+        Webhooks {
+            kind: Kind::Validating,
+        }
+    }
+}
+
+fn strs(v: &Value, key: &str) -> Vec<String> {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether one of `rules` matches the request.
+fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
+    let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
+    let res = req.resource;
+    let resource = match &req.subresource {
+        Some(s) => format!("{}/{s}", res.plural),
+        None => res.plural.to_owned(),
+    };
+    webhook
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|r| {
+            let any = |k: &str, want: &str| strs(r, k).iter().any(|x| x == "*" || x == want);
+            let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
+            let scope_ok = match scope {
+                "Cluster" => !res.namespaced,
+                "Namespaced" => res.namespaced,
+                _ => true,
+            };
+            let resource_ok = strs(r, "resources").iter().any(|x| {
+                x == "*" && req.subresource.is_none()
+                    || *x == "*/*"
+                    || *x == resource
+                    || req.subresource.as_ref().is_some_and(|s| {
+                        *x == format!("*/{s}") || *x == format!("{}/*", res.plural)
+                    })
+            });
+            any("operations", req.operation.as_str())
+                && any("apiGroups", res.group)
+                && (!exact || any("apiVersions", res.version))
+                && resource_ok
+                && scope_ok
+        })
+}
+
+/// Label selector matching (matchLabels, matchExpressions).
+fn selector_matches(selector: Option<&Value>, labels: &serde_json::Map<String, Value>) -> bool {
+    let Some(sel) = selector.filter(|s| s.is_object()) else {
+        return true;
+    };
+    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object)
+        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
+    }
+    sel.get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .all(|e| {
+            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
+            let values = strs(e, "values");
+            let have = labels.get(key).and_then(Value::as_str);
+            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
+                "In" => have.is_some_and(|v| values.iter().any(|x| x == v)),
+                "NotIn" => !have.is_some_and(|v| values.iter().any(|x| x == v)),
+                "Exists" => have.is_some(),
+                "DoesNotExist" => have.is_none(),
+                _ => false,
+            }
+        })
+}
+
+fn labels_of(v: Option<&Value>) -> serde_json::Map<String, Value> {
+    v.and_then(|o| o.pointer("/metadata/labels"))
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Whether the webhook's selectors match.
+fn selectors_match(api: &Api, webhook: &Value, req: &AdmissionRequest) -> bool {
+    let ns_labels = if req.resource.kind == "Namespace" {
+        Some(labels_of(req.object.as_ref().or(req.old_object.as_ref())))
+    } else if req.resource.namespaced {
+        super::pods::cached(api, "", "v1", "namespaces", "", &req.namespace)
+            .map(|ns| labels_of(Some(&ns)))
+    } else {
+        None
+    };
+    if let Some(labels) = ns_labels
+        && !selector_matches(webhook.get("namespaceSelector"), &labels)
+    {
+        return false;
+    }
+    let sel = webhook.get("objectSelector");
+    selector_matches(sel, &labels_of(req.object.as_ref()))
+        || req.old_object.is_some() && selector_matches(sel, &labels_of(req.old_object.as_ref()))
+}
+
+/// Where and how to call a webhook: (host to dial, port, TLS server name, path).
+async fn endpoint(api: &Api, config: &Value) -> Result<(String, u16, String, String), String> {
+    if let Some(url) = config.get("url").and_then(Value::as_str) {
+        let u = url::Url::parse(url).map_err(|e| format!("invalid url {url:?}: {e}"))?;
+        if u.scheme() != "https" {
+            return Err(format!("webhook url {url:?} must use https"));
+        }
+        let host = u
+            .host_str()
+            .unwrap_or("")
+            .trim_matches(['[', ']'])
+            .to_owned();
+        let path = match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        };
+        return Ok((host.clone(), u.port().unwrap_or(443), host, path));
+    }
+    let svc = config
+        .get("service")
+        .ok_or("webhook has neither url nor service")?;
+    let ns = svc.get("namespace").and_then(Value::as_str).unwrap_or("");
+    let name = svc.get("name").and_then(Value::as_str).unwrap_or("");
+    let port = svc.get("port").and_then(Value::as_u64).unwrap_or(443) as u16;
+    let path = svc
+        .get("path")
+        .and_then(Value::as_str)
+        .unwrap_or("/")
+        .to_owned();
+    let service = super::pods::cached(api, "", "v1", "services", ns, name)
+        .ok_or_else(|| format!("service \"{name}\" not found"))?;
+    let svc_port = service
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .and_then(|ps| {
+            ps.iter()
+                .find(|p| p.get("port").and_then(Value::as_u64) == Some(port as u64))
+        })
+        .cloned()
+        .ok_or_else(|| format!("no service port {port} found for service \"{name}\""))?;
+    let port_name = svc_port.get("name").and_then(Value::as_str).unwrap_or("");
+    let eps = super::pods::cached(api, "", "v1", "endpoints", ns, name)
+        .ok_or_else(|| format!("no endpoints available for service \"{name}\""))?;
+    for ss in eps
+        .get("subsets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let ip = ss
+            .get("addresses")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|a| a.get("ip"))
+            .and_then(Value::as_str);
+        let target = ss
+            .get("ports")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|p| p.get("name").and_then(Value::as_str).unwrap_or("") == port_name)
+            .and_then(|p| p.get("port").and_then(Value::as_u64));
+        if let (Some(ip), Some(tp)) = (ip, target) {
+            return Ok((ip.to_owned(), tp as u16, format!("{name}.{ns}.svc"), path));
+        }
+    }
+    Err(format!("no endpoints available for service \"{name}\""))
+}
+
+/// An I/O error as Go's net package words it.
+fn go_errno(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        std::io::ErrorKind::TimedOut => "i/o timeout".to_owned(),
+        std::io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
+        _ => {
+            let s = e.to_string();
+            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
+            let mut c = s.chars();
+            c.next()
+                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// Posts the review; returns the response body.
+async fn call(api: &Api, webhook: &Value, review: &Value) -> Result<Value, String> {
+    let config = webhook.get("clientConfig").cloned().unwrap_or(Value::Null);
+    let (host, port, server_name, path) = endpoint(api, &config).await?;
+    let timeout = Duration::from_secs(
+        webhook
+            .get("timeoutSeconds")
+            .and_then(Value::as_u64)
+            .unwrap_or(10)
+            .clamp(1, 30),
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = config.get("caBundle").and_then(Value::as_str) {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(ca)
+            .map_err(|e| format!("invalid caBundle: {e}"))?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    let tls = std::sync::Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    // Upstream's client tells the webhook its deadline in the query.
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let path = format!("{path}{sep}timeout={}s", timeout.as_secs());
+    let url = format!("https://{server_name}:{port}{path}");
+    let fut = async {
+        let addr = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let tcp = tokio::net::TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
+        let name = rustls::pki_types::ServerName::try_from(server_name.clone())
+            .map_err(|e| e.to_string())?;
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let req = http::Request::post(path.as_str())
+            .header(http::header::HOST, format!("{server_name}:{port}"))
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::ACCEPT, "application/json")
+            .body(http_body_util::Full::new(Bytes::from(
+                serde_json::to_vec(review).unwrap_or_default(),
+            )))
+            .map_err(|e| e.to_string())?;
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(format!(
+                "the server responded with the status code {} but did not return more information",
+                status.as_u16()
+            ));
+        }
+        serde_json::from_slice::<Value>(&body).map_err(|e| format!("decoding the response: {e}"))
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r.map_err(|e| format!("failed to call webhook: Post {url:?}: {e}")),
+        Err(_) => Err(format!(
+            "failed to call webhook: Post {url:?}: context deadline exceeded"
+        )),
+    }
+}
+
+fn review(req: &AdmissionRequest, object: Option<&Value>, uid: &str) -> Value {
+    let res = req.resource;
+    let mut user = json!({"username": req.user.name, "groups": req.user.groups});
+    if !req.user.uid.is_empty() {
+        user["uid"] = json!(req.user.uid);
+    }
+    if !req.user.extra.is_empty() {
+        user["extra"] = json!(req.user.extra);
+    }
+    let kind = json!({"group": res.group, "version": res.version, "kind": res.kind});
+    let resource = json!({"group": res.group, "version": res.version, "resource": res.plural});
+    let options = match req.operation {
+        super::Operation::Create => "CreateOptions",
+        super::Operation::Update => "UpdateOptions",
+        super::Operation::Delete => "DeleteOptions",
+    };
+    let mut r = json!({
+        "uid": uid,
+        "kind": kind, "resource": resource,
+        "requestKind": kind, "requestResource": resource,
+        "name": req.name, "namespace": req.namespace,
+        "operation": req.operation.as_str(),
+        "userInfo": user,
+        "object": object.cloned().unwrap_or(Value::Null),
+        "oldObject": req.old_object.clone().unwrap_or(Value::Null),
+        "dryRun": req.dry_run,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": options},
+    });
+    if let Some(s) = &req.subresource {
+        r["subResource"] = json!(s);
+        r["requestSubResource"] = json!(s);
+    }
+    if req.name.is_empty()
+        && let Some(o) = object
+    {
+        r["name"] = json!(crate::meta::name(o));
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": r})
+}
+
+/// Upstream's `ToStatusErr` for a refusal.
+fn denied(name: &str, status: Option<&Value>) -> ApiError {
+    let by = format!("admission webhook {name:?} denied the request");
+    let s = status.cloned().unwrap_or(json!({}));
+    let message = s.get("message").and_then(Value::as_str).unwrap_or("");
+    let reason = s.get("reason").and_then(Value::as_str).unwrap_or("");
+    let text = if !message.is_empty() {
+        format!("{by}: {message}")
+    } else if !reason.is_empty() {
+        format!("{by}: {reason}")
+    } else {
+        format!("{by} without explanation")
+    };
+    let code = s.get("code").and_then(Value::as_u64).unwrap_or(0).max(400) as u16;
+    ApiError::Webhook {
+        code,
+        reason: reason.to_owned(),
+        message: text,
+    }
+}
+
+/// The webhooks of every configuration of this kind, in order.
+fn webhooks(api: &Api, kind: Kind) -> Vec<Value> {
+    let plural = match kind {
+        Kind::Mutating => "mutatingwebhookconfigurations",
+        Kind::Validating => "validatingwebhookconfigurations",
+    };
+    let mut configs = cached_all(api, "admissionregistration.k8s.io", "v1", plural);
+    configs.sort_by(|a, b| crate::meta::name(a).cmp(crate::meta::name(b)));
+    configs
+        .iter()
+        .flat_map(|c| {
+            c.get("webhooks")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Calls one webhook: `Ok(Some(patched))` for an applied mutation, `Ok(None)` when it
+/// allowed without change or was skipped.
+async fn run_one(
+    api: &Api,
+    wh: &Value,
+    req: &AdmissionRequest,
+    object: Option<&Value>,
+    mutate: bool,
+) -> Result<Option<Value>, ApiError> {
+    let name = wh.get("name").and_then(Value::as_str).unwrap_or("");
+    let ignore = wh.get("failurePolicy").and_then(Value::as_str) == Some("Ignore");
+    let side_effects = wh
+        .get("sideEffects")
+        .and_then(Value::as_str)
+        .unwrap_or("Unknown");
+    if req.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
+        return Err(ApiError::BadRequest(format!(
+            "admission webhook {name:?} does not support dry run"
+        )));
+    }
+    let fail = |e: String| -> Result<Option<Value>, ApiError> {
+        if ignore {
+            tracing::warn!(webhook = name, error = %e, "failed calling webhook, failing open");
+            Ok(None)
+        } else {
+            Err(ApiError::Internal(format!(
+                "failed calling webhook {name:?}: {e}"
+            )))
+        }
+    };
+    if !strs(wh, "admissionReviewVersions")
+        .iter()
+        .any(|v| v == "v1")
+    {
+        return fail("webhook does not accept v1 AdmissionReview".into());
+    }
+    let uid = uuid::Uuid::new_v4().to_string();
+    let body = review(req, object, &uid);
+    let resp = match call(api, wh, &body).await {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let Some(r) = resp.get("response") else {
+        return fail("webhook response was absent".into());
+    };
+    if r.get("uid").and_then(Value::as_str) != Some(uid.as_str()) {
+        return fail(format!(
+            "expected response.uid={uid:?}, got {:?}",
+            r.get("uid").and_then(Value::as_str).unwrap_or("")
+        ));
+    }
+    if r.get("allowed").and_then(Value::as_bool) != Some(true) {
+        return Err(denied(name, r.get("status")));
+    }
+    let Some(patch) = r.get("patch").and_then(Value::as_str).filter(|_| mutate) else {
+        return Ok(None);
+    };
+    if r.get("patchType").and_then(Value::as_str) != Some("JSONPatch") {
+        return fail("webhook returned a patch without patchType JSONPatch".into());
+    }
+    let raw = match base64::engine::general_purpose::STANDARD.decode(patch) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("the patch is not base64: {e}")),
+    };
+    let ops: Value = match serde_json::from_slice(&raw) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("the patch is not JSON: {e}")),
+    };
+    let mut out = object.cloned().unwrap_or(Value::Null);
+    if let Err(e) = crate::patch::json_patch(&mut out, &ops) {
+        return fail(format!("applying the patch: {e:?}"));
+    }
+    Ok(Some(out))
+}
+
+impl Plugin for Webhooks {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Mutating => "MutatingAdmissionWebhook",
+            Kind::Validating => "ValidatingAdmissionWebhook",
+        }
+    }
+    fn admit<'a>(
+        &'a self,
+        api: &'a Api,
+        req: &'a AdmissionRequest,
+    ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
+        Box::pin(async move {
+            let mut obj = req.object.clone();
+            if self.kind != Kind::Mutating {
+                return Ok(obj);
+            }
+            let hooks: Vec<Value> = webhooks(api, self.kind)
+                .into_iter()
+                .filter(|w| rules_match(w, req) && selectors_match(api, w, req))
+                .collect();
+            // (index of the webhook, the object it last saw) for reinvocation.
+            let mut seen: Vec<(usize, Option<Value>)> = Vec::new();
+            for (i, wh) in hooks.iter().enumerate() {
+                seen.push((i, obj.clone()));
+                if let Some(o) = run_one(api, wh, req, obj.as_ref(), true).await? {
+                    obj = Some(o);
+                }
+            }
+            for (i, before) in seen {
+                let wh = &hooks[i];
+                let reinvoke =
+                    wh.get("reinvocationPolicy").and_then(Value::as_str) == Some("IfNeeded");
+                // Changed after this webhook ran: later webhooks' work it has not seen.
+                let later_changed = before != obj && i + 1 < hooks.len();
+                if reinvoke
+                    && later_changed
+                    && let Some(o) = run_one(api, wh, req, obj.as_ref(), true).await?
+                {
+                    obj = Some(o);
+                }
+            }
+            Ok(obj)
+        })
+    }
+    fn validate<'a>(
+        &'a self,
+        api: &'a Api,
+        req: &'a AdmissionRequest,
+    ) -> BoxFuture<'a, Result<(), ApiError>> {
+        Box::pin(async move {
+            if self.kind != Kind::Validating {
+                return Ok(());
+            }
+            for wh in webhooks(api, self.kind) {
+                if rules_match(&wh, req) && selectors_match(api, &wh, req) {
+                    run_one(api, &wh, req, req.object.as_ref(), false).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
