@@ -385,6 +385,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     } else {
         opts.api_audiences.clone()
     };
+    api.authenticator.api_audiences = audiences.clone();
     api.authenticator
         .tokens
         .push(Box::new(crate::serviceaccount::Authenticator::new(
@@ -393,6 +394,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             audiences.clone(),
             Box::new(crate::serviceaccount::CacheLookup::new(&api.registry)),
         )));
+    if opts.enable_bootstrap_token_auth {
+        api.authenticator
+            .tokens
+            .push(Box::new(crate::authn::bootstrap::BootstrapTokens::new(
+                Box::new(crate::serviceaccount::CacheLookup::new(&api.registry)),
+            )));
+    }
     api.service_account_issuer = Some(crate::serviceaccount::Discovery {
         issuer: issuers[0].clone(),
         jwks_uri: opts

@@ -112,6 +112,7 @@ pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
         query: ctx.query,
         user: ctx.user,
         user_agent: ctx.user_agent,
+        warnings: ctx.warnings.clone(),
     };
     crate::handlers::delete(&del_ctx, &body).await?;
     Ok(Reply {

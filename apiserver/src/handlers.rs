@@ -64,6 +64,9 @@ pub struct Ctx<'a> {
     pub user: &'a crate::authn::UserInfo,
     /// The User-Agent header (the default field manager).
     pub user_agent: &'a str,
+    /// Warnings for the client gathered on the way (admission's), sent as
+    /// `Warning` headers with the reply.
+    pub warnings: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl Ctx<'_> {
@@ -153,6 +156,7 @@ impl Ctx<'_> {
             old_object: old.cloned(),
             user: self.user.clone(),
             dry_run,
+            warnings: self.warnings.clone(),
         }
     }
 }
@@ -1500,6 +1504,7 @@ async fn delete_one(
                 old_object: Some(cur.clone()),
                 user: ctx.user.clone(),
                 dry_run: opts.dry_run,
+                warnings: ctx.warnings.clone(),
             })
             .await?;
         let mut next = cur.clone();

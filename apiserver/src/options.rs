@@ -147,6 +147,10 @@ pub struct Options {
     /// storing secrets in etcd.
     #[arg(long = "encryption-provider-config")]
     pub encryption_provider_config: Option<PathBuf>,
+    /// Enable to allow secrets of type 'bootstrap.kubernetes.io/token' in the
+    /// 'kube-system' namespace to be used for TLS bootstrapping authentication.
+    #[arg(long = "enable-bootstrap-token-auth", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_bootstrap_token_auth: bool,
     /// If set, any request presenting a client certificate signed by one of the
     /// authorities in the client-ca-file is authenticated with an identity
     /// corresponding to the CommonName of the client certificate.

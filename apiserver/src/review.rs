@@ -153,31 +153,22 @@ fn token_review(ctx: &Ctx<'_>, obj: &Value) -> Result<Value, ApiError> {
             causes: vec![FieldError::required("spec.token", "")],
         });
     }
-    let mut headers = http::HeaderMap::new();
-    if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
-        headers.insert(http::header::AUTHORIZATION, v);
-    }
-    let auth = ctx
-        .api
-        .authenticator
-        .authenticate(crate::authn::Credentials {
-            headers: &headers,
-            certs: &[],
-        });
-    Ok(match auth {
-        Ok(u) if u.name != crate::authn::ANONYMOUS => {
-            let mut user = json!({"username": u.name, "groups": u.groups});
-            if !u.uid.is_empty() {
-                user["uid"] = json!(u.uid);
+    let audiences: Vec<String> = strings(obj.pointer("/spec/audiences"));
+    Ok(
+        match ctx.api.authenticator.review_token(token, &audiences) {
+            Ok((u, auds)) => {
+                let mut user = json!({"username": u.name, "groups": u.groups});
+                if !u.uid.is_empty() {
+                    user["uid"] = json!(u.uid);
+                }
+                if !u.extra.is_empty() {
+                    user["extra"] = json!(u.extra);
+                }
+                json!({"authenticated": true, "user": user, "audiences": auds})
             }
-            if !u.extra.is_empty() {
-                user["extra"] = json!(u.extra);
-            }
-            json!({"authenticated": true, "user": user,
-                "audiences": obj.pointer("/spec/audiences").cloned().unwrap_or(json!([]))})
-        }
-        _ => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
-    })
+            Err(e) => json!({"user": {}, "error": e}),
+        },
+    )
 }
 
 fn access_review(

@@ -227,7 +227,10 @@ fn is_long_running(info: &RequestInfo) -> bool {
 
 impl Server {
     /// Handles one request.
-    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<hyper::body::Incoming>,
+    ) -> Response<Body> {
         let start = Instant::now();
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
@@ -259,6 +262,7 @@ impl Server {
                 return error_response(&ApiError::Unauthorized);
             }
         };
+        crate::authn::strip_token_protocol(req.headers_mut());
         let user = match crate::authz::impersonate(&self.api.authorizer, user, req.headers()) {
             Ok(u) => u,
             Err(e) => return error_response(&e),
@@ -328,6 +332,15 @@ impl Server {
         let Some(res) = catalog().get(&info.group, &info.version, &info.resource) else {
             return error_response(&ApiError::NoRoute);
         };
+        // A cluster-scoped resource has no namespaced path (the namespace object's own
+        // `/namespaces/<name>` aside): authorization saw the namespace, so serving the
+        // path would let a namespace's RoleBindings act cluster-wide.
+        if !res.namespaced
+            && info.namespace.is_some()
+            && !(res.group.is_empty() && res.plural == "namespaces" && info.name == info.namespace)
+        {
+            return error_response(&ApiError::NoRoute);
+        }
         let method = req.method().as_str().to_owned();
         let user_agent = req
             .headers()
@@ -369,6 +382,7 @@ impl Server {
             query,
             user,
             user_agent: &user_agent,
+            warnings: Default::default(),
         };
         if let (Some((headers, on_upgrade)), "Pod") = (upgrade, res.kind) {
             return match crate::nodes::upgrade(&ctx, &method, &headers, on_upgrade).await {
@@ -446,7 +460,11 @@ impl Server {
         }
         let result = dispatch(&ctx, &body, &content_type).await;
         match result {
-            Ok(reply) => Self::render(res, info, query, target, reply),
+            Ok(mut reply) => {
+                // Warnings from admission (PodSecurity's warn mode, ...).
+                reply.warnings.extend(ctx.warnings.lock().drain(..));
+                Self::render(res, info, query, target, reply)
+            }
             Err(e) => error_response(&e),
         }
     }
@@ -888,6 +906,11 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
     }
     if !(res.has_verb(verb) || res.plural == "bindings" && verb == "create") {
         return Err(not_supported());
+    }
+    // POST goes to collections only; an item path would be authorized for one name
+    // and create another.
+    if verb == "create" && info.name.is_some() {
+        return Err(ApiError::MethodNotAllowed);
     }
     if res.plural == "bindings" {
         return handlers::bind(ctx, body).await;

@@ -300,3 +300,87 @@ fn the_admission_flags_are_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn pod_security_levels_are_enforced_and_warned() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    for (ns, labels) in [
+        (
+            "secure",
+            vec!["pod-security.kubernetes.io/enforce=restricted"],
+        ),
+        (
+            "base",
+            vec![
+                "pod-security.kubernetes.io/enforce=baseline",
+                "pod-security.kubernetes.io/warn=restricted",
+            ],
+        ),
+    ] {
+        s.ok(K, &["create", "namespace", ns]);
+        let mut args = vec!["label", "namespace", ns];
+        args.extend(labels);
+        s.ok(K, &args);
+    }
+    let e = s.fails(
+        K,
+        &["create", "-n", "secure", "-f", "-"],
+        Some(&pod("plain", "app: web")),
+    );
+    assert!(
+        e.contains(r#"Error from server (Forbidden): error when creating "STDIN": pods "plain" is forbidden: violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false (container "c" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container "c" must set securityContext.capabilities.drop=["ALL"]), runAsNonRoot != true (pod or container "c" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container "c" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost")"#),
+        "{e}"
+    );
+    let hardened = "apiVersion: v1
+kind: Pod
+metadata: {name: hardened}
+spec:
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+  containers:
+  - name: c
+    image: busybox
+    securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+";
+    s.ok_stdin(K, &["create", "-n", "secure", "-f", "-"], Some(hardened));
+    // Baseline refuses privileged pods; its restricted warn level warns about the rest.
+    let privileged = "apiVersion: v1\nkind: Pod\nmetadata: {name: root}\nspec:\n  containers:\n  - {name: c, image: busybox, securityContext: {privileged: true}}\n";
+    let e = s.fails(K, &["create", "-n", "base", "-f", "-"], Some(privileged));
+    assert!(
+        e.contains(r#"pods "root" is forbidden: violates PodSecurity "baseline:latest": privileged (container "c" must not set securityContext.privileged=true)"#),
+        "{e}"
+    );
+    let out = s.kubectl_stdin(
+        K,
+        &["create", "-n", "base", "-f", "-"],
+        Some(&pod("warned", "app: web")),
+    );
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(r#"Warning: would violate PodSecurity "restricted:latest": allowPrivilegeEscalation != false"#), "{err}");
+    // Workloads are warned about, not refused.
+    let out = s.kubectl(
+        K,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "--image=busybox",
+            "-n",
+            "secure",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains(r#"Warning: would violate PodSecurity "restricted:latest""#),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

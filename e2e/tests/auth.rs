@@ -228,6 +228,47 @@ fn rbac_escalation_and_impersonation() {
         &["get", "nodes"],
         r#"nodes is forbidden: User "bob" cannot list resource "nodes" in API group "" at the cluster scope"#,
     );
+    // Cluster-scoped resources have no namespaced paths: a namespace's bindings,
+    // even to everything, never reach them.
+    s.ok(
+        K,
+        &[
+            "create",
+            "role",
+            "everything",
+            "--verb=*",
+            "--resource=*.*",
+            "-n",
+            "dev",
+        ],
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "rolebinding",
+            "eve",
+            "--role=everything",
+            "--user=eve",
+            "-n",
+            "dev",
+        ],
+    );
+    let eve = s.write_kubeconfig("eve.conf", "eve", None);
+    allowed(&s, &eve, &["get", "pods", "-n", "dev"]);
+    for path in [
+        "/api/v1/namespaces/dev/nodes",
+        "/api/v1/namespaces/dev/namespaces/kube-system",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/clusterroles",
+    ] {
+        denied(
+            &s,
+            &eve,
+            &["get", "--raw", path],
+            "Error from server (NotFound): the server could not find the requested resource",
+        );
+    }
+    denied(&s, &eve, &["get", "nodes"], "at the cluster scope");
     // can-i and the rules review.
     assert_eq!(
         allowed(&s, &bob, &["auth", "can-i", "list", "pods", "-n", "dev"]).trim(),
@@ -445,7 +486,7 @@ fn kubelets_reach_only_their_pods_secrets() {
     if !have_kubectl() {
         return;
     }
-    let s = ApiServer::start();
+    let s = ApiServer::start_with(&["--enable-admission-plugins=NodeRestriction"]);
     s.ok(K, &["create", "namespace", "dev"]);
     for n in ["s1", "s2"] {
         s.ok(
@@ -505,6 +546,71 @@ spec:
         &n1,
         &["delete", "namespace", "dev"],
         r#"User "system:node:n1" cannot delete resource "namespaces""#,
+    );
+    // NodeRestriction: its own Node and mirror pods bound to it, nothing else.
+    for n in ["n1", "n2"] {
+        s.ok_stdin(
+            K,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {n}}}\n"
+            )),
+        );
+    }
+    allowed(&s, &n1, &["label", "node", "n1", "disk=ssd"]);
+    denied(
+        &s,
+        &n1,
+        &["label", "node", "n2", "disk=ssd"],
+        r#"nodes "n2" is forbidden: node "n1" is not allowed to modify node "n2""#,
+    );
+    denied(
+        &s,
+        &n1,
+        &[
+            "label",
+            "node",
+            "n1",
+            "node-restriction.kubernetes.io/pool=a",
+        ],
+        "is not allowed to modify labels: node-restriction.kubernetes.io/pool",
+    );
+    let mirror = |node: &str, name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: dev\n  annotations: {{kubernetes.io/config.mirror: mirror}}\nspec:\n  nodeName: {node}\n  containers: [{{name: c, image: busybox}}]\n"
+        )
+    };
+    let kc = format!("--kubeconfig={}", n1.display());
+    let out = s.kubectl_stdin(
+        K,
+        &[&kc, "create", "-f", "-"],
+        Some(&mirror("n1", "static-web")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let e = String::from_utf8_lossy(
+        &s.kubectl_stdin(
+            K,
+            &[&kc, "create", "-f", "-"],
+            Some(&mirror("n2", "elsewhere")),
+        )
+        .stderr,
+    )
+    .into_owned();
+    assert!(e.contains(r#"pods "elsewhere" is forbidden: node "n1" can only create pods with spec.nodeName set to itself"#), "{e}");
+    s.ok_stdin(
+        K,
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: q, namespace: dev}\nspec:\n  nodeName: n2\n  containers: [{name: c, image: busybox}]\n"),
+    );
+    denied(
+        &s,
+        &n1,
+        &["delete", "pod", "q", "-n", "dev"],
+        r#"pods "q" is forbidden: node "n1" can only delete pods with spec.nodeName set to itself"#,
     );
 }
 
@@ -740,6 +846,33 @@ fn service_account_tokens() {
     );
     let token = s.ok(K, &["create", "token", "builder", "-n", "dev"]);
     let kc = s.write_token_kubeconfig("builder.conf", token.trim());
+    // A 3607-second request that is not a kubelet's (no pod binding) is not extended.
+    let t3607 = s.ok(
+        K,
+        &[
+            "create",
+            "token",
+            "builder",
+            "-n",
+            "dev",
+            "--duration=3607s",
+        ],
+    );
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let part = t3607.trim().split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(part)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        3607,
+        "{claims}"
+    );
     allowed(&s, &kc, &["get", "pods", "-n", "dev"]);
     denied(
         &s,
@@ -1009,5 +1142,77 @@ fn secrets_are_encrypted_at_rest() {
             &["get", "secret", "db", "-o", "jsonpath={.data.password}"]
         ),
         "aHVudGVyMg=="
+    );
+}
+
+#[test]
+fn bootstrap_tokens() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start_with(&["--enable-bootstrap-token-auth"]);
+    s.ok(
+        K,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "bootstrap-token-abcdef",
+            "-n",
+            "kube-system",
+            "--type=bootstrap.kubernetes.io/token",
+            "--from-literal=token-id=abcdef",
+            "--from-literal=token-secret=0123456789abcdef",
+            "--from-literal=usage-bootstrap-authentication=true",
+            "--from-literal=auth-extra-groups=system:bootstrappers:kubeadm:default-node-token",
+        ],
+    );
+    let kc = s.write_token_kubeconfig("bootstrap.conf", "abcdef.0123456789abcdef");
+    assert_eq!(
+        allowed(
+            &s,
+            &kc,
+            &[
+                "auth",
+                "whoami",
+                "-o",
+                "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"
+            ]
+        ),
+        r#"system:bootstrap:abcdef ["system:bootstrappers","system:bootstrappers:kubeadm:default-node-token","system:authenticated"]"#
+    );
+    denied(
+        &s,
+        &kc,
+        &["get", "secrets", "-n", "kube-system"],
+        r#"User "system:bootstrap:abcdef" cannot list resource "secrets""#,
+    );
+    let wrong = s.write_token_kubeconfig("wrong.conf", "abcdef.0000000000000000");
+    denied(
+        &s,
+        &wrong,
+        &["auth", "whoami"],
+        "You must be logged in to the server",
+    );
+    s.ok(
+        K,
+        &[
+            "delete",
+            "secret",
+            "bootstrap-token-abcdef",
+            "-n",
+            "kube-system",
+        ],
+    );
+    assert!(s.wait_gone(
+        K,
+        &["secret", "bootstrap-token-abcdef", "-n", "kube-system"],
+        Duration::from_secs(10)
+    ));
+    denied(
+        &s,
+        &kc,
+        &["auth", "whoami"],
+        "You must be logged in to the server",
     );
 }

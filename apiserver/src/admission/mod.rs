@@ -14,7 +14,9 @@
 //! `validate` may only refuse it (validating phase).
 
 pub mod lifecycle;
+pub mod noderestriction;
 pub mod pods;
+pub mod podsecurity;
 pub mod storage;
 pub mod webhook;
 
@@ -74,6 +76,8 @@ pub struct AdmissionRequest {
     pub user: UserInfo,
     /// dryRun=All.
     pub dry_run: bool,
+    /// Warnings for the client (`Warning` headers on the reply).
+    pub warnings: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl AdmissionRequest {
@@ -288,7 +292,7 @@ impl Chain {
         names: &[&'static str],
         configs: &[(String, Value)],
     ) -> Result<Chain, ConfigError> {
-        let _config = |name: &str| {
+        let config = |name: &str| {
             configs
                 .iter()
                 .find(|(n, _)| n == name)
@@ -303,6 +307,11 @@ impl Chain {
                 "AlwaysDeny" => Some(Box::new(pods::AlwaysDeny)),
                 "NamespaceLifecycle" => Some(Box::new(NamespaceLifecycle)),
                 "TaintNodesByCondition" => Some(Box::new(pods::TaintNodesByCondition)),
+                "NodeRestriction" => Some(Box::new(noderestriction::NodeRestriction)),
+                "PodSecurity" => Some(Box::new(
+                    podsecurity::PodSecurity::new(&config("PodSecurity"))
+                        .map_err(ConfigError::File)?,
+                )),
                 "Priority" => Some(Box::new(pods::Priority)),
                 "DefaultTolerationSeconds" => Some(Box::new(pods::DefaultTolerationSeconds)),
                 "RuntimeClass" => Some(Box::new(pods::RuntimeClass)),

@@ -20,6 +20,7 @@
 //! certificate from the wrong CA is a 401 with upstream's body rather than a failed
 //! handshake.
 
+pub mod bootstrap;
 mod requestheader;
 mod tokenfile;
 mod x509;
@@ -129,8 +130,31 @@ pub struct Credentials<'a> {
 
 /// Something that may recognise a bearer token: `Ok(None)` is "not mine".
 pub trait TokenAuthenticator: Send + Sync {
-    /// Authenticates `token`.
+    /// Authenticates `token` for the API's own audiences.
     fn authenticate_token(&self, token: &str) -> Result<Option<UserInfo>, String>;
+    /// Authenticates `token` for `audiences` (the API's when empty): the user and the
+    /// audiences it is valid for. Authenticators whose tokens carry no audience are
+    /// valid for the API's audiences only, as upstream's audience-agnostic wrapper.
+    fn authenticate_token_for(
+        &self,
+        token: &str,
+        audiences: &[String],
+        api_audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+        let valid: Vec<String> = if audiences.is_empty() {
+            api_audiences.to_vec()
+        } else {
+            audiences
+                .iter()
+                .filter(|a| api_audiences.contains(a))
+                .cloned()
+                .collect()
+        };
+        if valid.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.authenticate_token(token)?.map(|u| (u, valid)))
+    }
 }
 
 /// The authenticator chain.
@@ -145,6 +169,8 @@ pub struct Authenticator {
     pub tokens: Vec<Box<dyn TokenAuthenticator>>,
     /// `--anonymous-auth`.
     pub anonymous: bool,
+    /// `--api-audiences`: what tokens without an audience of their own are for.
+    pub api_audiences: Vec<String>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -158,10 +184,13 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
+/// The WebSocket subprotocol prefix that carries a bearer token.
+const PROTOCOL_PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
+
 /// The bearer token of a request: `Authorization: Bearer <token>`, or for WebSocket
 /// clients that cannot set headers, the `base64url.bearer.authorization.k8s.io.<b64>`
-/// subprotocol.
-pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
+/// subprotocol (with upstream's errors for a malformed one, which is a 401).
+pub fn bearer_token(headers: &HeaderMap) -> Result<Option<String>, String> {
     if let Some(v) = headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -170,23 +199,65 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<String> {
         let scheme = parts.next().unwrap_or("");
         let token = parts.next().unwrap_or("").trim();
         if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() {
-            return Some(token.to_owned());
+            return Ok(Some(token.to_owned()));
         }
-        return None;
+        return Ok(None);
     }
-    const PREFIX: &str = "base64url.bearer.authorization.k8s.io.";
-    for v in headers.get_all(http::header::SEC_WEBSOCKET_PROTOCOL) {
-        for proto in v.to_str().unwrap_or("").split(',') {
-            if let Some(enc) = proto.trim().strip_prefix(PREFIX) {
-                use base64::Engine;
-                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(enc.trim_end_matches('='))
-                    .ok()?;
-                return String::from_utf8(raw).ok().filter(|t| !t.is_empty());
+    let protocols: Vec<&str> = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let tokens: Vec<&str> = protocols
+        .iter()
+        .filter_map(|p| p.strip_prefix(PROTOCOL_PREFIX))
+        .collect();
+    match tokens.as_slice() {
+        [] => Ok(None),
+        [_, _, ..] => Err("multiple base64.bearer.authorization tokens specified".to_owned()),
+        [enc] => {
+            use base64::Engine;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(enc.trim_end_matches('='))
+                .map_err(|_| "invalid base64.bearer.authorization token encoding".to_owned())?;
+            let token = String::from_utf8(raw)
+                .map_err(|_| "invalid base64.bearer.authorization token encoding".to_owned())?;
+            if token.is_empty() {
+                return Err("invalid base64.bearer.authorization token".to_owned());
             }
+            if protocols.len() < 2 {
+                return Err("missing additional subprotocol".to_owned());
+            }
+            Ok(Some(token))
         }
     }
-    None
+}
+
+/// Removes the bearer-token subprotocol from `Sec-WebSocket-Protocol` once it has
+/// been read, so that it is never forwarded to a kubelet or a pod.
+pub fn strip_token_protocol(headers: &mut HeaderMap) {
+    let protocols: Vec<String> = headers
+        .get_all(http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if !protocols.iter().any(|p| p.starts_with(PROTOCOL_PREFIX)) {
+        return;
+    }
+    headers.remove(http::header::SEC_WEBSOCKET_PROTOCOL);
+    let kept: Vec<String> = protocols
+        .into_iter()
+        .filter(|p| !p.starts_with(PROTOCOL_PREFIX))
+        .collect();
+    if let Ok(v) = http::HeaderValue::from_str(&kept.join(", "))
+        && !kept.is_empty()
+    {
+        headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, v);
+    }
 }
 
 /// Undoes the percent-encoding of an extra key (`X-Remote-Extra-Scopes%2fa`,
@@ -221,6 +292,30 @@ impl Authenticator {
         Ok(self)
     }
 
+    /// TokenReview: who `token` is, for `audiences` (the API's when empty), and the
+    /// audiences it is valid for.
+    pub fn review_token(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(UserInfo, Vec<String>), String> {
+        let mut errors = Vec::new();
+        for t in &self.tokens {
+            match t.authenticate_token_for(token, audiences, &self.api_audiences) {
+                Ok(Some((mut u, auds))) => {
+                    if !u.in_group(AUTHENTICATED) {
+                        u.groups.push(AUTHENTICATED.to_owned());
+                    }
+                    return Ok((u, auds));
+                }
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
+        errors.push("invalid bearer token".to_owned());
+        Err(format!("[{}]", errors.join(", ")))
+    }
+
     /// Authenticates a request. `Err` is a 401 (with the reasons, for the log).
     pub fn authenticate(&self, creds: Credentials<'_>) -> Result<UserInfo, Unauthenticated> {
         let mut errors = Vec::new();
@@ -253,15 +348,19 @@ impl Authenticator {
                 Err(e) => errors.push(e),
             }
         }
-        if let Some(token) = bearer_token(creds.headers) {
-            for t in &self.tokens {
-                match t.authenticate_token(&token) {
-                    Ok(Some(u)) => return Some(u),
-                    Ok(None) => {}
-                    Err(e) => errors.push(e),
+        match bearer_token(creds.headers) {
+            Ok(Some(token)) => {
+                for t in &self.tokens {
+                    match t.authenticate_token(&token) {
+                        Ok(Some(u)) => return Some(u),
+                        Ok(None) => {}
+                        Err(e) => errors.push(e),
+                    }
                 }
+                errors.push("invalid bearer token".to_owned());
             }
-            errors.push("invalid bearer token".to_owned());
+            Ok(None) => {}
+            Err(e) => errors.push(e),
         }
         None
     }

@@ -136,10 +136,42 @@ fn websocket_subprotocol_tokens() {
         "sec-websocket-protocol",
         &format!("v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.{enc}"),
     )]);
-    assert_eq!(bearer_token(&h).as_deref(), Some("tok"));
+    assert_eq!(bearer_token(&h).unwrap().as_deref(), Some("tok"));
     assert_eq!(
         bearer_token(&headers(&[("authorization", "Basic x")])),
-        None
+        Ok(None)
+    );
+    // Malformed, alone or repeated: refused (a 401, never anonymous).
+    let alone = headers(&[(
+        "sec-websocket-protocol",
+        &format!("base64url.bearer.authorization.k8s.io.{enc}"),
+    )]);
+    assert_eq!(
+        bearer_token(&alone).unwrap_err(),
+        "missing additional subprotocol"
+    );
+    let bad = headers(&[(
+        "sec-websocket-protocol",
+        "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.!!!",
+    )]);
+    assert_eq!(
+        bearer_token(&bad).unwrap_err(),
+        "invalid base64.bearer.authorization token encoding"
+    );
+    let a = chain("tok,bob,1\n", None, true);
+    assert!(
+        a.authenticate(Credentials {
+            headers: &bad,
+            certs: &[]
+        })
+        .is_err()
+    );
+    // The token protocol is not forwarded.
+    let mut fwd = h.clone();
+    strip_token_protocol(&mut fwd);
+    assert_eq!(
+        fwd.get("sec-websocket-protocol").unwrap(),
+        "v5.channel.k8s.io"
     );
 }
 

@@ -222,9 +222,10 @@ impl Authorizer {
         Ok(Authorizer { modes: out })
     }
 
-    /// Whether the only mode is AlwaysAllow (anonymous access is then turned off).
+    /// Whether AlwaysAllow is among the modes (anonymous access is then turned off,
+    /// as upstream's `ApplyAuthorization` does).
     pub fn is_always_allow(&self) -> bool {
-        matches!(self.modes.as_slice(), [Mode::AlwaysAllow])
+        self.modes.iter().any(|m| matches!(m, Mode::AlwaysAllow))
     }
 
     /// The RBAC authorizer, when configured (for escalation checks).

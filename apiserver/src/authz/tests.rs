@@ -74,6 +74,7 @@ fn modes_parse_with_upstreams_errors() {
     );
     assert!(chain("AlwaysAllow").is_always_allow());
     assert!(!chain("Node,RBAC").is_always_allow());
+    assert!(chain("RBAC,AlwaysAllow").is_always_allow());
     assert!(
         Authorizer::new(
             &["RBAC".into(), "RBAC".into()],

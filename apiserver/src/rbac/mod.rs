@@ -410,10 +410,7 @@ pub fn confirm_write(
     let authz = &api.authorizer;
     let rules: Vec<Value> = match res.kind {
         "Role" | "ClusterRole" => {
-            if old.is_some_and(|o| {
-                o.get("rules") == obj.get("rules")
-                    && o.get("aggregationRule") == obj.get("aggregationRule")
-            }) {
+            if old.is_some_and(|o| only_gc_fields_changed(o, obj)) {
                 return Ok(());
             }
             let escalate = Attributes::resource("escalate", res.group, res.plural, ns, name);
@@ -431,9 +428,7 @@ pub fn confirm_write(
                 .unwrap_or_default()
         }
         "RoleBinding" | "ClusterRoleBinding" => {
-            if old.is_some_and(|o| {
-                o.get("roleRef") == obj.get("roleRef") && o.get("subjects") == obj.get("subjects")
-            }) {
+            if old.is_some_and(|o| only_gc_fields_changed(o, obj)) {
                 return Ok(());
             }
             let kind = obj
@@ -473,6 +468,29 @@ pub fn confirm_write(
             go_quoted(&user.groups)
         ))),
     }
+}
+
+/// Whether an update changes nothing but what the garbage collector writes (owner
+/// references, finalizers) and server bookkeeping, as upstream's
+/// `IsOnlyMutatingGCFields`: such updates skip the escalation check; any other change
+/// (labels included: they feed aggregation) is checked in full.
+fn only_gc_fields_changed(old: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for k in [
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+                "resourceVersion",
+                "generation",
+            ] {
+                m.remove(k);
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
 }
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`.
@@ -561,7 +579,7 @@ fn rule_covers(owner: &Value, sub: &Value) -> bool {
         o == "*"
             || *o == r
             || r.split_once('/')
-                .is_some_and(|(res, sub)| *o == format!("*/{sub}") || *o == format!("{res}/*"))
+                .is_some_and(|(_, sub)| *o == format!("*/{sub}"))
     });
     if !resource_ok {
         return false;

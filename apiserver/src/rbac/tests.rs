@@ -183,7 +183,7 @@ fn rules_review_lists_what_is_held() {
 #[test]
 fn covering_rules() {
     let owner = vec![
-        json!({"apiGroups": [""], "resources": ["pods", "services/*"], "verbs": ["get", "list"]}),
+        json!({"apiGroups": [""], "resources": ["pods", "*/status"], "verbs": ["get", "list"]}),
         json!({"apiGroups": ["apps"], "resources": ["*"], "verbs": ["*"]}),
         json!({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["a"], "verbs": ["get"]}),
         json!({"nonResourceURLs": ["/logs/*"], "verbs": ["get"]}),
@@ -195,6 +195,12 @@ fn covering_rules() {
     assert!(covers(
         &owner,
         &[json!({"apiGroups": [""], "resources": ["services/status"], "verbs": ["list"]})]
+    ));
+    // `res/*` is not a wildcard for upstream (neither matching nor covering).
+    let slash_star = vec![json!({"apiGroups": [""], "resources": ["pods/*"], "verbs": ["get"]})];
+    assert!(!covers(
+        &slash_star,
+        &[json!({"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["get"]})]
     ));
     assert!(covers(
         &owner,
@@ -305,4 +311,17 @@ fn the_bootstrap_policy_parses_and_reconciles() {
     edited["metadata"]["annotations"]["rbac.authorization.kubernetes.io/autoupdate"] =
         json!("false");
     assert!(bootstrap::reconcile_role(&edited, expected).is_none());
+}
+
+#[test]
+fn only_gc_updates_skip_the_escalation_check() {
+    let old = json!({"metadata": {"name": "r", "resourceVersion": "1"}, "rules": []});
+    let mut gc = old.clone();
+    gc["metadata"]["finalizers"] = json!(["x"]);
+    gc["metadata"]["resourceVersion"] = json!("2");
+    assert!(only_gc_fields_changed(&old, &gc));
+    // A label can make a role feed an aggregated one: checked in full.
+    let mut relabel = old.clone();
+    relabel["metadata"]["labels"] = json!({"rbac.authorization.k8s.io/aggregate-to-edit": "true"});
+    assert!(!only_gc_fields_changed(&old, &relabel));
 }

@@ -222,6 +222,15 @@ impl Authenticator {
     /// Verifies `token` for `audiences` (the server's when empty). `Ok(None)`: not a
     /// token of these issuers.
     pub fn verify(&self, token: &str, audiences: &[String]) -> Result<Option<UserInfo>, String> {
+        Ok(self.verify_for(token, audiences)?.map(|(u, _)| u))
+    }
+
+    /// As [`Self::verify`], also returning the wanted audiences the token is for.
+    pub fn verify_for(
+        &self,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
         let Some((header, claims, signed, sig)) = jwt::split(token) else {
             return Ok(None);
         };
@@ -241,13 +250,13 @@ impl Authenticator {
         }
         let now = (self.now)();
         let exp = claims.get("exp").and_then(Value::as_i64);
-        if exp.is_none_or(|e| now > e + LEEWAY_SECS) {
+        if exp.is_none_or(|e| now > e.saturating_add(LEEWAY_SECS)) {
             return Err("service account token has expired".to_owned());
         }
         if claims
             .get("nbf")
             .and_then(Value::as_i64)
-            .is_some_and(|n| now + LEEWAY_SECS < n)
+            .is_some_and(|n| now.saturating_add(LEEWAY_SECS) < n)
         {
             return Err("service account token is not valid yet".to_owned());
         }
@@ -261,7 +270,12 @@ impl Authenticator {
             Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
             _ => Vec::new(),
         };
-        if !wanted.iter().any(|w| aud.contains(&w.as_str())) {
+        let matched: Vec<String> = wanted
+            .iter()
+            .filter(|w| aud.contains(&w.as_str()))
+            .cloned()
+            .collect();
+        if matched.is_empty() {
             return Err("token audiences is invalid for the target audiences".to_owned());
         }
         let k8s = claims.get("kubernetes.io").cloned().unwrap_or(Value::Null);
@@ -330,18 +344,29 @@ impl Authenticator {
                 vec![format!("JTI={jti}")],
             );
         }
-        Ok(Some(UserInfo {
-            name: username(ns, sa_name),
-            uid: sa_uid.to_owned(),
-            groups: groups(ns),
-            extra,
-        }))
+        Ok(Some((
+            UserInfo {
+                name: username(ns, sa_name),
+                uid: sa_uid.to_owned(),
+                groups: groups(ns),
+                extra,
+            },
+            matched,
+        )))
     }
 }
 
 impl TokenAuthenticator for Authenticator {
     fn authenticate_token(&self, token: &str) -> Result<Option<UserInfo>, String> {
         self.verify(token, &[])
+    }
+    fn authenticate_token_for(
+        &self,
+        token: &str,
+        audiences: &[String],
+        _api_audiences: &[String],
+    ) -> Result<Option<(UserInfo, Vec<String>)>, String> {
+        self.verify_for(token, audiences)
     }
 }
 

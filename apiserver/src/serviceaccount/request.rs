@@ -168,26 +168,32 @@ pub async fn create(
             uid: uid.to_owned(),
         });
     }
+    // The cap applies first; only then may a kubelet's pod-bound request for the
+    // API's own audiences be extended (and it still reports the short expiry), as
+    // upstream's TokenREST.
     let mut issued_seconds = seconds;
     if let Some(max) = issuing.max_seconds
         && issued_seconds > max
-        && !(issuing.extend && seconds == super::EXTENDED_REQUEST_SECS)
     {
         issued_seconds = max;
     }
+    let kube_audiences = audiences.iter().all(|a| issuing.audiences.contains(a));
+    let extend =
+        issuing.extend && kube_audiences && bound.as_ref().is_some_and(|b| b.kind == "Pod");
     let now = crate::meta::unix_now();
-    let (token, exp) = issuing.signer.issue(
+    let (token, _) = issuing.signer.issue(
         ns,
         &sa,
         &audiences,
         issued_seconds,
-        issuing.extend,
+        extend,
         bound.as_ref(),
         node.as_ref(),
         now,
     );
     spec["audiences"] = json!(audiences);
-    spec["expirationSeconds"] = json!(seconds);
+    spec["expirationSeconds"] = json!(issued_seconds);
+    let exp = now + issued_seconds;
     let body = json!({
         "kind": "TokenRequest",
         "apiVersion": "authentication.k8s.io/v1",
