@@ -47,6 +47,8 @@ fn source() -> Box<dyn RbacSource> {
     let p = policy();
     let mut cluster_roles: Vec<Arc<Value>> =
         p.cluster_roles.iter().cloned().map(Arc::new).collect();
+    // `view` as the aggregation controller leaves it (the bootstrap object has no rules).
+    cluster_roles.retain(|r| r["metadata"]["name"] != "view");
     cluster_roles.push(Arc::new(json!({"metadata": {"name": "view"},
         "rules": [{"apiGroups": [""], "resources": ["pods", "services", "configmaps"], "verbs": ["get", "list", "watch"]}]})));
     let role_bindings = (0..1000)

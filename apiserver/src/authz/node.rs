@@ -83,23 +83,24 @@ pub fn pod_refs(pod: &Value, kind: &str) -> Vec<String> {
             out.push(s.to_owned());
         }
     };
-    let spec = pod.get("spec").cloned().unwrap_or(Value::Null);
-    let arr = |v: &Value, k: &str| {
+    const NONE: &Value = &Value::Null;
+    let spec = pod.get("spec").unwrap_or(NONE);
+    fn arr<'v>(v: &'v Value, k: &str) -> &'v [Value] {
         v.get(k)
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-    };
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
     if kind == "ServiceAccount" {
         push(spec.get("serviceAccountName"));
         return out;
     }
     if kind == "Secret" {
-        for s in arr(&spec, "imagePullSecrets") {
+        for s in arr(spec, "imagePullSecrets") {
             push(s.get("name"));
         }
     }
-    for v in arr(&spec, "volumes") {
+    for v in arr(spec, "volumes") {
         match kind {
             "Secret" => {
                 push(v.pointer("/secret/secretName"));
@@ -124,8 +125,8 @@ pub fn pod_refs(pod: &Value, kind: &str) -> Vec<String> {
         for src in v
             .pointer("/projected/sources")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
         {
             match kind {
                 "Secret" => push(src.pointer("/secret/name")),
@@ -141,11 +142,11 @@ pub fn pod_refs(pod: &Value, kind: &str) -> Vec<String> {
             ("configMapRef", "configMapKeyRef")
         };
         for list in ["initContainers", "containers", "ephemeralContainers"] {
-            for c in arr(&spec, list) {
-                for e in arr(&c, "envFrom") {
+            for c in arr(spec, list) {
+                for e in arr(c, "envFrom") {
                     push(e.get(from).and_then(|r| r.get("name")));
                 }
-                for e in arr(&c, "env") {
+                for e in arr(c, "env") {
                     push(
                         e.get("valueFrom")
                             .and_then(|r| r.get(key))
