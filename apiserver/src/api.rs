@@ -47,6 +47,8 @@ pub struct Api {
     pub authorizer: crate::authz::Authorizer,
     /// Service account token issuing (TokenRequest).
     pub token_issuing: Option<crate::serviceaccount::request::Issuing>,
+    /// `--audit-policy-file` and its log.
+    pub auditor: Option<std::sync::Arc<crate::audit::Auditor>>,
     /// OIDC discovery of the service account issuer.
     pub service_account_issuer: Option<crate::serviceaccount::Discovery>,
     /// Settings.
@@ -156,6 +158,7 @@ impl Api {
             authenticator: crate::authn::Authenticator::default(),
             authorizer: crate::authz::Authorizer::default(),
             token_issuing: None,
+            auditor: None,
             service_account_issuer: None,
             registry,
             schema: crate::schema::schema(),

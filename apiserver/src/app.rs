@@ -380,6 +380,21 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     api.admission = crate::admission::Chain::build(&plugins, &configs)
         .map_err(|e| Error::Config(e.to_string()))?;
     tracing::info!(plugins = ?api.admission.names(), "admission chain");
+    // Auditing needs both a policy and a log, as upstream (either alone logs nothing).
+    if let (Some(policy), Some(log)) = (&opts.audit_policy_file, &opts.audit_log_path) {
+        let text = std::fs::read_to_string(policy)
+            .map_err(|e| Error::Config(format!("loading audit policy file: {e}")))?;
+        let policy =
+            crate::audit::Policy::parse(&text).map_err(|e| Error::Config(e.to_string()))?;
+        let writer = crate::audit::LogWriter::open(
+            log,
+            opts.audit_log_maxsize,
+            opts.audit_log_maxbackup,
+            opts.audit_log_maxage,
+        )
+        .map_err(|e| Error::Config(e.to_string()))?;
+        api.auditor = Some(Arc::new(crate::audit::Auditor::new(policy, writer)));
+    }
     let audiences = if opts.api_audiences.is_empty() {
         vec![issuers[0].clone()]
     } else {

@@ -33,6 +33,7 @@
 pub mod admission;
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cache;

@@ -143,6 +143,24 @@ pub struct Options {
     /// File with admission control configuration.
     #[arg(long = "admission-control-config-file")]
     pub admission_control_config_file: Option<PathBuf>,
+    /// Path to the file that defines the audit policy configuration.
+    #[arg(long = "audit-policy-file")]
+    pub audit_policy_file: Option<PathBuf>,
+    /// If set, all requests coming to the apiserver will be logged to this file. '-'
+    /// means standard out.
+    #[arg(long = "audit-log-path")]
+    pub audit_log_path: Option<PathBuf>,
+    /// The maximum number of days to retain old audit log files based on the timestamp
+    /// encoded in their filename.
+    #[arg(long = "audit-log-maxage", default_value_t = 0)]
+    pub audit_log_maxage: u64,
+    /// The maximum number of old audit log files to retain. Setting a value of 0 will
+    /// mean there's no restriction on the number of files.
+    #[arg(long = "audit-log-maxbackup", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+    /// The maximum size in megabytes of the audit log file before it gets rotated.
+    #[arg(long = "audit-log-maxsize", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
     /// The file containing configuration for encryption providers to be used for
     /// storing secrets in etcd.
     #[arg(long = "encryption-provider-config")]

@@ -226,10 +226,87 @@ fn is_long_running(info: &RequestInfo) -> bool {
 }
 
 impl Server {
-    /// Handles one request.
-    pub async fn handle(
+    /// Handles one request, auditing it when `--audit-policy-file` is set.
+    pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        let Some(auditor) = self.api.auditor.clone() else {
+            return self.handle_request(req, None).await;
+        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let rec = Arc::new(parking_lot::Mutex::new(crate::audit::Record {
+            id: id.clone(),
+            uri: req
+                .uri()
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default(),
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned(),
+            source_ips: req
+                .extensions()
+                .get::<component_base::serve::PeerInfo>()
+                .map(|p| vec![p.addr.ip().to_string()])
+                .unwrap_or_default(),
+            received: crate::meta::rfc3339_micro(std::time::SystemTime::now()),
+            ..Default::default()
+        }));
+        let long = {
+            let method = req.method().as_str().to_owned();
+            let query = Query::parse(req.uri().query());
+            is_long_running(&request::parse(&method, req.uri().path(), &query))
+        };
+        let mut resp = self.handle_request(req, Some(rec.clone())).await;
+        if let Ok(v) = HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("audit-id", v);
+        }
+        let r = rec.lock().clone();
+        let code = resp.status().as_u16();
+        match r.level {
+            None | Some(crate::audit::Level::None) => resp,
+            Some(_) if long => {
+                auditor.emit(&r, "ResponseStarted", Some(code), None);
+                resp
+            }
+            Some(level) => {
+                // Error replies are small Status objects; RequestResponse wants the
+                // reply itself. Either way the body is read once and put back.
+                if level < crate::audit::Level::RequestResponse && code < 400 {
+                    auditor.emit(&r, "ResponseComplete", Some(code), None);
+                    return resp;
+                }
+                let (parts, body) = resp.into_parts();
+                let bytes = body
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                // Logged as JSON, whatever the client was answered in.
+                let media = parts
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let value: Option<Value> = json_body(&media, &bytes, None)
+                    .ok()
+                    .and_then(|j| serde_json::from_slice(&j).ok());
+                auditor.emit(&r, "ResponseComplete", Some(code), value.as_ref());
+                Response::from_parts(parts, Body::from(bytes))
+            }
+        }
+    }
+
+    async fn handle_request(
         self: Arc<Self>,
         mut req: Request<hyper::body::Incoming>,
+        audit: Option<Arc<parking_lot::Mutex<crate::audit::Record>>>,
     ) -> Response<Body> {
         let start = Instant::now();
         let method = req.method().as_str().to_owned();
@@ -263,17 +340,47 @@ impl Server {
             }
         };
         crate::authn::strip_token_protocol(req.headers_mut());
+        let attrs = crate::authz::Attributes::from_request(&info);
+        let mut capture = None;
+        if let (Some(rec), Some(auditor)) = (&audit, &self.api.auditor) {
+            let (level, omit) = auditor.policy.evaluate(&user, &attrs);
+            let mut r = rec.lock();
+            r.user = user.clone();
+            r.attrs = attrs.clone();
+            r.level = Some(level);
+            r.omit = omit;
+            auditor.emit(&r, "RequestReceived", None, None);
+            if level >= crate::audit::Level::Request {
+                capture = Some(rec.clone());
+            }
+        }
+        let requestor = user.name.clone();
         let user = match crate::authz::impersonate(&self.api.authorizer, user, req.headers()) {
             Ok(u) => u,
             Err(e) => return error_response(&e),
         };
-        if let Err(e) = self
-            .api
-            .authorizer
-            .check(&user, &crate::authz::Attributes::from_request(&info))
+        if let Some(rec) = &audit
+            && user.name != requestor
         {
+            rec.lock().impersonated = Some(user.clone());
+        }
+        let decision = self.api.authorizer.authorize(&user, &attrs);
+        if let Some(rec) = &audit {
+            let (d, reason) = match &decision {
+                crate::authz::Decision::Allow(r) => ("allow", r),
+                crate::authz::Decision::Deny(r) | crate::authz::Decision::NoOpinion(r) => {
+                    ("forbid", r)
+                }
+            };
+            let mut r = rec.lock();
+            r.annotations
+                .insert("authorization.k8s.io/decision".into(), json!(d));
+            r.annotations
+                .insert("authorization.k8s.io/reason".into(), json!(reason));
+        }
+        if let crate::authz::Decision::Deny(r) | crate::authz::Decision::NoOpinion(r) = &decision {
             tracing::debug!(path, user = user.name, "forbidden");
-            return error_response(&e);
+            return error_response(&attrs.forbidden(&user.name, r));
         }
         let mutating = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
         let long = is_long_running(&info);
@@ -293,9 +400,9 @@ impl Server {
         let kind = if mutating { "mutating" } else { "readOnly" };
         self.metrics.inflight.with_label_values(&[kind]).inc();
         let resp = if long {
-            self.clone().route(req, &info, &query, &user).await
+            self.clone().route(req, &info, &query, &user, capture).await
         } else {
-            match tokio::time::timeout(self.request_timeout, self.clone().route(req, &info, &query, &user)).await {
+            match tokio::time::timeout(self.request_timeout, self.clone().route(req, &info, &query, &user, capture)).await {
                 Ok(r) => r,
                 Err(_) => error_response(&ApiError::Timeout(
                     "Timeout: request did not complete within requested timeout - context deadline exceeded".into(),
@@ -316,6 +423,7 @@ impl Server {
         info: &RequestInfo,
         query: &Query,
         user: &UserInfo,
+        capture: Option<Arc<parking_lot::Mutex<crate::audit::Record>>>,
     ) -> Response<Body> {
         let accept = req
             .headers()
@@ -371,6 +479,15 @@ impl Server {
             Ok(b) => b,
             Err(e) => return error_response(&e),
         };
+        // The request object as JSON, whatever it arrived as (kubectl's typed
+        // clients send protobuf).
+        if let Some(rec) = capture
+            && !body.is_empty()
+            && let Ok(json) = json_body(&content_type, &body, Some(res.kind))
+            && let Ok(v) = serde_json::from_slice::<Value>(&json)
+        {
+            rec.lock().request_object = Some(v);
+        }
         let target = Target::negotiate(&accept);
         if target == Target::NotAcceptable {
             return error_response(&not_acceptable());

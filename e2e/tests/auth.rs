@@ -1216,3 +1216,106 @@ fn bootstrap_tokens() {
         "You must be logged in to the server",
     );
 }
+
+#[test]
+fn audit_log_follows_the_policy() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let log = dir.path().join("audit/audit.log");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  nonResourceURLs: ['/healthz*', '/readyz*', '/livez*', /version, '/openapi*', /api, '/api/*', /apis, '/apis/*']
+- level: Metadata
+  resources: [{group: '', resources: [secrets]}]
+- level: RequestResponse
+  resources: [{group: '', resources: [configmaps]}]
+- level: None
+",
+    )
+    .unwrap();
+    let s = ApiServer::start_with(&[
+        &format!("--audit-policy-file={}", policy.display()),
+        &format!("--audit-log-path={}", log.display()),
+        "--audit-log-maxbackup=3",
+    ]);
+    s.ok(
+        K,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "s",
+            "--from-literal=password=hunter2",
+        ],
+    );
+    s.ok(K, &["create", "configmap", "c", "--from-literal=k=v"]);
+    let bob = s.write_kubeconfig("bob.conf", "bob", None);
+    denied(&s, &bob, &["get", "configmap", "c"], "forbidden");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains("hunter2") && !text.contains("aHVudGVyMg"),
+        "secret data in the audit log"
+    );
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["apiVersion"] == "audit.k8s.io/v1" && e["kind"] == "Event")
+    );
+    assert!(
+        events.iter().all(|e| e["stage"] != "RequestReceived"),
+        "omitted stage logged"
+    );
+    assert!(
+        !events.iter().any(|e| e["requestURI"] == "/api"),
+        "discovery logged"
+    );
+    let find = |verb: &str, resource: &str, user: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["verb"] == verb
+                    && e["objectRef"]["resource"] == resource
+                    && e["user"]["username"] == user
+            })
+            .unwrap_or_else(|| panic!("no {verb} {resource} by {user} in {text}"))
+    };
+    let secret = find("create", "secrets", "kubernetes-admin");
+    assert_eq!(secret["level"], "Metadata");
+    assert_eq!(secret["stage"], "ResponseComplete");
+    assert_eq!(secret["responseStatus"]["code"], 201);
+    assert_eq!(secret["objectRef"]["namespace"], "default");
+    assert_eq!(
+        secret["annotations"]["authorization.k8s.io/decision"],
+        "allow"
+    );
+    assert!(secret.get("requestObject").is_none());
+    let cm = find("create", "configmaps", "kubernetes-admin");
+    assert_eq!(cm["level"], "RequestResponse");
+    assert_eq!(cm["requestObject"]["data"]["k"], "v");
+    assert_eq!(cm["responseObject"]["metadata"]["name"], "c");
+    let refused = find("get", "configmaps", "bob");
+    assert_eq!(refused["responseStatus"]["code"], 403);
+    assert_eq!(
+        refused["annotations"]["authorization.k8s.io/decision"],
+        "forbid"
+    );
+    assert!(
+        refused["responseStatus"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(r#"User "bob" cannot get resource "configmaps""#)
+    );
+    assert!(!refused["auditID"].as_str().unwrap().is_empty());
+}
