@@ -97,18 +97,6 @@ pub struct Policy {
     omit_stages: Vec<String>,
 }
 
-fn strs(v: &Value, k: &str) -> Vec<String> {
-    v.get(k)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn matches_any(list: &[String], want: &str) -> bool {
     list.is_empty() || list.iter().any(|x| x == want)
 }
@@ -138,7 +126,7 @@ impl Policy {
             }
             Ok(list)
         };
-        let omit_stages = stages(strs(&v, "omitStages"), "omitStages")?;
+        let omit_stages = stages(crate::meta::strings(&v, "omitStages"), "omitStages")?;
         let mut rules = Vec::new();
         let list = v
             .get("rules")
@@ -168,12 +156,12 @@ impl Policy {
                             .and_then(Value::as_str)
                             .unwrap_or("")
                             .to_owned(),
-                        strs(g, "resources"),
-                        strs(g, "resourceNames"),
+                        crate::meta::strings(g, "resources"),
+                        crate::meta::strings(g, "resourceNames"),
                     )
                 })
                 .collect::<Vec<_>>();
-            let non_resource_urls = strs(r, "nonResourceURLs");
+            let non_resource_urls = crate::meta::strings(r, "nonResourceURLs");
             if !resources.is_empty() && !non_resource_urls.is_empty() {
                 return Err(AuditError::Policy(format!(
                     "rules[{i}].nonResourceURLs: Invalid value: rules cannot apply to both regular resources and non-resource URLs"
@@ -181,15 +169,20 @@ impl Policy {
             }
             rules.push(Rule {
                 level,
-                users: strs(r, "users"),
-                user_groups: strs(r, "userGroups"),
-                verbs: strs(r, "verbs"),
+                users: crate::meta::strings(r, "users"),
+                user_groups: crate::meta::strings(r, "userGroups"),
+                verbs: crate::meta::strings(r, "verbs"),
                 resources,
-                namespaces: strs(r, "namespaces"),
+                namespaces: crate::meta::strings(r, "namespaces"),
                 non_resource_urls,
                 omit_stages: r
                     .get("omitStages")
-                    .map(|_| stages(strs(r, "omitStages"), &format!("rules[{i}].omitStages")))
+                    .map(|_| {
+                        stages(
+                            crate::meta::strings(r, "omitStages"),
+                            &format!("rules[{i}].omitStages"),
+                        )
+                    })
                     .transpose()?,
             });
         }

@@ -10,6 +10,19 @@ pub fn field<'a>(obj: &'a Value, f: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(f)?.as_str()
 }
 
+/// `obj[key]` as a list of strings (non-strings skipped; absent is empty).
+pub fn strings(obj: &Value, key: &str) -> Vec<String> {
+    obj.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `metadata.name`, or "".
 pub fn name(obj: &Value) -> &str {
     field(obj, "name").unwrap_or("")

@@ -56,18 +56,6 @@ impl Webhooks {
     }
 }
 
-fn strs(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// Whether one of `rules` matches the request.
 fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
     let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
@@ -82,14 +70,18 @@ fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
         .into_iter()
         .flatten()
         .any(|r| {
-            let any = |k: &str, want: &str| strs(r, k).iter().any(|x| x == "*" || x == want);
+            let any = |k: &str, want: &str| {
+                crate::meta::strings(r, k)
+                    .iter()
+                    .any(|x| x == "*" || x == want)
+            };
             let scope = r.get("scope").and_then(Value::as_str).unwrap_or("*");
             let scope_ok = match scope {
                 "Cluster" => !res.namespaced,
                 "Namespaced" => res.namespaced,
                 _ => true,
             };
-            let resource_ok = strs(r, "resources").iter().any(|x| {
+            let resource_ok = crate::meta::strings(r, "resources").iter().any(|x| {
                 x == "*" && req.subresource.is_none()
                     || *x == "*/*"
                     || *x == resource
@@ -105,39 +97,18 @@ fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
         })
 }
 
-/// Label selector matching (matchLabels, matchExpressions).
-fn selector_matches(selector: Option<&Value>, labels: &serde_json::Map<String, Value>) -> bool {
-    let Some(sel) = selector.filter(|s| s.is_object()) else {
-        return true;
-    };
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object)
-        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
-    {
-        return false;
-    }
-    sel.get("matchExpressions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .all(|e| {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let values = strs(e, "values");
-            let have = labels.get(key).and_then(Value::as_str);
-            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                "In" => have.is_some_and(|v| values.iter().any(|x| x == v)),
-                "NotIn" => !have.is_some_and(|v| values.iter().any(|x| x == v)),
-                "Exists" => have.is_some(),
-                "DoesNotExist" => have.is_none(),
-                _ => false,
-            }
-        })
+/// Whether a webhook's label selector (absent: everything) matches `labels`.
+fn selector_matches(
+    selector: Option<&Value>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> bool {
+    selector
+        .filter(|s| s.is_object())
+        .is_none_or(|s| crate::selectors::LabelSelector::from_meta(s).matches(labels))
 }
 
-fn labels_of(v: Option<&Value>) -> serde_json::Map<String, Value> {
-    v.and_then(|o| o.pointer("/metadata/labels"))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+fn labels_of(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
+    v.map(crate::selectors::labels_of).unwrap_or_default()
 }
 
 /// Whether the webhook's selectors match.
@@ -437,7 +408,7 @@ async fn run_one(
             )))
         }
     };
-    if !strs(wh, "admissionReviewVersions")
+    if !crate::meta::strings(wh, "admissionReviewVersions")
         .iter()
         .any(|v| v == "v1")
     {

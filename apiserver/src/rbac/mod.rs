@@ -89,18 +89,6 @@ impl RbacSource for CacheSource {
     }
 }
 
-fn strs(v: &Value, key: &str) -> Vec<String> {
-    v.get(key)
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn has_or_star(v: &Value, key: &str, want: &str) -> bool {
     v.get(key)
         .and_then(Value::as_array)
@@ -134,7 +122,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     if !has_or_star(rule, "apiGroups", &a.group) {
         return false;
     }
-    let resources = strs(rule, "resources");
+    let resources = crate::meta::strings(rule, "resources");
     let combined = if a.subresource.is_empty() {
         a.resource.clone()
     } else {
@@ -148,7 +136,7 @@ pub fn rule_allows(rule: &Value, a: &Attributes) -> bool {
     if !resource_ok {
         return false;
     }
-    let names = strs(rule, "resourceNames");
+    let names = crate::meta::strings(rule, "resourceNames");
     names.is_empty() || names.contains(&a.name)
 }
 
@@ -514,7 +502,7 @@ pub fn compact(rule: &Value) -> String {
         ("nonResourceURLs", "NonResourceURLs"),
         ("verbs", "Verbs"),
     ] {
-        let v = strs(rule, k);
+        let v = crate::meta::strings(rule, k);
         if !v.is_empty() {
             parts.push(format!(
                 "{label}:[{}]",
@@ -532,10 +520,10 @@ pub fn compact(rule: &Value) -> String {
 /// upstream's `BreakdownRule`.
 fn breakdown(rule: &Value) -> Vec<Value> {
     let mut out = Vec::new();
-    let verbs = strs(rule, "verbs");
-    for g in strs(rule, "apiGroups") {
-        for r in strs(rule, "resources") {
-            let names = strs(rule, "resourceNames");
+    let verbs = crate::meta::strings(rule, "verbs");
+    for g in crate::meta::strings(rule, "apiGroups") {
+        for r in crate::meta::strings(rule, "resources") {
+            let names = crate::meta::strings(rule, "resourceNames");
             for v in &verbs {
                 if names.is_empty() {
                     out.push(json!({"apiGroups": [g], "resources": [r], "verbs": [v]}));
@@ -548,7 +536,7 @@ fn breakdown(rule: &Value) -> Vec<Value> {
             }
         }
     }
-    for u in strs(rule, "nonResourceURLs") {
+    for u in crate::meta::strings(rule, "nonResourceURLs") {
         for v in &verbs {
             out.push(json!({"nonResourceURLs": [u], "verbs": [v]}));
         }
@@ -558,24 +546,33 @@ fn breakdown(rule: &Value) -> Vec<Value> {
 
 /// Whether `owner` covers the single-valued rule `sub`, as upstream's `ruleCovers`.
 fn rule_covers(owner: &Value, sub: &Value) -> bool {
-    let one = |k: &str| strs(sub, k).into_iter().next().unwrap_or_default();
+    let one = |k: &str| {
+        crate::meta::strings(sub, k)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    };
     if !has_or_star(owner, "verbs", &one("verbs")) {
         return false;
     }
-    let urls = strs(sub, "nonResourceURLs");
+    let urls = crate::meta::strings(sub, "nonResourceURLs");
     if let Some(u) = urls.first() {
-        return strs(owner, "nonResourceURLs").iter().any(|p| {
-            p == "*" || p == u || (p.ends_with('*') && u.starts_with(p.trim_end_matches('*')))
-        });
+        return crate::meta::strings(owner, "nonResourceURLs")
+            .iter()
+            .any(|p| {
+                p == "*" || p == u || (p.ends_with('*') && u.starts_with(p.trim_end_matches('*')))
+            });
     }
-    if !strs(owner, "nonResourceURLs").is_empty() && strs(owner, "resources").is_empty() {
+    if !crate::meta::strings(owner, "nonResourceURLs").is_empty()
+        && crate::meta::strings(owner, "resources").is_empty()
+    {
         return false;
     }
     if !has_or_star(owner, "apiGroups", &one("apiGroups")) {
         return false;
     }
     let r = one("resources");
-    let resource_ok = strs(owner, "resources").iter().any(|o| {
+    let resource_ok = crate::meta::strings(owner, "resources").iter().any(|o| {
         o == "*"
             || *o == r
             || r.split_once('/')
@@ -584,9 +581,9 @@ fn rule_covers(owner: &Value, sub: &Value) -> bool {
     if !resource_ok {
         return false;
     }
-    let names = strs(owner, "resourceNames");
+    let names = crate::meta::strings(owner, "resourceNames");
     names.is_empty()
-        || strs(sub, "resourceNames")
+        || crate::meta::strings(sub, "resourceNames")
             .first()
             .is_some_and(|n| names.contains(n))
 }
