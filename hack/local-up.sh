@@ -94,6 +94,7 @@ kubeconfig kubernetes-admin admin >"$base/admin.conf"
 kubeconfig system:kube-controller-manager controller-manager >"$base/controller-manager.conf"
 "$bindir/kube-controller-manager" \
   --kubeconfig "$base/controller-manager.conf" --use-service-account-credentials \
+  --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
   --bind-address 127.0.0.1 --secure-port "${KEELSON_KCM_PORT:-10257}" \
   >"$base/controller-manager.log" 2>&1 &
 kcm=$!

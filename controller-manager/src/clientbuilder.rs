@@ -79,6 +79,11 @@ impl ClientBuilder {
         })
     }
 
+    /// The manager's own client configuration (from `--kubeconfig`).
+    pub fn root_config(&self) -> &kube::Config {
+        &self.root_config
+    }
+
     /// The manager's own client.
     pub fn root(&self) -> kube::Client {
         self.root.clone()

@@ -20,6 +20,9 @@
 //!   `workqueue_*` metrics.
 //! - [`clusterroleaggregation`]: ClusterRoles with an aggregationRule hold the rules of
 //!   the roles their selectors match.
+//! - [`pernamespace`]: one named object kept in every namespace, for
+//!   [`serviceaccounts`] (the `default` ServiceAccount) and [`rootcacertpublisher`]
+//!   (the `kube-root-ca.crt` ConfigMap).
 //! - [`garbagecollector`]: the dependency graph, its workers, and the monitors that
 //!   feed it from metadata watches.
 //!
@@ -32,6 +35,9 @@ pub mod clusterroleaggregation;
 pub mod garbagecollector;
 pub mod leaderelection;
 pub mod options;
+pub mod pernamespace;
+pub mod rootcacertpublisher;
+pub mod serviceaccounts;
 pub mod workqueue;
 
 use std::net::SocketAddr;
@@ -65,6 +71,9 @@ pub enum Error {
     /// A controller's credentials could not be set up.
     #[error("error starting controllers: {0}")]
     Credentials(#[from] clientbuilder::Error),
+    /// The root CA bundle could not be read.
+    #[error("{0}")]
+    RootCa(String),
     /// Leadership was lost: exit so that only one leader acts.
     #[error("leaderelection lost")]
     LeaderElectionLost,
@@ -117,6 +126,31 @@ fn identity() -> String {
     )
 }
 
+/// The root CA bundle to publish: `--root-ca-file`, else the kubeconfig's CA, as
+/// upstream's.
+fn root_ca(opts: &Options, config: &kube::Config) -> Result<Option<String>, Error> {
+    if let Some(path) = &opts.root_ca_file {
+        let pem = std::fs::read_to_string(path).map_err(|e| {
+            Error::RootCa(format!(
+                "error reading root-ca-file at {}: {e}",
+                path.display()
+            ))
+        })?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Error::RootCa(format!(
+                "error parsing root-ca-file at {}: data does not contain any valid RSA or ECDSA certificates",
+                path.display()
+            )));
+        }
+        return Ok(Some(pem));
+    }
+    Ok(config
+        .root_cert
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(rootcacertpublisher::pem_bundle))
+}
+
 /// Runs the enabled controllers until `stop` resolves.
 async fn run_controllers(
     opts: &Options,
@@ -143,6 +177,33 @@ async fn run_controllers(
                     .client_for("clusterrole-aggregation-controller")
                     .await?;
                 tasks.push(tokio::spawn(clusterroleaggregation::run(client)));
+            }
+            "serviceaccount-controller" => {
+                tracing::info!(controller = name, "starting controller");
+                let client = clients.client_for("service-account-controller").await?;
+                tasks.push(tokio::spawn(pernamespace::run(
+                    clients.root(),
+                    client,
+                    serviceaccounts::ServiceAccounts,
+                    workqueue::Metrics::new(registry),
+                )));
+            }
+            "root-ca-certificate-publisher-controller" => {
+                tracing::info!(controller = name, "starting controller");
+                let Some(root_ca) = root_ca(opts, clients.root_config())? else {
+                    tracing::warn!(
+                        controller = name,
+                        "no --root-ca-file and the kubeconfig trusts no certificate-authority: not starting"
+                    );
+                    continue;
+                };
+                let client = clients.client_for("root-ca-cert-publisher").await?;
+                tasks.push(tokio::spawn(pernamespace::run(
+                    clients.root(),
+                    client,
+                    rootcacertpublisher::Publisher::new(root_ca, registry),
+                    workqueue::Metrics::new(registry),
+                )));
             }
             "garbage-collector-controller" => {
                 tracing::info!(

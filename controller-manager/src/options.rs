@@ -49,11 +49,11 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("replicationcontroller-controller", false, true),
     ("resourceclaim-controller", false, false),
     ("resourcequota-controller", false, true),
-    ("root-ca-certificate-publisher-controller", false, true),
+    ("root-ca-certificate-publisher-controller", true, true),
     ("selinux-warning-controller", false, false),
     ("service-cidr-controller", false, true),
     ("service-lb-controller", false, true),
-    ("serviceaccount-controller", false, true),
+    ("serviceaccount-controller", true, true),
     ("serviceaccount-token-controller", false, true),
     ("statefulset-controller", false, true),
     ("storageversion-garbage-collector-controller", false, false),
@@ -235,6 +235,11 @@ pub struct Options {
     /// If true, use individual service account credentials for each controller.
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub use_service_account_credentials: bool,
+    /// If set, this root certificate authority will be included in service account's
+    /// token secret and in every namespace's kube-root-ca.crt ConfigMap. This must be
+    /// a valid PEM-encoded CA bundle. Unset: the CA the --kubeconfig trusts.
+    #[arg(long)]
+    pub root_ca_file: Option<PathBuf>,
 }
 
 /// Upstream flags accepted for compatibility; see [`Options::accepted`].
@@ -252,9 +257,6 @@ pub struct Accepted {
     /// CA bundle for request-header (front-proxy) client certificates.
     #[arg(long)]
     pub requestheader_client_ca_file: Option<PathBuf>,
-    /// The root CA published into service account token secrets.
-    #[arg(long)]
-    pub root_ca_file: Option<PathBuf>,
     /// The key that signs service account tokens.
     #[arg(long)]
     pub service_account_private_key_file: Option<PathBuf>,

@@ -78,7 +78,9 @@ pub fn have_kubectl() -> bool {
 /// A `kube-apiserver` with its embedded store, in a temporary directory, started as
 /// a kubeadm cluster's is: `--client-ca-file` (a test CA in `pki/`),
 /// `--authorization-mode=Node,RBAC`, and an admin kubeconfig with a client
-/// certificate in `system:masters`. The token file holds [`ADMIN_TOKEN`], also in
+/// certificate in `system:masters`. The ServiceAccount admission plugin is off
+/// unless `--enable-admission-plugins` names it (pods need the controller manager's
+/// `default` accounts under it). The token file holds [`ADMIN_TOKEN`], also in
 /// `system:masters`.
 pub struct ApiServer {
     child: Child,
@@ -126,6 +128,16 @@ impl ApiServer {
         let mut extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
         if !extra.iter().any(|f| f.starts_with("--authorization-mode")) {
             extra.push("--authorization-mode=Node,RBAC".to_owned());
+        }
+        // Pods need their namespace's `default` ServiceAccount under the ServiceAccount
+        // plugin, and only a controller manager creates those: tests without one run
+        // without the plugin unless they ask for it.
+        let opted_in = extra.iter().any(|f| {
+            f.starts_with("--enable-admission-plugins") && f.contains("ServiceAccount")
+                || f.starts_with("--disable-admission-plugins")
+        });
+        if !opted_in {
+            extra.push("--disable-admission-plugins=ServiceAccount".to_owned());
         }
         let child = Self::spawn(dir.path(), port, &extra);
         let s = ApiServer {

@@ -384,3 +384,157 @@ spec:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Polls `args` until its output is `want` (trimmed); panics with the last output.
+fn wait_for(s: &ApiServer, args: &[&str], want: &str, what: &str, log: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = s.kubectl(K, args);
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        if text == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: got {text:?}, want {want:?}\n{}",
+            log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The serviceaccount and root CA controllers fill every namespace, as the
+/// controller manager's own least-privilege identities; the ServiceAccount plugin
+/// then defaults pods to `default`, mounts the projected API volume, copies pull
+/// secrets, and refuses pods whose account does not exist.
+#[test]
+fn service_accounts_are_created_defaulted_and_mounted() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start_with(&["--enable-admission-plugins=ServiceAccount"]);
+    let kc = s.write_kubeconfig("kcm.conf", "system:kube-controller-manager", None);
+    let ca = s.dir.path().join("pki/ca.crt");
+    let kcm = e2e::ControllerManager::start_as(
+        &s,
+        &kc,
+        "kcm",
+        &[
+            "--use-service-account-credentials",
+            "--root-ca-file",
+            &ca.display().to_string(),
+            "--controllers=serviceaccount,root-ca-cert-publisher",
+        ],
+    );
+    s.ok(K, &["create", "namespace", "team"]);
+    let sa = [
+        "get",
+        "sa",
+        "default",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.metadata.name}",
+    ];
+    wait_for(&s, &sa, "default", "default account", || kcm.log());
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let cm = [
+        "get",
+        "configmap",
+        "kube-root-ca.crt",
+        "-n",
+        "team",
+        "-o",
+        "jsonpath={.data.ca\\.crt}",
+    ];
+    wait_for(&s, &cm, pem.trim(), "root CA", || kcm.log());
+    // Deleted or edited, both come back as they were.
+    s.ok(K, &["delete", "sa", "default", "-n", "team"]);
+    s.ok(
+        K,
+        &[
+            "patch",
+            "configmap",
+            "kube-root-ca.crt",
+            "-n",
+            "team",
+            "-p",
+            r#"{"data":{"ca.crt":"forged"}}"#,
+        ],
+    );
+    wait_for(&s, &sa, "default", "default account recreated", || {
+        kcm.log()
+    });
+    wait_for(&s, &cm, pem.trim(), "root CA restored", || kcm.log());
+
+    // A pod naming no account runs as default, with the API volume mounted.
+    s.ok(K, &["run", "p", "--image=busybox", "-n", "team"]);
+    let get = |name: &str, path: &str| {
+        s.ok(
+            K,
+            &[
+                "get",
+                "pod",
+                name,
+                "-n",
+                "team",
+                "-o",
+                &format!("jsonpath={path}"),
+            ],
+        )
+    };
+    assert_eq!(get("p", "{.spec.serviceAccountName}"), "default");
+    let vol = get("p", "{.spec.volumes[0].name}");
+    assert!(
+        vol.starts_with("kube-api-access-") && vol.len() == 21,
+        "{vol}"
+    );
+    assert_eq!(
+        get(
+            "p",
+            "{.spec.volumes[0].projected.sources[*].serviceAccountToken.expirationSeconds} {.spec.volumes[0].projected.sources[1].configMap.name} {.spec.volumes[0].projected.sources[2].downwardAPI.items[0].fieldRef.fieldPath} {.spec.volumes[0].projected.defaultMode}"
+        ),
+        "3607 kube-root-ca.crt metadata.namespace 420"
+    );
+    assert_eq!(
+        get(
+            "p",
+            "{.spec.containers[0].volumeMounts[0].mountPath} {.spec.containers[0].volumeMounts[0].readOnly}"
+        ),
+        "/var/run/secrets/kubernetes.io/serviceaccount true"
+    );
+    // An account's pull secrets are copied; its automount opt-out is honoured.
+    s.ok_stdin(
+        K,
+        &["create", "-n", "team", "-f", "-"],
+        Some("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: robot}\nautomountServiceAccountToken: false\nimagePullSecrets: [{name: registry}]\n"),
+    );
+    s.ok_stdin(
+        K,
+        &["create", "-n", "team", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: r}\nspec:\n  serviceAccountName: robot\n  containers: [{name: c, image: busybox}]\n"),
+    );
+    assert_eq!(
+        get("r", "{.spec.imagePullSecrets[0].name}|{.spec.volumes}"),
+        "registry|"
+    );
+    // A missing account is refused in upstream's words.
+    let e = s.fails(
+        K,
+        &["create", "-n", "team", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: q}\nspec:\n  serviceAccountName: ghost\n  containers: [{name: c, image: busybox}]\n"),
+    );
+    assert!(
+        e.contains(r#"pods "q" is forbidden: error looking up service account team/ghost: serviceaccount "ghost" not found"#),
+        "{e}"
+    );
+    // kubectl create token works in a fresh namespace now that default exists.
+    let token = s.ok(K, &["create", "token", "default", "-n", "team"]);
+    assert_eq!(token.trim().split('.').count(), 3, "{token}");
+    // upstream's publisher metrics.
+    let (_, metrics) = e2e::https_get(kcm.port, "/metrics", &[]);
+    assert!(
+        metrics.contains("root_ca_cert_publisher_sync_total{code=\"200\"}"),
+        "{metrics}"
+    );
+}

@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod noderestriction;
 pub mod pods;
 pub mod podsecurity;
+pub mod serviceaccount;
 pub mod storage;
 pub mod webhook;
 
@@ -307,6 +308,7 @@ impl Chain {
                 "AlwaysDeny" => Some(Box::new(pods::AlwaysDeny)),
                 "NamespaceLifecycle" => Some(Box::new(NamespaceLifecycle)),
                 "TaintNodesByCondition" => Some(Box::new(pods::TaintNodesByCondition)),
+                "ServiceAccount" => Some(Box::new(serviceaccount::ServiceAccount)),
                 "NodeRestriction" => Some(Box::new(noderestriction::NodeRestriction)),
                 "PodSecurity" => Some(Box::new(
                     podsecurity::PodSecurity::new(&config("PodSecurity"))
