@@ -55,7 +55,7 @@ pub mod options;
 pub mod patch;
 pub mod protobuf;
 pub mod proxy;
-pub mod quantity;
+pub use component_base::quantity;
 pub mod rbac;
 pub mod registry;
 pub mod request;

@@ -8,6 +8,10 @@
 //! - [`duration`]: Go-style duration flags.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
 //! - [`spdy`]: SPDY/3.1 frames and header compression, for Kubernetes streams.
+//! - [`quantity`]: resource quantities (`500m`, `128Mi`), exact in nano-units.
+//! - [`quota`]: what an object charges against a ResourceQuota, shared by the
+//!   apiserver's ResourceQuota admission plugin and the controller manager's
+//!   resourcequota controller (upstream's `pkg/quota/v1`).
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
 //! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
 //! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
@@ -15,6 +19,8 @@
 pub mod bench;
 pub mod duration;
 pub mod metrics;
+pub mod quantity;
+pub mod quota;
 pub mod serve;
 pub mod signal;
 pub mod spdy;

@@ -23,6 +23,8 @@
 //! - [`pernamespace`]: one named object kept in every namespace, for
 //!   [`serviceaccounts`] (the `default` ServiceAccount) and [`rootcacertpublisher`]
 //!   (the `kube-root-ca.crt` ConfigMap).
+//! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
+//!   namespace holds.
 //! - [`garbagecollector`]: the dependency graph, its workers, and the monitors that
 //!   feed it from metadata watches.
 //!
@@ -36,6 +38,7 @@ pub mod garbagecollector;
 pub mod leaderelection;
 pub mod options;
 pub mod pernamespace;
+pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
 pub mod workqueue;
@@ -202,6 +205,16 @@ async fn run_controllers(
                     clients.root(),
                     client,
                     rootcacertpublisher::Publisher::new(root_ca, registry),
+                    workqueue::Metrics::new(registry),
+                )));
+            }
+            "resourcequota-controller" => {
+                tracing::info!(controller = name, "starting controller");
+                let client = clients.client_for("resourcequota-controller").await?;
+                tasks.push(tokio::spawn(resourcequota::run(
+                    client,
+                    opts.concurrent_resource_quota_syncs,
+                    opts.resource_quota_sync_period,
                     workqueue::Metrics::new(registry),
                 )));
             }

@@ -48,7 +48,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("replicaset-controller", false, true),
     ("replicationcontroller-controller", false, true),
     ("resourceclaim-controller", false, false),
-    ("resourcequota-controller", false, true),
+    ("resourcequota-controller", true, true),
     ("root-ca-certificate-publisher-controller", true, true),
     ("selinux-warning-controller", false, false),
     ("service-cidr-controller", false, true),
@@ -207,6 +207,14 @@ pub struct Options {
     /// The number of garbage collector workers that are allowed to sync concurrently.
     #[arg(long, default_value_t = 20)]
     pub concurrent_gc_syncs: usize,
+
+    /// The number of resource quotas that are allowed to sync concurrently. Larger
+    /// number = more responsive quota management, but more CPU (and network) load.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_resource_quota_syncs: usize,
+    /// The period for syncing quota usage status in the system.
+    #[arg(long, default_value = "5m0s", value_parser = component_base::duration::parse_duration)]
+    pub resource_quota_sync_period: Duration,
 
     /// The port on which to serve HTTPS with authentication and authorization.
     #[arg(long, default_value_t = 10257)]

@@ -538,3 +538,123 @@ fn service_accounts_are_created_defaulted_and_mounted() {
         "{metrics}"
     );
 }
+
+/// ResourceQuota end to end: not enforced until the controller has counted (upstream
+/// reads the limits from `status.hard`), then charged atomically on admission, refused over the limit in upstream's words, and given
+/// back by the controller when objects go.
+#[test]
+fn resource_quotas_are_counted_charged_and_enforced() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(K, &["create", "namespace", "q"]);
+    s.ok(
+        K,
+        &[
+            "create",
+            "quota",
+            "q",
+            "-n",
+            "q",
+            "--hard=pods=3,requests.cpu=1,services=1",
+        ],
+    );
+    let cpu_pod = |name: &str, cpu: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: busybox, resources: {{requests: {{cpu: '{cpu}'}}}}}}]\n"
+        )
+    };
+    let create = |text: &str| s.kubectl_stdin(K, &["create", "-n", "q", "-f", "-"], Some(text));
+    let refused = |text: &str, want: &str| {
+        let out = create(text);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "want {want:?}, got {err}"
+        );
+    };
+    // No status yet: the quota limits nothing until it has been counted.
+    assert!(create(&cpu_pod("early", "100m")).status.success());
+    let kc = s.write_kubeconfig("kcm.conf", "system:kube-controller-manager", None);
+    let kcm = e2e::ControllerManager::start_as(
+        &s,
+        &kc,
+        "kcm",
+        &[
+            "--use-service-account-credentials",
+            "--controllers=resourcequota",
+        ],
+    );
+    let used = [
+        "get",
+        "quota",
+        "q",
+        "-n",
+        "q",
+        "-o",
+        "jsonpath={.status.used}",
+    ];
+    wait_for(
+        &s,
+        &used,
+        r#"{"pods":"1","requests.cpu":"100m","services":"0"}"#,
+        "first count",
+        || kcm.log(),
+    );
+    // Charged at admission, before any controller runs again.
+    assert!(create(&cpu_pod("p1", "500m")).status.success());
+    assert_eq!(
+        s.ok(K, &used),
+        r#"{"pods":"2","requests.cpu":"600m","services":"0"}"#
+    );
+    refused(
+        &cpu_pod("p2", "600m"),
+        r#"pods "p2" is forbidden: exceeded quota: q, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"#,
+    );
+    refused(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare}\nspec:\n  containers: [{name: c, image: busybox}]\n",
+        r#"pods "bare" is forbidden: failed quota: q: must specify requests.cpu for: c"#,
+    );
+    assert!(create(&cpu_pod("p3", "400m")).status.success());
+    refused(
+        &cpu_pod("p4", "0"),
+        r#"pods "p4" is forbidden: exceeded quota: q, requested: pods=1, used: pods=3, limited: pods=3"#,
+    );
+    s.ok(
+        K,
+        &["create", "service", "clusterip", "a", "--tcp=80", "-n", "q"],
+    );
+    let out = s.kubectl(
+        K,
+        &["create", "service", "clusterip", "b", "--tcp=80", "-n", "q"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            r#"services "b" is forbidden: exceeded quota: q, requested: services=1, used: services=1, limited: services=1"#
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A dry run is checked but not charged.
+    assert!(
+        s.kubectl_stdin(
+            K,
+            &["create", "-n", "q", "--dry-run=server", "-f", "-"],
+            Some(&cpu_pod("p5", "2"))
+        )
+        .stderr
+        .starts_with(b"Error from server (Forbidden)")
+    );
+    // Deleting gives the usage back, through the controller.
+    s.ok(K, &["delete", "pod", "p1", "-n", "q", "--wait=false"]);
+    wait_for(
+        &s,
+        &used,
+        r#"{"pods":"2","requests.cpu":"500m","services":"1"}"#,
+        "replenished",
+        || kcm.log(),
+    );
+    let described = s.ok(K, &["describe", "quota", "q", "-n", "q"]);
+    assert!(described.contains("requests.cpu  500m  1"), "{described}");
+}

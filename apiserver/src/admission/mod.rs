@@ -17,6 +17,7 @@ pub mod lifecycle;
 pub mod noderestriction;
 pub mod pods;
 pub mod podsecurity;
+pub mod resourcequota;
 pub mod serviceaccount;
 pub mod storage;
 pub mod webhook;
@@ -327,6 +328,7 @@ impl Chain {
                 "DefaultIngressClass" => Some(Box::new(storage::DefaultIngressClass)),
                 "MutatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::mutating())),
                 "ValidatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::validating())),
+                "ResourceQuota" => Some(Box::new(resourcequota::ResourceQuota::default())),
                 other => {
                     missing.push(other);
                     None

@@ -70,7 +70,8 @@ pub fn parse(s: &str) -> Option<i128> {
     Some(if neg { -scaled } else { scaled })
 }
 
-/// Prints nano-units canonically.
+/// Prints nano-units canonically, as a `BinarySI` quantity: binary suffixes for
+/// whole multiples of 1024.
 pub fn format(nano: i128) -> String {
     if nano % NANO != 0 {
         return if nano % 1_000_000 == 0 {
@@ -96,6 +97,37 @@ pub fn format(nano: i128) -> String {
         }
     }
     units.to_string()
+}
+
+/// Prints nano-units canonically, as a `DecimalSI` quantity: the largest decimal
+/// suffix that keeps the number whole (`1k`, `100M`, `500m`).
+pub fn format_decimal(nano: i128) -> String {
+    if nano % NANO != 0 {
+        return format(nano);
+    }
+    let units = nano / NANO;
+    if units != 0 {
+        for (suffix, exp) in [
+            ("E", 18),
+            ("P", 15),
+            ("T", 12),
+            ("G", 9),
+            ("M", 6),
+            ("k", 3),
+        ] {
+            let m = 10i128.pow(exp);
+            if units % m == 0 {
+                return format!("{}{suffix}", units / m);
+            }
+        }
+    }
+    units.to_string()
+}
+
+/// Whether a quantity's text uses a binary suffix (`Ki` … `Ei`), upstream's
+/// `BinarySI` format.
+pub fn is_binary(s: &str) -> bool {
+    s.trim_end().ends_with('i')
 }
 
 #[cfg(test)]
@@ -125,5 +157,10 @@ mod tests {
         assert_eq!(format(parse("1Gi").unwrap()), "1Gi");
         assert_eq!(format(parse("1000").unwrap()), "1000");
         assert_eq!(format(0), "0");
+        assert_eq!(format_decimal(parse("1000").unwrap()), "1k");
+        assert_eq!(format_decimal(parse("100M").unwrap()), "100M");
+        assert_eq!(format_decimal(parse("1500m").unwrap()), "1500m");
+        assert_eq!(format_decimal(parse("3").unwrap()), "3");
+        assert!(is_binary("1Gi") && !is_binary("1G"));
     }
 }
