@@ -79,6 +79,64 @@ fn container(c: &mut Value) {
     }
 }
 
+/// Upstream's `SetDefaults_Pod`: a container's unset requests default to its limits
+/// (pods only, not templates).
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .get_mut(list)
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(limits) = c
+                .pointer("/resources/limits")
+                .and_then(Value::as_object)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(res) = c.get_mut("resources").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let requests = child(res, "requests");
+            for (k, v) in limits {
+                requests.entry(k).or_insert(v);
+            }
+        }
+    }
+}
+
+/// Upstream's `SetDefaults_LimitRangeItem`: for a Container item, the default limit
+/// is the max, the default request the default limit, else the min.
+fn limit_range_item(item: &mut Value) {
+    let Some(m) = obj(item) else { return };
+    if m.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let list = |m: &Map<String, Value>, k: &str| {
+        m.get(k)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (max, min) = (list(m, "max"), list(m, "min"));
+    let mut default = list(m, "default");
+    for (k, v) in max {
+        default.entry(k).or_insert(v);
+    }
+    let mut default_request = list(m, "defaultRequest");
+    for (k, v) in default.iter().chain(min.iter()) {
+        default_request.entry(k.clone()).or_insert(v.clone());
+    }
+    if !default.is_empty() {
+        m.insert("default".into(), Value::Object(default));
+    }
+    if !default_request.is_empty() {
+        m.insert("defaultRequest".into(), Value::Object(default_request));
+    }
+}
+
 /// Upstream's `SetDefaults_PodSpec` and the container and volume defaults under it.
 pub fn pod_spec(spec: &mut Value) {
     let Some(m) = obj(spec) else { return };
@@ -126,7 +184,19 @@ pub fn apply(kind: &str, o: &mut Value) {
             let spec = child(root, "spec");
             let mut s = Value::Object(std::mem::take(spec));
             pod_spec(&mut s);
+            requests_from_limits(&mut s);
             *spec = s.as_object().cloned().unwrap_or_default();
+        }
+        "LimitRange" => {
+            for item in root
+                .get_mut("spec")
+                .and_then(|s| s.get_mut("limits"))
+                .and_then(Value::as_array_mut)
+                .into_iter()
+                .flatten()
+            {
+                limit_range_item(item);
+            }
         }
         "PodTemplate" => {
             if let Some(spec) = root.get_mut("template").and_then(|t| t.get_mut("spec")) {

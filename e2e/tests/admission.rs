@@ -658,3 +658,70 @@ fn resource_quotas_are_counted_charged_and_enforced() {
     let described = s.ok(K, &["describe", "quota", "q", "-n", "q"]);
     assert!(described.contains("requests.cpu  500m  1"), "{described}");
 }
+
+/// LimitRanger: a LimitRange's defaults fill pods' containers (and the range itself
+/// is defaulted as upstream's), and its bounds refuse pods and claims.
+#[test]
+fn limit_ranges_default_and_bound_pods_and_claims() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(K, &["create", "namespace", "lr"]);
+    s.ok_stdin(
+        K,
+        &["create", "-n", "lr", "-f", "-"],
+        Some("apiVersion: v1\nkind: LimitRange\nmetadata: {name: bounds}\nspec:\n  limits:\n  - {type: Container, max: {cpu: '1'}, defaultRequest: {memory: 64Mi}}\n  - {type: PersistentVolumeClaim, min: {storage: 1Gi}}\n"),
+    );
+    assert_eq!(
+        s.ok(
+            K,
+            &[
+                "get",
+                "limitrange",
+                "bounds",
+                "-n",
+                "lr",
+                "-o",
+                "jsonpath={.spec.limits[0].default} {.spec.limits[0].defaultRequest}"
+            ]
+        ),
+        r#"{"cpu":"1"} {"cpu":"1","memory":"64Mi"}"#
+    );
+    s.ok(K, &["run", "p", "--image=busybox", "-n", "lr"]);
+    assert_eq!(
+        s.ok(
+            K,
+            &[
+                "get",
+                "pod",
+                "p",
+                "-n",
+                "lr",
+                "-o",
+                "jsonpath={.spec.containers[0].resources} {.metadata.annotations.kubernetes\\.io/limit-ranger}"
+            ]
+        ),
+        r#"{"limits":{"cpu":"1"},"requests":{"cpu":"1","memory":"64Mi"}} LimitRanger plugin set: cpu, memory request for container p; cpu limit for container p"#
+    );
+    let e = s.fails(
+        K,
+        &["create", "-n", "lr", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: big}\nspec:\n  containers: [{name: c, image: busybox, resources: {limits: {cpu: '2'}}}]\n"),
+    );
+    assert!(
+        e.contains(
+            r#"pods "big" is forbidden: maximum cpu usage per Container is 1, but limit is 2"#
+        ),
+        "{e}"
+    );
+    let e = s.fails(
+        K,
+        &["create", "-n", "lr", "-f", "-"],
+        Some("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: small}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 500Mi}}\n"),
+    );
+    assert!(
+        e.contains(r#"persistentvolumeclaims "small" is forbidden: minimum storage usage per PersistentVolumeClaim is 1Gi, but request is 500Mi"#),
+        "{e}"
+    );
+}

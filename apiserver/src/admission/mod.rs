@@ -14,6 +14,7 @@
 //! `validate` may only refuse it (validating phase).
 
 pub mod lifecycle;
+pub mod limitranger;
 pub mod noderestriction;
 pub mod pods;
 pub mod podsecurity;
@@ -309,6 +310,7 @@ impl Chain {
                 "AlwaysDeny" => Some(Box::new(pods::AlwaysDeny)),
                 "NamespaceLifecycle" => Some(Box::new(NamespaceLifecycle)),
                 "TaintNodesByCondition" => Some(Box::new(pods::TaintNodesByCondition)),
+                "LimitRanger" => Some(Box::new(limitranger::LimitRanger)),
                 "ServiceAccount" => Some(Box::new(serviceaccount::ServiceAccount)),
                 "NodeRestriction" => Some(Box::new(noderestriction::NodeRestriction)),
                 "PodSecurity" => Some(Box::new(
