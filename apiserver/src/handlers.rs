@@ -1004,7 +1004,8 @@ async fn write_update(
     let res = ctx.res;
     let name = ctx.name().to_owned();
     let ns = ctx.ns().to_owned();
-    let sub = if status { Some("status") } else { None };
+    // The status-like subresource written: `status`, or CSRs' `approval`.
+    let sub = status.then(|| ctx.info.subresource.as_deref().unwrap_or("status"));
     let fm = ctx.field_manager(sub);
     let mut attempts = 0;
     loop {
@@ -1026,7 +1027,12 @@ async fn write_update(
             if let (Some(fm), Some(m)) = (&fm, &manager) {
                 track_update(res, fm, &old, &mut tracked, m);
             }
-            let mut n = crate::strategy::prepare_for_status_update(&obj, &old);
+            let mut n = crate::strategy::prepare_for_status_update(
+                res,
+                sub.unwrap_or("status"),
+                &obj,
+                &old,
+            );
             match tracked.pointer("/metadata/managedFields") {
                 Some(mf) => {
                     meta::meta_mut(&mut n).insert("managedFields".into(), mf.clone());

@@ -254,7 +254,15 @@ pub fn prepare_for_update(res: &crate::catalog::Resource, new: &mut Value, old: 
 }
 
 /// A status write: `old` with `new`'s status (and nothing else).
-pub fn prepare_for_status_update(new: &Value, old: &Value) -> Value {
+pub fn prepare_for_status_update(
+    res: &crate::catalog::Resource,
+    sub: &str,
+    new: &Value,
+    old: &Value,
+) -> Value {
+    if res.kind == "CertificateSigningRequest" {
+        return csr_status_update(sub, new, old);
+    }
     let mut out = old.clone();
     match new.get("status") {
         Some(s) => out["status"] = s.clone(),
@@ -270,10 +278,93 @@ pub fn prepare_for_status_update(new: &Value, old: &Value) -> Value {
     out
 }
 
+/// A CertificateSigningRequest's `approval` and `status` writes, as upstream's
+/// strategies: the spec never changes; `approval` changes only the conditions
+/// (the certificate is kept), and `status` keeps the Approved and Denied
+/// conditions as they were. Conditions get their timestamps filled.
+fn csr_status_update(sub: &str, new: &Value, old: &Value) -> Value {
+    let mut out = old.clone();
+    let conditions = |o: &Value| -> Vec<Value> {
+        o.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let approval = |c: &Value| {
+        matches!(
+            c.get("type").and_then(Value::as_str),
+            Some("Approved" | "Denied")
+        )
+    };
+    let mut conds = conditions(new);
+    if sub == "approval" {
+        if !out.get("status").is_some_and(Value::is_object) {
+            out["status"] = json!({});
+        }
+    } else {
+        out["status"] = new.get("status").cloned().unwrap_or(json!({}));
+        conds.retain(|c| !approval(c));
+        conds.extend(conditions(old).into_iter().filter(approval));
+    }
+    let now = meta::now();
+    let old_conds = conditions(old);
+    for c in &mut conds {
+        let Some(m) = c.as_object_mut() else { continue };
+        if m.get("lastUpdateTime").is_none_or(Value::is_null) {
+            m.insert("lastUpdateTime".into(), json!(now));
+        }
+        if m.get("lastTransitionTime").is_none_or(Value::is_null) {
+            let same = old_conds
+                .iter()
+                .find(|o| o.get("type") == m.get("type") && o.get("status") == m.get("status"));
+            let t = same
+                .and_then(|o| o.get("lastTransitionTime"))
+                .filter(|t| !t.is_null())
+                .cloned()
+                .unwrap_or(json!(now));
+            m.insert("lastTransitionTime".into(), t);
+        }
+    }
+    if conds.is_empty() {
+        if let Some(st) = out["status"].as_object_mut() {
+            st.remove("conditions");
+        }
+    } else {
+        out["status"]["conditions"] = Value::Array(conds);
+    }
+    if let Some(rv) = meta::field(new, "resourceVersion") {
+        meta::meta_mut(&mut out).insert("resourceVersion".into(), json!(rv));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::catalog;
+
+    #[test]
+    fn csr_approval_changes_only_conditions_and_status_keeps_the_approval() {
+        let res = catalog()
+            .get("certificates.k8s.io", "v1", "certificatesigningrequests")
+            .unwrap();
+        let old = json!({"metadata": {"name": "c"}, "spec": {"signerName": "a/b"}});
+        let mut approve = old.clone();
+        approve["spec"]["signerName"] = json!("forged/x");
+        approve["status"] =
+            json!({"certificate": "Zm9v", "conditions": [{"type": "Approved", "status": "True"}]});
+        let approved = prepare_for_status_update(res, "approval", &approve, &old);
+        assert_eq!(approved["spec"]["signerName"], "a/b");
+        assert!(approved["status"].get("certificate").is_none());
+        assert_eq!(approved["status"]["conditions"][0]["type"], "Approved");
+        assert!(approved["status"]["conditions"][0]["lastUpdateTime"].is_string());
+        let mut issue = approved.clone();
+        issue["status"]["certificate"] = json!("Y2VydA==");
+        issue["status"]["conditions"] = json!([]);
+        let issued = prepare_for_status_update(res, "status", &issue, &approved);
+        assert_eq!(issued["status"]["certificate"], "Y2VydA==");
+        assert_eq!(issued["status"]["conditions"][0]["type"], "Approved");
+    }
 
     #[test]
     fn generation_counts_spec_changes_only() {

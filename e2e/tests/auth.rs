@@ -1319,3 +1319,153 @@ rules:
     );
     assert!(!refused["auditID"].as_str().unwrap().is_empty());
 }
+
+/// A PEM certificate request for `cn` in `org`, base64-encoded as a CSR object's
+/// `spec.request`.
+fn csr_request(cn: &str, org: &str) -> String {
+    use base64::Engine as _;
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, org);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let pem = params.serialize_request(&key).unwrap().pem().unwrap();
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}
+
+fn csr(name: &str, signer: &str, org: &str) -> String {
+    format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata: {{name: {name}}}\nspec:\n  request: {}\n  signerName: {signer}\n  usages: [client auth]\n",
+        csr_request(name, org)
+    )
+}
+
+/// The certificate plugins: approving needs `approve` on the signer, issuing needs
+/// `sign`, and nobody may ask the apiserver-client signer for system:masters.
+#[test]
+fn certificate_requests_need_signer_permissions() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some("apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: csr-handler}
+rules:
+- apiGroups: [certificates.k8s.io]
+  resources: [certificatesigningrequests, certificatesigningrequests/approval, certificatesigningrequests/status]
+  verbs: [create, get, list, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-csr}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: csr-handler}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+"),
+    );
+    let alice = s.write_kubeconfig("alice.conf", "alice", None);
+    let create = |kc: &Path, text: &str| {
+        let out = s.kubectl_stdin(
+            K,
+            &[
+                &format!("--kubeconfig={}", kc.display()),
+                "create",
+                "-f",
+                "-",
+            ],
+            Some(text),
+        );
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(create(&alice, &csr("one", "example.com/signer", "dev")).0);
+    denied(
+        &s,
+        &alice,
+        &["certificate", "approve", "one"],
+        r#"certificatesigningrequests.certificates.k8s.io "one" is forbidden: user not permitted to approve requests with signerName "example.com/signer""#,
+    );
+    // The domain wildcard is enough.
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: example-approver}
+rules:
+- apiGroups: [certificates.k8s.io]
+  resources: [signers]
+  resourceNames: [example.com/*]
+  verbs: [approve]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-approves}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: example-approver}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+",
+        ),
+    );
+    allowed(&s, &alice, &["certificate", "approve", "one"]);
+    assert_eq!(
+        s.ok(
+            K,
+            &[
+                "get",
+                "csr",
+                "one",
+                "-o",
+                "jsonpath={.status.conditions[0].type} {.spec.signerName}"
+            ]
+        ),
+        "Approved example.com/signer"
+    );
+    // Issuing the certificate needs `sign`.
+    let mut issued: serde_json::Value =
+        serde_json::from_str(&s.ok(K, &["get", "csr", "one", "-o", "json"])).unwrap();
+    use base64::Engine as _;
+    let pem = std::fs::read(s.dir.path().join("pki/ca.crt")).unwrap();
+    issued["status"]["certificate"] =
+        serde_json::json!(base64::engine::general_purpose::STANDARD.encode(pem));
+    let kc = format!("--kubeconfig={}", alice.display());
+    let out = s.kubectl_stdin(
+        K,
+        &[&kc, "replace", "--subresource=status", "-f", "-"],
+        Some(&issued.to_string()),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"certificatesigningrequests.certificates.k8s.io "one" is forbidden: user not permitted to sign requests with signerName "example.com/signer""#),
+        "{err}"
+    );
+    // system:masters is never requested from the apiserver-client signer, even by an admin.
+    let (ok, err) = create(
+        &s.kubeconfig(),
+        &csr(
+            "evil",
+            "kubernetes.io/kube-apiserver-client",
+            "system:masters",
+        ),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains(r#"certificatesigningrequests.certificates.k8s.io "evil" is forbidden: use of kubernetes.io/kube-apiserver-client signer with system:masters group is not allowed"#),
+        "{err}"
+    );
+    assert!(
+        create(
+            &s.kubeconfig(),
+            &csr("fine", "kubernetes.io/kube-apiserver-client", "dev")
+        )
+        .0
+    );
+}

@@ -13,6 +13,7 @@
 //! Plugins implement [`Plugin`]: `admit` may change the object (mutating phase),
 //! `validate` may only refuse it (validating phase).
 
+pub mod certificates;
 pub mod lifecycle;
 pub mod limitranger;
 pub mod noderestriction;
@@ -326,6 +327,11 @@ impl Chain {
                 }
                 "PersistentVolumeClaimResize" => {
                     Some(Box::new(storage::PersistentVolumeClaimResize))
+                }
+                "CertificateApproval" => Some(Box::new(certificates::CertificateApproval)),
+                "CertificateSigning" => Some(Box::new(certificates::CertificateSigning)),
+                "CertificateSubjectRestriction" => {
+                    Some(Box::new(certificates::CertificateSubjectRestriction))
                 }
                 "DefaultIngressClass" => Some(Box::new(storage::DefaultIngressClass)),
                 "MutatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::mutating())),
