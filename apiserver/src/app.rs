@@ -369,6 +369,31 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         || Box::new(crate::authz::CacheGraph::new(&api.registry)),
     )
     .map_err(Error::Config)?;
+    match (
+        api.authorizer.has_webhook(),
+        &opts.authorization_webhook_config_file,
+    ) {
+        (true, Some(file)) => api.authorizer.set_webhook(
+            crate::authz::webhook::WebhookAuthorizer::new(
+                file,
+                &opts.authorization_webhook_version,
+                opts.authorization_webhook_cache_authorized_ttl,
+                opts.authorization_webhook_cache_unauthorized_ttl,
+            )
+            .map_err(|e| Error::Config(format!("authorization webhook: {e}")))?,
+        ),
+        (true, None) => {
+            return Err(Error::Config(
+                "authorization-mode Webhook's authorization config file not passed".into(),
+            ));
+        }
+        (false, Some(_)) => {
+            return Err(Error::Config(
+                "cannot specify --authorization-webhook-config-file without mode Webhook".into(),
+            ));
+        }
+        (false, None) => {}
+    }
     api.authenticator = authn;
     let plugins = crate::admission::enabled(
         &opts.enable_admission_plugins,

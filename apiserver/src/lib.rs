@@ -69,3 +69,4 @@ pub mod storage;
 pub mod strategy;
 pub mod table;
 pub mod validation;
+pub mod webhookclient;

@@ -189,6 +189,21 @@ pub struct Options {
         default_value = "AlwaysAllow"
     )]
     pub authorization_mode: Vec<String>,
+    /// File with webhook configuration in kubeconfig format, used with
+    /// --authorization-mode=Webhook. The API server will query the remote service to
+    /// determine access on the API server's secure port.
+    #[arg(long = "authorization-webhook-config-file")]
+    pub authorization_webhook_config_file: Option<PathBuf>,
+    /// The API version of the authorization.k8s.io SubjectAccessReview to send to and
+    /// expect from the webhook.
+    #[arg(long = "authorization-webhook-version", default_value = "v1beta1")]
+    pub authorization_webhook_version: String,
+    /// The duration to cache 'authorized' responses from the webhook authorizer.
+    #[arg(long = "authorization-webhook-cache-authorized-ttl", default_value = "5m0s", value_parser = component_base::duration::parse_duration)]
+    pub authorization_webhook_cache_authorized_ttl: std::time::Duration,
+    /// The duration to cache 'unauthorized' responses from the webhook authorizer.
+    #[arg(long = "authorization-webhook-cache-unauthorized-ttl", default_value = "30s", value_parser = component_base::duration::parse_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: std::time::Duration,
     /// Root certificate bundle to use to verify client certificates on incoming
     /// requests before trusting usernames in headers specified by
     /// --requestheader-username-headers.

@@ -364,7 +364,7 @@ impl Server {
         {
             rec.lock().impersonated = Some(user.clone());
         }
-        let decision = self.api.authorizer.authorize(&user, &attrs);
+        let (decision, authz_error) = self.api.authorizer.decide(&user, &attrs);
         if let Some(rec) = &audit {
             let (d, reason) = match &decision {
                 crate::authz::Decision::Allow(r) => ("allow", r),
@@ -377,6 +377,10 @@ impl Server {
                 .insert("authorization.k8s.io/decision".into(), json!(d));
             r.annotations
                 .insert("authorization.k8s.io/reason".into(), json!(reason));
+        }
+        if let (crate::authz::Decision::NoOpinion(_), Some(e)) = (&decision, authz_error) {
+            tracing::warn!(path, user = user.name, error = e, "authorization failed");
+            return error_response(&ApiError::Internal(e));
         }
         if let crate::authz::Decision::Deny(r) | crate::authz::Decision::NoOpinion(r) = &decision {
             tracing::debug!(path, user = user.name, "forbidden");

@@ -19,9 +19,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
 use futures::future::BoxFuture;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use super::pods::cached_all;
@@ -200,23 +198,6 @@ async fn endpoint(api: &Api, config: &Value) -> Result<(String, u16, String, Str
     Err(format!("no endpoints available for service \"{name}\""))
 }
 
-/// An I/O error as Go's net package words it.
-fn go_errno(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-        std::io::ErrorKind::TimedOut => "i/o timeout".to_owned(),
-        std::io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
-        _ => {
-            let s = e.to_string();
-            let s = s.split(" (os error").next().unwrap_or(&s).to_owned();
-            let mut c = s.chars();
-            c.next()
-                .map(|f| f.to_lowercase().collect::<String>() + c.as_str())
-                .unwrap_or_default()
-        }
-    }
-}
-
 /// Posts the review; returns the response body.
 async fn call(api: &Api, webhook: &Value, review: &Value) -> Result<Value, String> {
     let config = webhook.get("clientConfig").cloned().unwrap_or(Value::Null);
@@ -228,74 +209,24 @@ async fn call(api: &Api, webhook: &Value, review: &Value) -> Result<Value, Strin
             .unwrap_or(10)
             .clamp(1, 30),
     );
-    let mut roots = rustls::RootCertStore::empty();
-    if let Some(ca) = config.get("caBundle").and_then(Value::as_str) {
-        let pem = base64::engine::general_purpose::STANDARD
+    let ca = match config.get("caBundle").and_then(Value::as_str) {
+        Some(ca) => base64::engine::general_purpose::STANDARD
             .decode(ca)
-            .map_err(|e| format!("invalid caBundle: {e}"))?;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
-            let _ = roots.add(cert);
-        }
-    }
-    let tls = std::sync::Arc::new(
-        rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    );
+            .map_err(|e| format!("invalid caBundle: {e}"))?,
+        None => Vec::new(),
+    };
+    let tls = crate::webhookclient::tls_config(&ca, None)?;
     // Upstream's client tells the webhook its deadline in the query.
     let sep = if path.contains('?') { '&' } else { '?' };
-    let path = format!("{path}{sep}timeout={}s", timeout.as_secs());
-    let url = format!("https://{server_name}:{port}{path}");
-    let fut = async {
-        let addr = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
-        let name = rustls::pki_types::ServerName::try_from(server_name.clone())
-            .map_err(|e| e.to_string())?;
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("tls: failed to verify certificate: {e}"))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-                .await
-                .map_err(|e| e.to_string())?;
-        tokio::spawn(conn);
-        let req = http::Request::post(path.as_str())
-            .header(http::header::HOST, format!("{server_name}:{port}"))
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header(http::header::ACCEPT, "application/json")
-            .body(http_body_util::Full::new(Bytes::from(
-                serde_json::to_vec(review).unwrap_or_default(),
-            )))
-            .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        if !status.is_success() {
-            return Err(format!(
-                "the server responded with the status code {} but did not return more information",
-                status.as_u16()
-            ));
-        }
-        serde_json::from_slice::<Value>(&body).map_err(|e| format!("decoding the response: {e}"))
+    let target = crate::webhookclient::Target {
+        host,
+        port,
+        server_name,
+        path: format!("{path}{sep}timeout={}s", timeout.as_secs()),
     };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r.map_err(|e| format!("failed to call webhook: Post {url:?}: {e}")),
-        Err(_) => Err(format!(
-            "failed to call webhook: Post {url:?}: context deadline exceeded"
-        )),
-    }
+    crate::webhookclient::post_json(&target, tls, None, review, timeout)
+        .await
+        .map_err(|e| format!("failed to call webhook: {e}"))
 }
 
 fn review(req: &AdmissionRequest, object: Option<&Value>, uid: &str) -> Value {

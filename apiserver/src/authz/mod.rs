@@ -10,6 +10,7 @@
 //! has no opinion the request is denied with their reasons.
 
 pub mod node;
+pub mod webhook;
 
 use serde_json::{Value, json};
 
@@ -144,6 +145,9 @@ pub enum Mode {
     Node(NodeAuthorizer),
     /// `RBAC`.
     Rbac(Rbac),
+    /// `Webhook`: a SubjectAccessReview to an external service (set by
+    /// [`Authorizer::set_webhook`]; without one it has no opinion).
+    Webhook(Option<webhook::WebhookAuthorizer>),
 }
 
 /// The rules a user holds in a namespace, as `SelfSubjectRulesReview` reports them.
@@ -180,6 +184,7 @@ impl std::fmt::Debug for Authorizer {
                 Mode::AlwaysDeny => "AlwaysDeny",
                 Mode::Node(_) => "Node",
                 Mode::Rbac(_) => "RBAC",
+                Mode::Webhook(_) => "Webhook",
             }))
             .finish()
     }
@@ -206,7 +211,8 @@ impl Authorizer {
                 "AlwaysDeny" => Mode::AlwaysDeny,
                 "RBAC" => Mode::Rbac(Rbac::new(source())),
                 "Node" => Mode::Node(NodeAuthorizer::new(graph())),
-                "ABAC" | "Webhook" => {
+                "Webhook" => Mode::Webhook(None),
+                "ABAC" => {
                     return Err(format!(
                         "authorization mode {m:?} is not supported by this server"
                     ));
@@ -236,18 +242,49 @@ impl Authorizer {
         })
     }
 
+    /// Whether the Webhook mode is among the modes.
+    pub fn has_webhook(&self) -> bool {
+        self.modes.iter().any(|m| matches!(m, Mode::Webhook(_)))
+    }
+
+    /// Gives the Webhook mode its webhook.
+    pub fn set_webhook(&mut self, w: webhook::WebhookAuthorizer) {
+        if let Some(Mode::Webhook(slot)) = self
+            .modes
+            .iter_mut()
+            .find(|m| matches!(m, Mode::Webhook(_)))
+        {
+            *slot = Some(w);
+        }
+    }
+
     /// Decides one request.
     pub fn authorize(&self, user: &UserInfo, attrs: &Attributes) -> Decision {
+        self.decide(user, attrs).0
+    }
+
+    /// Decides one request; also returns the modes' errors (an unreachable webhook),
+    /// which upstream turns into a 500 when no mode allowed.
+    pub fn decide(&self, user: &UserInfo, attrs: &Attributes) -> (Decision, Option<String>) {
         if user.in_group(MASTERS) {
-            return Decision::Allow(String::new());
+            return (Decision::Allow(String::new()), None);
         }
         let mut reasons = Vec::new();
+        let mut errors = Vec::new();
         for m in &self.modes {
             let d = match m {
                 Mode::AlwaysAllow => Decision::Allow(String::new()),
                 Mode::AlwaysDeny => Decision::Deny("Everything is forbidden.".to_owned()),
                 Mode::Node(n) => n.authorize(user, attrs),
                 Mode::Rbac(r) => r.authorize(user, attrs),
+                Mode::Webhook(None) => Decision::NoOpinion(String::new()),
+                Mode::Webhook(Some(w)) => match w.authorize(user, attrs) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        errors.push(e);
+                        Decision::NoOpinion(String::new())
+                    }
+                },
             };
             match d {
                 Decision::NoOpinion(r) => {
@@ -255,10 +292,11 @@ impl Authorizer {
                         reasons.push(r);
                     }
                 }
-                d => return d,
+                d => return (d, None),
             }
         }
-        Decision::NoOpinion(reasons.join("\n"))
+        let error = (!errors.is_empty()).then(|| errors.join(", "));
+        (Decision::NoOpinion(reasons.join("\n")), error)
     }
 
     /// Authorizes or returns the 403.
@@ -287,6 +325,8 @@ impl Authorizer {
             match m {
                 Mode::AlwaysAllow => all(&mut rules),
                 Mode::AlwaysDeny => {}
+                // Upstream's webhook cannot list rules: the answer is incomplete.
+                Mode::Webhook(_) => rules.incomplete = true,
                 Mode::Node(_) => {
                     // The node graph has no rule list; upstream marks it incomplete.
                     if user.in_group(node::NODES) {
