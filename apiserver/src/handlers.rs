@@ -151,7 +151,11 @@ impl Ctx<'_> {
             resource: self.res,
             subresource: sub.map(str::to_owned),
             namespace: self.ns().to_owned(),
-            name: self.name().to_owned(),
+            // A create names the object it carries, as upstream's attributes do.
+            name: match self.name() {
+                "" => obj.map(|o| meta::name(o).to_owned()).unwrap_or_default(),
+                n => n.to_owned(),
+            },
             object: obj.cloned(),
             old_object: old.cloned(),
             user: self.user.clone(),

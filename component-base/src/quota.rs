@@ -242,7 +242,10 @@ pub fn matching_resources(group: &str, resource: &str, hard: &[String]) -> Vec<S
                 }
                 ("", "services") => SERVICE_RESOURCES.contains(&n.as_str()),
                 ("", "persistentvolumeclaims") => {
-                    PVC_RESOURCES.contains(&n.as_str()) || n.contains(STORAGE_CLASS_SUFFIX)
+                    PVC_RESOURCES.contains(&n.as_str())
+                        || n.contains(STORAGE_CLASS_SUFFIX)
+                            && (n.ends_with("/persistentvolumeclaims")
+                                || n.ends_with("/requests.storage"))
                 }
                 ("", r) => LEGACY_COUNTS.contains(&r) && n.as_str() == r,
                 _ => false,
@@ -270,8 +273,9 @@ fn max_of(a: &mut ResourceList, b: &ResourceList) {
 /// The pod's effective requests or limits (`field` = "requests" | "limits"), as
 /// upstream's `PodRequests`/`PodLimits`: containers summed, then the larger of that
 /// and the init containers' peak (sidecars, restartable init containers, run
-/// alongside and add up), plus the pod overhead.
-pub fn pod_resources(pod: &Value, field: &str) -> ResourceList {
+/// alongside and add up), plus, with `overhead`, the pod overhead (for limits, only
+/// on resources the pod limits at all).
+pub fn pod_resources(pod: &Value, field: &str, overhead: bool) -> ResourceList {
     let containers = |list: &str| -> Vec<Value> {
         pod.pointer(&format!("/spec/{list}"))
             .and_then(Value::as_array)
@@ -297,7 +301,14 @@ pub fn pod_resources(pod: &Value, field: &str) -> ResourceList {
         max_of(&mut init_peak, &at_start);
     }
     max_of(&mut sum, &init_peak);
-    add(&sum, &list_at(pod, "/spec/overhead"))
+    if !overhead {
+        return sum;
+    }
+    let mut extra = list_at(pod, "/spec/overhead");
+    if field == "limits" {
+        extra.retain(|k, _| sum.contains_key(k));
+    }
+    add(&sum, &extra)
 }
 
 /// Upstream's `podComputeUsageHelper`: the compute names a set of requests and limits
@@ -343,8 +354,8 @@ pub fn usage(group: &str, resource: &str, obj: &Value) -> ResourceList {
     }
     match resource {
         "pods" if pod_is_active(obj) => {
-            let requests = pod_resources(obj, "requests");
-            let limits = pod_resources(obj, "limits");
+            let requests = pod_resources(obj, "requests", true);
+            let limits = pod_resources(obj, "limits", true);
             out = add(&out, &compute_usage(&requests, &limits));
         }
         "pods" => {}
@@ -384,15 +395,27 @@ pub fn usage(group: &str, resource: &str, obj: &Value) -> ResourceList {
         }
         "persistentvolumeclaims" => {
             out.insert("persistentvolumeclaims".into(), Amount::count(1));
-            let requested = obj.pointer("/spec/resources/requests/storage");
-            let allocated = obj.pointer("/status/allocatedResources/storage");
-            let storage = [requested, allocated]
-                .into_iter()
-                .flatten()
-                .filter_map(Amount::from_json)
-                .max_by_key(|a| a.nano);
+            // Whole bytes, rounded up; a larger allocation (a resize in progress)
+            // counts when there is a request at all.
+            let round_up = |a: Amount| Amount {
+                nano: (a.nano + 999_999_999).div_euclid(1_000_000_000) * 1_000_000_000,
+                binary: a.binary,
+            };
+            let requested = obj
+                .pointer("/spec/resources/requests/storage")
+                .and_then(Amount::from_json);
+            let allocated = obj
+                .pointer("/status/allocatedResources/storage")
+                .and_then(Amount::from_json);
+            let storage = requested.map(|r| match allocated {
+                Some(a) if a.nano > r.nano => round_up(a),
+                _ => round_up(r),
+            });
+            // Upstream's `GetPersistentVolumeClaimClass`: the beta annotation first.
             let class = obj
-                .pointer("/spec/storageClassName")
+                .pointer("/metadata/annotations")
+                .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
+                .or_else(|| obj.pointer("/spec/storageClassName"))
                 .and_then(Value::as_str)
                 .filter(|c| !c.is_empty());
             if let Some(class) = class {
@@ -470,8 +493,12 @@ pub fn constraints(
     Err(format!("must specify {}", parts.join("; ")))
 }
 
-/// A pod's QoS class is BestEffort: no container requests or limits cpu or memory.
+/// A pod's QoS class is BestEffort: `status.qosClass` when set, else no container
+/// requests or limits a non-zero amount of cpu or memory.
 fn best_effort(pod: &Value) -> bool {
+    if let Some(class) = pod.pointer("/status/qosClass").and_then(Value::as_str) {
+        return class == "BestEffort";
+    }
     ["containers", "initContainers"].iter().all(|list| {
         pod.pointer(&format!("/spec/{list}"))
             .and_then(Value::as_array)
@@ -480,7 +507,9 @@ fn best_effort(pod: &Value) -> bool {
             .all(|c| {
                 ["requests", "limits"].iter().all(|f| {
                     let l = list_at(c, &format!("/resources/{f}"));
-                    !l.contains_key("cpu") && !l.contains_key("memory")
+                    ["cpu", "memory"]
+                        .iter()
+                        .all(|r| l.get(*r).is_none_or(|q| q.nano == 0))
                 })
             })
     })
@@ -677,7 +706,10 @@ mod tests {
             ],
         }});
         // Containers and the sidecar: 1.5; the init container runs beside the sidecar: 1.5.
-        assert_eq!(pod_resources(&p, "requests")["cpu"].to_string(), "1500m");
+        assert_eq!(
+            pod_resources(&p, "requests", true)["cpu"].to_string(),
+            "1500m"
+        );
     }
 
     #[test]

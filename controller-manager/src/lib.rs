@@ -129,13 +129,13 @@ fn identity() -> String {
     )
 }
 
-/// The root CA bundle to publish: `--root-ca-file`, else the kubeconfig's CA, as
-/// upstream's.
-fn root_ca(opts: &Options, config: &kube::Config) -> Result<Option<String>, Error> {
+/// The root CA bundle to publish: `--root-ca-file`, else the kubeconfig's CA (empty
+/// when it trusts none), as upstream's.
+fn root_ca(opts: &Options, config: &kube::Config) -> Result<String, Error> {
     if let Some(path) = &opts.root_ca_file {
         let pem = std::fs::read_to_string(path).map_err(|e| {
             Error::RootCa(format!(
-                "error reading root-ca-file at {}: {e}",
+                "error parsing root-ca-file at {}: {e}",
                 path.display()
             ))
         })?;
@@ -145,13 +145,11 @@ fn root_ca(opts: &Options, config: &kube::Config) -> Result<Option<String>, Erro
                 path.display()
             )));
         }
-        return Ok(Some(pem));
+        return Ok(pem);
     }
-    Ok(config
-        .root_cert
-        .as_deref()
-        .filter(|d| !d.is_empty())
-        .map(rootcacertpublisher::pem_bundle))
+    Ok(rootcacertpublisher::pem_bundle(
+        config.root_cert.as_deref().unwrap_or_default(),
+    ))
 }
 
 /// Runs the enabled controllers until `stop` resolves.
@@ -193,13 +191,7 @@ async fn run_controllers(
             }
             "root-ca-certificate-publisher-controller" => {
                 tracing::info!(controller = name, "starting controller");
-                let Some(root_ca) = root_ca(opts, clients.root_config())? else {
-                    tracing::warn!(
-                        controller = name,
-                        "no --root-ca-file and the kubeconfig trusts no certificate-authority: not starting"
-                    );
-                    continue;
-                };
+                let root_ca = root_ca(opts, clients.root_config())?;
                 let client = clients.client_for("root-ca-cert-publisher").await?;
                 tasks.push(tokio::spawn(pernamespace::run(
                     clients.root(),

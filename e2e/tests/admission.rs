@@ -725,3 +725,142 @@ fn limit_ranges_default_and_bound_pods_and_claims() {
         "{e}"
     );
 }
+
+/// ValidatingAdmissionPolicy: CEL validations with parameters, bound per namespace,
+/// denying with the binding's action, warning with another, and failing closed on an
+/// expression that cannot be evaluated.
+#[test]
+fn validating_admission_policies_deny_warn_and_fail_closed() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    s.ok(
+        K,
+        &[
+            "create",
+            "configmap",
+            "replica-limit",
+            "--from-literal=maxReplicas=3",
+        ],
+    );
+    for (ns, env) in [("prod", "prod"), ("dev", "dev")] {
+        s.ok(K, &["create", "namespace", ns]);
+        s.ok(K, &["label", "namespace", ns, &format!("env={env}")]);
+    }
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: replica-limit}
+spec:
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  validations:
+  - expression: "object.spec.replicas <= int(params.data.maxReplicas)"
+    messageExpression: "'replicas must be no greater than ' + params.data.maxReplicas"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: replica-limit-prod}
+spec:
+  policyName: replica-limit
+  validationActions: [Deny]
+  paramRef: {name: replica-limit, namespace: default, parameterNotFoundAction: Deny}
+  matchResources:
+    namespaceSelector: {matchLabels: {env: prod}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: team-label}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE], resources: [deployments]}
+  validations:
+  - expression: "has(object.metadata.labels) && 'team' in object.metadata.labels"
+    message: a team label is expected
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: team-label-warn}
+spec:
+  policyName: team-label
+  validationActions: [Warn]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: broken}
+spec:
+  failurePolicy: Fail
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [secrets], resourceNames: [guarded]}
+  validations:
+  - expression: "object.data.missing == 'x'"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: broken}
+spec:
+  policyName: broken
+  validationActions: [Deny]
+"#,
+        ),
+    );
+    let create = |ns: &str, replicas: &str| {
+        s.kubectl(
+            K,
+            &[
+                "create",
+                "deployment",
+                "web",
+                "--image=nginx",
+                "-n",
+                ns,
+                &format!("--replicas={replicas}"),
+            ],
+        )
+    };
+    let out = create("prod", "5");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(r#"deployments.apps "web" is forbidden: ValidatingAdmissionPolicy 'replica-limit' with binding 'replica-limit-prod' denied request: replicas must be no greater than 3"#),
+        "{err}"
+    );
+    // Within the limit it is admitted, with the Warn binding's warning.
+    let out = create("prod", "2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("Warning: Validation failed for ValidatingAdmissionPolicy 'team-label' with binding 'team-label-warn': a team label is expected"),
+        "{err}"
+    );
+    // The binding selects prod only.
+    assert!(create("dev", "5").status.success());
+    // An expression that cannot be evaluated fails closed, for the one name it guards.
+    let e = s.fails(
+        K,
+        &[
+            "create",
+            "secret",
+            "generic",
+            "guarded",
+            "--from-literal=a=b",
+        ],
+        None,
+    );
+    assert!(
+        e.contains(r#"secrets "guarded" is forbidden: ValidatingAdmissionPolicy 'broken' with binding 'broken' denied request: expression 'object.data.missing == 'x'' resulted in error"#),
+        "{e}"
+    );
+    s.ok(
+        K,
+        &["create", "secret", "generic", "other", "--from-literal=a=b"],
+    );
+}

@@ -3,8 +3,8 @@
 //! - CertificateApproval: approving or denying (`certificatesigningrequests/approval`)
 //!   needs the `approve` verb on `signers` in `certificates.k8s.io`, named by the
 //!   request's `signerName` or its domain wildcard (`kubernetes.io/*`).
-//! - CertificateSigning: changing `status.certificate` (`.../status`) needs `sign`
-//!   on the signer likewise.
+//! - CertificateSigning: changing `status.certificate` or the conditions
+//!   (`.../status`) needs `sign` on the signer likewise.
 //! - CertificateSubjectRestriction: nobody may ask the
 //!   `kubernetes.io/kube-apiserver-client` signer for a certificate in
 //!   `system:masters`.
@@ -93,9 +93,10 @@ impl Plugin for CertificateSigning {
             if !is_csr(req, Some("status")) {
                 return Ok(());
             }
-            let cert =
-                |o: Option<&Value>| o.and_then(|o| o.pointer("/status/certificate")).cloned();
-            if cert(req.object.as_ref()) == cert(req.old_object.as_ref()) {
+            // Only a change to the certificate or the conditions is a signer's act.
+            let at = |o: Option<&Value>, p: &str| o.and_then(|o| o.pointer(p)).cloned();
+            let unchanged = |p: &str| at(req.object.as_ref(), p) == at(req.old_object.as_ref(), p);
+            if unchanged("/status/certificate") && unchanged("/status/conditions") {
                 return Ok(());
             }
             let signer = signer(req.old_object.as_ref().or(req.object.as_ref()));

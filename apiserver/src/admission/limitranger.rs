@@ -92,15 +92,20 @@ pub fn default_pod(pod: &mut Value, lr: &Value, notes: &mut Vec<String>) {
                 ("limits", &limits, &mut set_limits),
                 ("requests", &requests, &mut set_requests),
             ] {
+                let missing: Vec<(&String, &Value)> = defaults
+                    .iter()
+                    .filter(|(k, _)| res.get(field).and_then(|f| f.get(k.as_str())).is_none())
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
                 if !res.get(field).is_some_and(Value::is_object) {
                     res[field] = json!({});
                 }
                 let have = res[field].as_object_mut().expect("just set");
-                for (k, v) in defaults {
-                    if !have.contains_key(k) {
-                        have.insert(k.clone(), v.clone());
-                        set.push(k.clone());
-                    }
+                for (k, v) in missing {
+                    have.insert(k.clone(), v.clone());
+                    set.push(k.clone());
                 }
             }
             for (set, kind) in [(set_requests, "request"), (set_limits, "limit")] {
@@ -245,8 +250,9 @@ pub fn validate_pod(pod: &Value, lr: &Value) -> Vec<String> {
                 }
             }
             Some("Pod") => {
-                let req = quota::pod_resources(pod, "requests");
-                let lim = quota::pod_resources(pod, "limits");
+                // Upstream's LimitRanger leaves the pod overhead out.
+                let req = quota::pod_resources(pod, "requests", false);
+                let lim = quota::pod_resources(pod, "limits", false);
                 bounds(item, "Pod", &req, &lim, &mut errs);
             }
             _ => {}
@@ -329,9 +335,15 @@ impl Plugin for LimitRanger {
                 return Ok(req.object.clone());
             }
             let mut pod = req.object.clone().expect("checked");
+            // Each range rewrites the annotation, so the last one that set
+            // anything is what it says, as upstream's.
             let mut notes = Vec::new();
             for lr in &ranges {
-                default_pod(&mut pod, lr, &mut notes);
+                let mut set = Vec::new();
+                default_pod(&mut pod, lr, &mut set);
+                if !set.is_empty() {
+                    notes = set;
+                }
             }
             if !notes.is_empty() {
                 let meta = crate::meta::meta_mut(&mut pod);
@@ -360,19 +372,27 @@ impl Plugin for LimitRanger {
             let Some(obj) = req.object.as_ref() else {
                 return Ok(());
             };
-            let mut errs = Vec::new();
+            // A claim being deleted is not held to the ranges (finalizers come off).
+            if claim
+                && req
+                    .old_object
+                    .as_ref()
+                    .is_some_and(|o| crate::meta::field(o, "deletionTimestamp").is_some())
+            {
+                return Ok(());
+            }
+            // The first range with violations refuses, with all of its own.
             for lr in limit_ranges(api, &req.namespace) {
-                errs.extend(if claim {
+                let errs = if claim {
                     validate_claim(obj, &lr)
                 } else {
                     validate_pod(obj, &lr)
-                });
+                };
+                if !errs.is_empty() {
+                    return Err(forbidden(req, &aggregate(&errs)));
+                }
             }
-            if errs.is_empty() {
-                Ok(())
-            } else {
-                Err(forbidden(req, &aggregate(&errs)))
-            }
+            Ok(())
         })
     }
 }

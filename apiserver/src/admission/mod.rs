@@ -22,6 +22,7 @@ pub mod podsecurity;
 pub mod resourcequota;
 pub mod serviceaccount;
 pub mod storage;
+pub mod validatingpolicy;
 pub mod webhook;
 
 use std::collections::BTreeSet;
@@ -335,6 +336,9 @@ impl Chain {
                 }
                 "DefaultIngressClass" => Some(Box::new(storage::DefaultIngressClass)),
                 "MutatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::mutating())),
+                "ValidatingAdmissionPolicy" => Some(Box::new(
+                    validatingpolicy::ValidatingAdmissionPolicy::default(),
+                )),
                 "ValidatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::validating())),
                 "ResourceQuota" => Some(Box::new(resourcequota::ResourceQuota::default())),
                 other => {

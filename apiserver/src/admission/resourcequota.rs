@@ -129,12 +129,16 @@ impl ResourceQuota {
 fn delta(req: &AdmissionRequest, obj: &Value) -> ResourceList {
     let (group, plural) = (req.resource.group, req.resource.plural);
     let new = quota::usage(group, plural, obj);
-    match (&req.operation, &req.old_object) {
+    let mut delta = match (&req.operation, &req.old_object) {
         (Operation::Update, Some(old)) => {
             quota::subtract_non_negative(&new, &quota::usage(group, plural, old))
         }
         _ => new,
-    }
+    };
+    // Upstream's `RemoveZeros`: a request that adds nothing of a resource is never
+    // refused for it, even under a limit lowered below its use.
+    delta.retain(|_, a| a.nano != 0);
+    delta
 }
 
 /// Whether upstream's evaluators handle the request: creates of anything, and
@@ -340,7 +344,7 @@ mod tests {
         let d = delta(&r, r.object.as_ref().unwrap());
         assert_eq!(
             quota::pretty(&d),
-            "count/services=0,services=0,services.loadbalancers=1,services.nodeports=1"
+            "services.loadbalancers=1,services.nodeports=1"
         );
         let pod_update = req(Operation::Update, pod("1"));
         assert!(!handles(&pod_update));

@@ -163,8 +163,10 @@ pub fn mount_token(pod: &mut Value, suffix: &str) {
 }
 
 /// Every secret a pod names, with where (for the error text), in upstream's order:
-/// volumes, then containers' env and envFrom, then pull secrets.
-fn secret_references(pod: &Value) -> Vec<(String, String)> {
+/// volumes (with `projected` sources too, as mirror pods are checked; the
+/// mountable-secrets check looks at plain secret volumes only), then containers'
+/// env and envFrom.
+fn secret_references(pod: &Value, projected: bool) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
     for v in pod
@@ -181,6 +183,7 @@ fn secret_references(pod: &Value) -> Vec<(String, String)> {
         }
         for src in v
             .pointer("/projected/sources")
+            .filter(|_| projected)
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
@@ -250,7 +253,7 @@ fn limit_secret_references(sa: &Value, pod: &Value) -> Result<(), String> {
     };
     let sa_name = crate::meta::name(sa);
     let mountable = names("secrets");
-    for (secret, what) in secret_references(pod) {
+    for (secret, what) in secret_references(pod, false) {
         if !mountable.contains(&secret) {
             return Err(format!(
                 "{what} is not allowed because service account {sa_name} does not reference that secret"
@@ -288,7 +291,7 @@ fn check_mirror(pod: &Value) -> Result<(), &'static str> {
         .pointer("/spec/imagePullSecrets")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    if pull_secrets || !secret_references(pod).is_empty() {
+    if pull_secrets || !secret_references(pod, true).is_empty() {
         return Err("a mirror pod may not reference secrets");
     }
     let projects_token = pod
@@ -323,13 +326,19 @@ impl Plugin for ServiceAccount {
                 return Ok(req.object.clone());
             }
             let mut pod = pod.clone();
-            let named = pod
-                .pointer("/spec/serviceAccountName")
-                .and_then(Value::as_str)
-                .filter(|n| !n.is_empty())
+            // The deprecated `serviceAccount` stands in for an empty
+            // `serviceAccountName`, and mirrors it afterwards, as upstream's v1 API.
+            let named = ["/spec/serviceAccountName", "/spec/serviceAccount"]
+                .iter()
+                .find_map(|p| {
+                    pod.pointer(p)
+                        .and_then(Value::as_str)
+                        .filter(|n| !n.is_empty())
+                })
                 .map(str::to_owned);
             let sa_name = named.unwrap_or_else(|| DEFAULT_SERVICE_ACCOUNT.to_owned());
             pod["spec"]["serviceAccountName"] = json!(sa_name);
+            pod["spec"]["serviceAccount"] = json!(sa_name);
             let sa = lookup(api, &req.namespace, &sa_name).await.map_err(|e| {
                 forbidden(
                     req,

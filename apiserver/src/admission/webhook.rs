@@ -57,13 +57,19 @@ impl Webhooks {
 /// Whether one of `rules` matches the request.
 fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
     let exact = webhook.get("matchPolicy").and_then(Value::as_str) == Some("Exact");
+    any_rule_matches(webhook.get("rules"), exact, req)
+}
+
+/// Whether any of `rules` (upstream's `RuleWithOperations`, or a policy's
+/// `NamedRuleWithOperations` with `resourceNames`) covers the request. `exact`
+/// (`matchPolicy: Exact`) also compares the version.
+pub(super) fn any_rule_matches(rules: Option<&Value>, exact: bool, req: &AdmissionRequest) -> bool {
     let res = req.resource;
     let resource = match &req.subresource {
         Some(s) => format!("{}/{s}", res.plural),
         None => res.plural.to_owned(),
     };
-    webhook
-        .get("rules")
+    rules
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -87,11 +93,14 @@ fn rules_match(webhook: &Value, req: &AdmissionRequest) -> bool {
                         *x == format!("*/{s}") || *x == format!("{}/*", res.plural)
                     })
             });
+            let names = crate::meta::strings(r, "resourceNames");
+            let name_ok = names.is_empty() || names.contains(&req.name);
             any("operations", req.operation.as_str())
                 && any("apiGroups", res.group)
                 && (!exact || any("apiVersions", res.version))
                 && resource_ok
                 && scope_ok
+                && name_ok
         })
 }
 
@@ -110,7 +119,9 @@ fn labels_of(v: Option<&Value>) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Whether the webhook's selectors match.
-fn selectors_match(api: &Api, webhook: &Value, req: &AdmissionRequest) -> bool {
+/// Whether `webhook`'s `namespaceSelector` and `objectSelector` (also a policy's
+/// match resources) select the request.
+pub(super) fn selectors_match(api: &Api, webhook: &Value, req: &AdmissionRequest) -> bool {
     let ns_labels = if req.resource.kind == "Namespace" {
         Some(labels_of(req.object.as_ref().or(req.old_object.as_ref())))
     } else if req.resource.namespaced {

@@ -83,18 +83,19 @@ impl TokenAuthenticator for BootstrapTokens {
         {
             return Ok(None);
         }
-        if let Some(exp) = data("expiration")
+        // An empty expiration never expires; an unparsable one always has.
+        if let Some(exp) = data("expiration").filter(|e| !e.is_empty())
             && crate::meta::parse_rfc3339(&exp).is_none_or(|t| t <= (self.now)())
         {
             return Ok(None);
         }
-        let mut groups = vec!["system:bootstrappers".to_owned()];
-        for g in data("auth-extra-groups").unwrap_or_default().split(',') {
-            let g = g.trim();
-            if g.starts_with("system:bootstrappers:") && !groups.iter().any(|x| x == g) {
-                groups.push(g.to_owned());
-            }
-        }
+        let Some(groups) = groups(&data("auth-extra-groups").unwrap_or_default()) else {
+            tracing::info!(
+                secret = format!("bootstrap-token-{id}"),
+                "has invalid value for key auth-extra-groups"
+            );
+            return Ok(None);
+        };
         Ok(Some(UserInfo {
             name: format!("system:bootstrap:{id}"),
             groups,
@@ -103,8 +104,52 @@ impl TokenAuthenticator for BootstrapTokens {
     }
 }
 
+/// Upstream's `GetGroups`: `system:bootstrappers` and the extra groups, sorted and
+/// deduplicated; `None` when any extra group is not a valid
+/// `system:bootstrappers:...` name, which rejects the whole token.
+fn groups(extra: &str) -> Option<Vec<String>> {
+    let mut groups = std::collections::BTreeSet::from(["system:bootstrappers".to_owned()]);
+    if extra.is_empty() {
+        return Some(groups.into_iter().collect());
+    }
+    for g in extra.split(',') {
+        let rest = g.strip_prefix("system:bootstrappers:")?;
+        let valid = !rest.is_empty()
+            && rest.len() <= 256
+            && rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == ':' || c == '-')
+            && rest
+                .chars()
+                .last()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        if !valid {
+            return None;
+        }
+        groups.insert(g.to_owned());
+    }
+    Some(groups.into_iter().collect())
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn extra_groups_are_all_valid_or_the_token_is_refused() {
+        assert_eq!(super::groups("").unwrap(), ["system:bootstrappers"]);
+        assert_eq!(
+            super::groups("system:bootstrappers:kubeadm:default-node-token,system:bootstrappers:a")
+                .unwrap(),
+            [
+                "system:bootstrappers",
+                "system:bootstrappers:a",
+                "system:bootstrappers:kubeadm:default-node-token"
+            ]
+        );
+        assert!(super::groups("system:bootstrappers:ok,system:masters").is_none());
+        assert!(super::groups("system:bootstrappers:Bad").is_none());
+        assert!(super::groups("system:bootstrappers:trailing-").is_none());
+    }
+
     use std::sync::Arc;
 
     use serde_json::json;
@@ -128,7 +173,7 @@ mod tests {
             "metadata": {"name": "bootstrap-token-abcdef", "namespace": "kube-system"},
             "data": {"token-id": b64("abcdef"), "token-secret": b64("0123456789abcdef"),
                 "usage-bootstrap-authentication": b64("true"), "expiration": b64(expiration),
-                "auth-extra-groups": b64("system:bootstrappers:kubeadm:default-node-token,system:masters")}})
+                "auth-extra-groups": b64("system:bootstrappers:kubeadm:default-node-token")}})
     }
 
     #[test]
@@ -140,7 +185,6 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(u.name, "system:bootstrap:abcdef");
-        // Extra groups outside system:bootstrappers: are dropped.
         assert_eq!(
             u.groups,
             [
@@ -163,6 +207,21 @@ mod tests {
             expired
                 .authenticate_token("abcdef.0123456789abcdef")
                 .unwrap(),
+            None
+        );
+        // No expiration: no expiry. A group outside system:bootstrappers: refuses the token.
+        let forever = BootstrapTokens::new(Box::new(One(secret("")))).with_clock(now);
+        assert!(
+            forever
+                .authenticate_token("abcdef.0123456789abcdef")
+                .unwrap()
+                .is_some()
+        );
+        let mut masters = secret("");
+        masters["data"]["auth-extra-groups"] = json!(b64("system:bootstrappers:x,system:masters"));
+        let a = BootstrapTokens::new(Box::new(One(masters))).with_clock(now);
+        assert_eq!(
+            a.authenticate_token("abcdef.0123456789abcdef").unwrap(),
             None
         );
         let mut wrong_type = secret("2030-01-01T00:00:00Z");

@@ -21,9 +21,10 @@ pub fn subject(der: &[u8]) -> Result<(String, Vec<String>), String> {
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("x509: malformed certificate: {e}"))?;
     let subject = cert.subject();
+    // Go's pkix.Name keeps the last CommonName attribute when there are several.
     let cn = subject
         .iter_common_name()
-        .next()
+        .last()
         .and_then(|a| a.as_str().ok())
         .unwrap_or("")
         .to_owned();

@@ -362,8 +362,9 @@ pub fn impersonate(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let user = get("impersonate-user");
-    let uid = get("impersonate-uid");
+    // Empty headers ask for nothing, as upstream's `len(...) > 0`.
+    let user = get("impersonate-user").filter(|u| !u.is_empty());
+    let uid = get("impersonate-uid").filter(|u| !u.is_empty());
     let groups: Vec<String> = headers
         .get_all("impersonate-group")
         .iter()
@@ -382,12 +383,18 @@ pub fn impersonate(
     }
     let Some(name) = user else {
         if !groups.is_empty() || !extra.is_empty() || uid.is_some() {
-            let mut what: Vec<String> = groups.iter().map(|g| format!("{{Group {g}}}")).collect();
-            what.extend(extra.keys().map(|k| format!("{{Extra {k}}}")));
-            if let Some(u) = &uid {
-                what.push(format!("{{UID {u}}}"));
+            // Go's %v of the []ObjectReference upstream builds: Kind, Namespace, Name,
+            // UID, APIVersion, ResourceVersion, FieldPath, space-separated; a 500.
+            let reference =
+                |kind: &str, name: &str, field: &str| format!("{{{kind}  {name}    {field}}}");
+            let mut what: Vec<String> = groups.iter().map(|g| reference("Group", g, "")).collect();
+            for (k, vals) in &extra {
+                what.extend(vals.iter().map(|v| reference("UserExtra", v, k)));
             }
-            return Err(ApiError::BadRequest(format!(
+            if let Some(u) = &uid {
+                what.push(reference("UID", u, ""));
+            }
+            return Err(ApiError::Internal(format!(
                 "requested [{}] without impersonating a user",
                 what.join(" ")
             )));
@@ -395,9 +402,7 @@ pub fn impersonate(
         return Ok(requestor);
     };
     let check = |a: Attributes| authorizer.check(&requestor, &a);
-    let sa = name
-        .strip_prefix("system:serviceaccount:")
-        .and_then(|r| r.split_once(':'));
+    let sa = service_account_of(&name);
     match sa {
         Some((ns, sa_name)) => check(Attributes::resource(
             "impersonate",
@@ -446,10 +451,29 @@ pub fn impersonate(
         if !out.in_group(crate::authn::UNAUTHENTICATED) {
             out.groups.push(crate::authn::UNAUTHENTICATED.into());
         }
-    } else if !out.in_group(crate::authn::AUTHENTICATED) {
+    } else if !out.in_group(crate::authn::AUTHENTICATED)
+        && !out.in_group(crate::authn::UNAUTHENTICATED)
+    {
         out.groups.push(crate::authn::AUTHENTICATED.into());
     }
     Ok(out)
+}
+
+/// Upstream's `serviceaccount.SplitUsername`: `system:serviceaccount:<ns>:<name>`
+/// with exactly those two valid parts; anything else is a plain user name.
+fn service_account_of(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("system:serviceaccount:")?;
+    let (ns, sa) = rest.split_once(':')?;
+    let label = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !s.starts_with('-')
+            && !s.ends_with('-')
+    };
+    let subdomain = |s: &str| s.len() <= 253 && s.split('.').all(label);
+    (label(ns) && subdomain(sa)).then_some((ns, sa))
 }
 
 #[cfg(test)]

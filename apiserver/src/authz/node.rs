@@ -204,7 +204,7 @@ impl NodeAuthorizer {
             return Decision::NoOpinion(String::new());
         };
         if node.is_empty() {
-            return Decision::NoOpinion("unknown node".to_owned());
+            return Decision::NoOpinion(format!("unknown node for user {:?}", user.name));
         }
         if a.resource_request {
             let kind = match (a.group.as_str(), a.resource.as_str()) {

@@ -213,7 +213,47 @@ fn impersonation_needs_the_verb() {
     let mut only_group = http::HeaderMap::new();
     only_group.insert("impersonate-group", "dev".parse().unwrap());
     assert_eq!(
-        impersonate(&a, root, &only_group).unwrap_err().to_string(),
-        "requested [{Group dev}] without impersonating a user"
+        impersonate(&a, root.clone(), &only_group)
+            .unwrap_err()
+            .to_string(),
+        "Internal error occurred: requested [{Group  dev    }] without impersonating a user"
+    );
+    // An empty user header asks for nothing.
+    let mut empty = http::HeaderMap::new();
+    empty.insert("impersonate-user", "".parse().unwrap());
+    assert_eq!(impersonate(&a, root.clone(), &empty).unwrap().name, "root");
+    // Asking for system:unauthenticated leaves system:authenticated out.
+    let mut unauth = http::HeaderMap::new();
+    unauth.insert("impersonate-user", "carl".parse().unwrap());
+    unauth.insert(
+        "impersonate-group",
+        "system:unauthenticated".parse().unwrap(),
+    );
+    assert_eq!(
+        impersonate(&a, root.clone(), &unauth).unwrap().groups,
+        ["system:unauthenticated"]
+    );
+    // A malformed service account name is a plain user: no service account groups.
+    let mut odd = http::HeaderMap::new();
+    odd.insert(
+        "impersonate-user",
+        "system:serviceaccount:a:b:c".parse().unwrap(),
+    );
+    assert_eq!(
+        impersonate(&a, root.clone(), &odd).unwrap().groups,
+        ["system:authenticated"]
+    );
+    let mut sa = http::HeaderMap::new();
+    sa.insert(
+        "impersonate-user",
+        "system:serviceaccount:dev:ci".parse().unwrap(),
+    );
+    assert_eq!(
+        impersonate(&a, root, &sa).unwrap().groups,
+        [
+            "system:serviceaccounts",
+            "system:serviceaccounts:dev",
+            "system:authenticated"
+        ]
     );
 }

@@ -84,10 +84,11 @@ pub fn decision(answer: &Value) -> Decision {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
-    if status.get("allowed").and_then(Value::as_bool) == Some(true) {
-        Decision::Allow(reason)
-    } else if status.get("denied").and_then(Value::as_bool) == Some(true) {
+    // Denied wins, also over a contradictory allowed.
+    if status.get("denied").and_then(Value::as_bool) == Some(true) {
         Decision::Deny(reason)
+    } else if status.get("allowed").and_then(Value::as_bool) == Some(true) {
+        Decision::Allow(reason)
     } else {
         Decision::NoOpinion(reason)
     }
@@ -200,6 +201,10 @@ mod tests {
         assert_eq!(
             decision(&json!({"status": {"allowed": false, "denied": true, "reason": "no"}})),
             Decision::Deny("no".into())
+        );
+        assert_eq!(
+            decision(&json!({"status": {"allowed": true, "denied": true}})),
+            Decision::Deny(String::new())
         );
         assert_eq!(
             decision(&json!({"status": {"allowed": false}})),
