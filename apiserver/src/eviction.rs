@@ -113,6 +113,7 @@ pub async fn evict(ctx: &Ctx<'_>, body: &Bytes) -> Result<Reply, ApiError> {
         user: ctx.user,
         user_agent: ctx.user_agent,
         warnings: ctx.warnings.clone(),
+        audit_annotations: ctx.audit_annotations.clone(),
     };
     crate::handlers::delete(&del_ctx, &body).await?;
     Ok(Reply {

@@ -67,6 +67,9 @@ pub struct Ctx<'a> {
     /// Warnings for the client gathered on the way (admission's), sent as
     /// `Warning` headers with the reply.
     pub warnings: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    /// Audit annotations gathered on the way (admission's), added to the request's
+    /// audit event.
+    pub audit_annotations: std::sync::Arc<parking_lot::Mutex<Vec<(String, String)>>>,
 }
 
 impl Ctx<'_> {
@@ -161,6 +164,7 @@ impl Ctx<'_> {
             user: self.user.clone(),
             dry_run,
             warnings: self.warnings.clone(),
+            audit_annotations: self.audit_annotations.clone(),
         }
     }
 }
@@ -1515,6 +1519,7 @@ async fn delete_one(
                 user: ctx.user.clone(),
                 dry_run: opts.dry_run,
                 warnings: ctx.warnings.clone(),
+                audit_annotations: ctx.audit_annotations.clone(),
             })
             .await?;
         let mut next = cur.clone();

@@ -350,7 +350,9 @@ impl Server {
             r.level = Some(level);
             r.omit = omit;
             auditor.emit(&r, "RequestReceived", None, None);
-            if level >= crate::audit::Level::Request {
+            // The record travels on for admission's annotations (and, from the
+            // Request level, the request object).
+            if level > crate::audit::Level::None {
                 capture = Some(rec.clone());
             }
         }
@@ -485,12 +487,30 @@ impl Server {
         };
         // The request object as JSON, whatever it arrived as (kubectl's typed
         // clients send protobuf).
-        if let Some(rec) = capture
+        // As upstream's `LogRequestObject`: a create's event names the object it
+        // carries; from the Request level it holds the object too.
+        if let Some(rec) = &capture
             && !body.is_empty()
-            && let Ok(json) = json_body(&content_type, &body, Some(res.kind))
-            && let Ok(v) = serde_json::from_slice::<Value>(&json)
         {
-            rec.lock().request_object = Some(v);
+            let (wants_object, names_it) = {
+                let r = rec.lock();
+                (
+                    r.level.is_some_and(|l| l >= crate::audit::Level::Request),
+                    r.attrs.verb == "create" && r.attrs.name.is_empty(),
+                )
+            };
+            if (wants_object || names_it)
+                && let Ok(json) = json_body(&content_type, &body, Some(res.kind))
+                && let Ok(v) = serde_json::from_slice::<Value>(&json)
+            {
+                let mut r = rec.lock();
+                if names_it {
+                    r.attrs.name = crate::meta::name(&v).to_owned();
+                }
+                if wants_object {
+                    r.request_object = Some(v);
+                }
+            }
         }
         let target = Target::negotiate(&accept);
         if target == Target::NotAcceptable {
@@ -504,6 +524,7 @@ impl Server {
             user,
             user_agent: &user_agent,
             warnings: Default::default(),
+            audit_annotations: Default::default(),
         };
         if let (Some((headers, on_upgrade)), "Pod") = (upgrade, res.kind) {
             return match crate::nodes::upgrade(&ctx, &method, &headers, on_upgrade).await {
@@ -580,6 +601,12 @@ impl Server {
             };
         }
         let result = dispatch(&ctx, &body, &content_type).await;
+        if let Some(rec) = &capture {
+            let mut r = rec.lock();
+            for (k, v) in ctx.audit_annotations.lock().drain(..) {
+                r.annotations.insert(k, json!(v));
+            }
+        }
         match result {
             Ok(mut reply) => {
                 // Warnings from admission (PodSecurity's warn mode, ...).

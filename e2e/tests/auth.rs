@@ -1567,3 +1567,113 @@ fn webhook_authorization() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Admission's audit annotations reach the audit event: PodSecurity's audit mode
+/// (and the enforced policy), and a ValidatingAdmissionPolicy's Audit action.
+#[test]
+fn admission_annotates_audit_events() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    let log = dir.path().join("audit.log");
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  resources: [{group: '', resources: [pods, configmaps]}]\n- level: None\n",
+    )
+    .unwrap();
+    let s = ApiServer::start_with(&[
+        &format!("--audit-policy-file={}", policy.display()),
+        &format!("--audit-log-path={}", log.display()),
+    ]);
+    s.ok(K, &["create", "namespace", "watched"]);
+    s.ok(
+        K,
+        &[
+            "label",
+            "namespace",
+            "watched",
+            "pod-security.kubernetes.io/audit=restricted",
+        ],
+    );
+    s.ok_stdin(
+        K,
+        &["create", "-n", "watched", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata: {name: root}\nspec:\n  containers: [{name: c, image: busybox, securityContext: {privileged: true}}]\n"),
+    );
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: small-configmaps}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [''], apiVersions: [v1], operations: [CREATE], resources: [configmaps]}
+  validations:
+  - {expression: 'size(object.data) <= 1', message: too many keys}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: small-configmaps-audit}
+spec:
+  policyName: small-configmaps
+  validationActions: [Audit]
+",
+        ),
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "configmap",
+            "big",
+            "--from-literal=a=1",
+            "--from-literal=b=2",
+        ],
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let created = |resource: &str, name: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["verb"] == "create"
+                    && e["objectRef"]["resource"] == resource
+                    && e["objectRef"]["name"] == name
+                    && e["stage"] == "ResponseComplete"
+            })
+            .unwrap_or_else(|| panic!("no event for {resource}/{name}: {events:?}"))
+            .clone()
+    };
+    let pod = created("pods", "root");
+    let a = &pod["annotations"];
+    assert_eq!(
+        a["pod-security.kubernetes.io/enforce-policy"],
+        "privileged:latest"
+    );
+    assert!(
+        a["pod-security.kubernetes.io/audit-violations"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("would violate PodSecurity \"restricted:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"),
+        "{a}"
+    );
+    let cm = created("configmaps", "big");
+    let failures: serde_json::Value = serde_json::from_str(
+        cm["annotations"]["validation.policy.admission.k8s.io/validation_failure"]
+            .as_str()
+            .unwrap_or("null"),
+    )
+    .unwrap();
+    assert_eq!(
+        failures,
+        serde_json::json!([{"message": "too many keys", "policy": "small-configmaps", "binding": "small-configmaps-audit", "expressionIndex": 0, "validationActions": ["Audit"]}])
+    );
+}

@@ -83,6 +83,20 @@ pub struct AdmissionRequest {
     pub dry_run: bool,
     /// Warnings for the client (`Warning` headers on the reply).
     pub warnings: std::sync::Arc<parking_lot::Mutex<Vec<String>>>,
+    /// Audit annotations for the request's audit event (PodSecurity's audit mode,
+    /// a policy's Audit action).
+    pub audit_annotations: std::sync::Arc<parking_lot::Mutex<Vec<(String, String)>>>,
+}
+
+impl AdmissionRequest {
+    /// Records an audit annotation; a key set twice keeps its first value, as
+    /// upstream's `AddAnnotation`.
+    pub fn annotate(&self, key: &str, value: String) {
+        let mut a = self.audit_annotations.lock();
+        if !a.iter().any(|(k, _)| k == key) {
+            a.push((key.to_owned(), value));
+        }
+    }
 }
 
 impl AdmissionRequest {

@@ -11,7 +11,9 @@
 //! Enforcement applies to pods (create, and updates other than the few fields that
 //! may change). Each check is upstream's, with its words; violations are joined the
 //! way upstream's are: `violates PodSecurity "restricted:latest": <check> (<detail>),
-//! ...`. Every version evaluates as `latest`.
+//! ...`. Every version evaluates as `latest`. The audit level's findings go into the
+//! request's audit event as `pod-security.kubernetes.io/audit-violations`, with the
+//! enforced policy (`.../enforce-policy`) or the exemption (`.../exempt`).
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -677,9 +679,13 @@ impl Plugin for PodSecurity {
                     None => return Ok(()),
                 },
             };
-            if self.exempt_users.contains(&req.user.name)
-                || self.exempt_namespaces.contains(&req.namespace)
-            {
+            const EXEMPT: &str = "pod-security.kubernetes.io/exempt";
+            if self.exempt_namespaces.contains(&req.namespace) {
+                req.annotate(EXEMPT, "namespace".into());
+                return Ok(());
+            }
+            if self.exempt_users.contains(&req.user.name) {
+                req.annotate(EXEMPT, "user".into());
                 return Ok(());
             }
             if pod
@@ -687,6 +693,7 @@ impl Plugin for PodSecurity {
                 .and_then(Value::as_str)
                 .is_some_and(|rc| self.exempt_runtime_classes.iter().any(|x| x == rc))
             {
+                req.annotate(EXEMPT, "runtimeClass".into());
                 return Ok(());
             }
             // Updates are checked only when the pod's security-relevant spec changed
@@ -741,9 +748,26 @@ impl Plugin for PodSecurity {
                     ));
                 }
             }
+            // Audit mode: what the audit level finds goes into the audit event.
+            let (audit_level, audit_version) = self.policy(&labels, 2);
+            let found = check(audit_level, &meta, &spec);
+            if !found.is_empty() {
+                req.annotate(
+                    "pod-security.kubernetes.io/audit-violations",
+                    format!(
+                        "would violate PodSecurity \"{}:{audit_version}\": {}",
+                        audit_level.as_str(),
+                        describe(&found)
+                    ),
+                );
+            }
             if template.is_some() {
                 return Ok(());
             }
+            req.annotate(
+                "pod-security.kubernetes.io/enforce-policy",
+                format!("{}:{version}", level.as_str()),
+            );
             let violations = check(level, &meta, &spec);
             if violations.is_empty() {
                 return Ok(());

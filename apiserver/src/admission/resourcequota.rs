@@ -249,6 +249,7 @@ mod tests {
             user: Default::default(),
             dry_run: false,
             warnings: Default::default(),
+            audit_annotations: Default::default(),
         }
     }
 

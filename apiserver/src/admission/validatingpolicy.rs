@@ -17,14 +17,15 @@
 //!   else `failed expression: <expression>`, through the binding's
 //!   `validationActions`: Deny refuses the request (`ValidatingAdmissionPolicy 'p'
 //!   with binding 'b' denied request: ...`, reason Invalid and 422 unless the
-//!   validation names another), Warn adds a `Warning` header, Audit is accepted;
+//!   validation names another), Warn adds a `Warning` header, Audit records upstream's
+//!   `validation.policy.admission.k8s.io/validation_failure` audit annotation;
 //! - an expression that fails to compile or evaluate denies under `failurePolicy:
 //!   Fail` (the default) and is skipped under `Ignore`.
 //!
 //! Expressions see `object`, `oldObject`, `request`, `params`, `namespaceObject`
 //! and `variables`, as upstream's. Not yet: the `authorizer` variable, Kubernetes'
 //! own CEL libraries (quantity, URL, IP, CIDR, regex `find`), type checking into
-//! the policy's status, and audit annotations. Variables are evaluated eagerly, so
+//! the policy's status, and the policy's own `auditAnnotations`. Variables are evaluated eagerly, so
 //! one that fails fails the policy even when no validation uses it.
 
 use std::collections::{BTreeMap, HashMap};
@@ -93,8 +94,8 @@ pub fn to_cel(v: &Value) -> cel::Value {
 pub struct Outcome {
     /// The policy applies (every match condition held).
     pub applies: bool,
-    /// Failed validations: (message, reason).
-    pub failures: Vec<(String, String)>,
+    /// Failed validations: (message, reason, index among the validations).
+    pub failures: Vec<(String, String, usize)>,
     /// An expression that could not be compiled or evaluated.
     pub error: Option<String>,
 }
@@ -172,7 +173,7 @@ impl CelEnv {
                 }
             }
         }
-        for v in list(spec, "validations") {
+        for (index, v) in list(spec, "validations").enumerate() {
             let expr = str_at(v, "expression");
             match self.eval_bool(expr, &vars) {
                 Ok(true) => {}
@@ -198,7 +199,7 @@ impl CelEnv {
                         .and_then(Value::as_str)
                         .unwrap_or("Invalid")
                         .to_owned();
-                    out.failures.push((message, reason));
+                    out.failures.push((message, reason, index));
                 }
                 Err(e) => {
                     out.error = Some(e);
@@ -379,6 +380,15 @@ impl Plugin for ValidatingAdmissionPolicy {
                     message,
                 }
             };
+            let mut audited: Vec<Value> = Vec::new();
+            let record = |audited: &Vec<Value>| {
+                if !audited.is_empty() {
+                    req.annotate(
+                        "validation.policy.admission.k8s.io/validation_failure",
+                        Value::Array(audited.clone()).to_string(),
+                    );
+                }
+            };
             for b in &bindings {
                 let pname = b
                     .pointer("/spec/policyName")
@@ -436,22 +446,34 @@ impl Plugin for ValidatingAdmissionPolicy {
                     let outcome = self.env.evaluate(&spec, vars);
                     if let Some(e) = outcome.error {
                         if fail {
+                            record(&audited);
                             return Err(deny(pname, bname, &e, "Invalid"));
                         }
                         continue;
                     }
-                    for (message, reason) in outcome.failures {
+                    for (message, reason, index) in outcome.failures {
+                        if actions.iter().any(|a| a == "Audit") {
+                            audited.push(json!({
+                                "message": message,
+                                "policy": pname,
+                                "binding": bname,
+                                "expressionIndex": index,
+                                "validationActions": actions,
+                            }));
+                        }
                         if actions.iter().any(|a| a == "Warn") {
                             req.warnings.lock().push(format!(
                                 "Validation failed for ValidatingAdmissionPolicy '{pname}' with binding '{bname}': {message}"
                             ));
                         }
                         if actions.iter().any(|a| a == "Deny") {
+                            record(&audited);
                             return Err(deny(pname, bname, &message, &reason));
                         }
                     }
                 }
             }
+            record(&audited);
             Ok(())
         })
     }
@@ -488,11 +510,12 @@ mod tests {
         assert_eq!(
             out.failures,
             [
-                ("replicas must be at most 3".to_owned(), "Invalid".to_owned()),
-                ("a team label is required".to_owned(), "Forbidden".to_owned()),
+                ("replicas must be at most 3".to_owned(), "Invalid".to_owned(), 0),
+                ("a team label is required".to_owned(), "Forbidden".to_owned(), 1),
                 (
                     "failed expression: object.spec.template.spec.containers.all(c, c.image.startsWith('registry.local/'))".to_owned(),
-                    "Invalid".to_owned()
+                    "Invalid".to_owned(),
+                    2
                 ),
             ]
         );
