@@ -327,12 +327,19 @@ impl Server {
             .get::<component_base::serve::PeerInfo>()
             .cloned();
         let certs = peer.as_ref().map(|p| p.certs.as_slice()).unwrap_or(&[]);
-        let authenticated = self.api.authenticator.authenticate(Credentials {
+        let authenticated = self.api.authenticator.authenticate_request(Credentials {
             headers: req.headers(),
             certs,
         });
         let user = match authenticated {
-            Ok(u) => u,
+            Ok((u, by_proxy)) => {
+                if by_proxy {
+                    self.api
+                        .authenticator
+                        .clear_request_headers(req.headers_mut());
+                }
+                u
+            }
             Err(crate::authn::Unauthenticated::NoCredentials) if public => UserInfo::anonymous(),
             Err(reason) => {
                 tracing::debug!(path, %reason, "unauthenticated request");

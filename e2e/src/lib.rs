@@ -1477,6 +1477,33 @@ pub async fn websocket_ping(port: u16, path: &str, protocol: &str) -> Result<Vec
 /// requests kubectl cannot make, such as one without any credentials (kubectl would
 /// prompt for a password).
 pub fn https_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    https_get_as(port, path, headers, None)
+}
+
+/// [`https_get`], presenting a client certificate and key (PEM files) when given.
+pub fn https_get_as(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    client: Option<(&Path, &Path)>,
+) -> (u16, String) {
+    let config = match client {
+        None => component_base::tls::unverified_client_config(),
+        Some((cert, key)) => {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let certs = component_base::tls::load_certs(cert).expect("client cert");
+            let key = rustls_pemfile::private_key(&mut std::fs::read(key).expect("key").as_slice())
+                .expect("key")
+                .expect("a key");
+            let mut c = rustls::ClientConfig::builder()
+                .dangerous()
+                .with_custom_certificate_verifier(component_base::tls::AnyServerCert::new())
+                .with_client_auth_cert(certs, key)
+                .expect("client auth");
+            c.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(c)
+        }
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1488,7 +1515,7 @@ pub fn https_get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
             .await
             .expect("connect");
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-        let tls = tokio_rustls::TlsConnector::from(component_base::tls::unverified_client_config())
+        let tls = tokio_rustls::TlsConnector::from(config)
             .connect(name, tcp)
             .await
             .expect("tls");

@@ -1677,3 +1677,109 @@ spec:
         serde_json::json!([{"message": "too many keys", "policy": "small-configmaps", "binding": "small-configmaps-audit", "expressionIndex": 0, "validationActions": ["Audit"]}])
     );
 }
+
+/// The front-proxy (requestheader) authenticator: a proxy presenting a certificate
+/// from --requestheader-client-ca-file with an allowed name vouches for the user in
+/// X-Remote-* headers; the same headers from anyone else are ignored.
+#[test]
+fn a_front_proxy_names_the_user_in_headers() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair,
+    };
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "front-proxy-ca");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    std::fs::write(dir.path().join("front-proxy-ca.crt"), ca.pem()).unwrap();
+    let issue = |cn: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &ca).unwrap();
+        let (c, k) = (
+            dir.path().join(format!("{cn}.crt")),
+            dir.path().join(format!("{cn}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    };
+    let proxy = issue("front-proxy-client");
+    let stranger = issue("someone-else");
+    let s = ApiServer::start_with(&[
+        &format!(
+            "--requestheader-client-ca-file={}",
+            dir.path().join("front-proxy-ca.crt").display()
+        ),
+        "--requestheader-allowed-names=front-proxy-client",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+    ]);
+    // (view is aggregated by the controller manager, absent here: a plain role.)
+    s.ok(
+        K,
+        &[
+            "create",
+            "clusterrole",
+            "pod-reader",
+            "--verb=list",
+            "--resource=pods",
+        ],
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "clusterrolebinding",
+            "devs-read",
+            "--clusterrole=pod-reader",
+            "--group=devs",
+        ],
+    );
+    let pods = "/api/v1/namespaces/default/pods";
+    let get = |headers: &[(&str, &str)],
+               client: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        e2e::https_get_as(
+            s.port,
+            pods,
+            headers,
+            client.map(|(c, k)| (c.as_path(), k.as_path())),
+        )
+    };
+    // The proxy names alice: she is who RBAC sees.
+    let (code, body) = get(&[("X-Remote-User", "alice")], Some(&proxy));
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(r#"User \"alice\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""#),
+        "{body}"
+    );
+    // With her group, she may.
+    let (code, body) = get(
+        &[("X-Remote-User", "alice"), ("X-Remote-Group", "devs")],
+        Some(&proxy),
+    );
+    assert_eq!(code, 200, "{body}");
+    // A certificate from the CA with a name not allowed is not a proxy, and not a
+    // client certificate either.
+    let (code, body) = get(
+        &[("X-Remote-User", "alice"), ("X-Remote-Group", "devs")],
+        Some(&stranger),
+    );
+    assert_eq!(code, 401, "{body}");
+    // Without a certificate the headers mean nothing: anonymous.
+    let (code, body) = get(
+        &[("X-Remote-User", "alice"), ("X-Remote-Group", "devs")],
+        None,
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains(r#"User \"system:anonymous\""#), "{body}");
+}

@@ -318,29 +318,49 @@ impl Authenticator {
 
     /// Authenticates a request. `Err` is a 401 (with the reasons, for the log).
     pub fn authenticate(&self, creds: Credentials<'_>) -> Result<UserInfo, Unauthenticated> {
+        self.authenticate_request(creds).map(|(u, _)| u)
+    }
+
+    /// [`Authenticator::authenticate`], also telling whether a front proxy vouched
+    /// for the user (its headers are then removed from the request, as upstream's
+    /// `ClearAuthenticationHeaders`, so that nothing passes them on).
+    pub fn authenticate_request(
+        &self,
+        creds: Credentials<'_>,
+    ) -> Result<(UserInfo, bool), Unauthenticated> {
         let mut errors = Vec::new();
+        if let Some(rh) = &self.request_header {
+            match rh.authenticate(creds) {
+                Ok(Some(u)) => return Ok((Self::finish(u), true)),
+                Ok(None) => {}
+                Err(e) => errors.push(e),
+            }
+        }
         let found = self.identify(creds, &mut errors);
         match found {
-            Some(mut user) => {
-                if !user.in_group(AUTHENTICATED) && user.name != ANONYMOUS {
-                    user.groups.push(AUTHENTICATED.to_owned());
-                }
-                Ok(user)
-            }
-            None if errors.is_empty() && self.anonymous => Ok(UserInfo::anonymous()),
+            Some(user) => Ok((Self::finish(user), false)),
+            None if errors.is_empty() && self.anonymous => Ok((UserInfo::anonymous(), false)),
             None if errors.is_empty() => Err(Unauthenticated::NoCredentials),
             None => Err(Unauthenticated::Rejected(errors.join("; "))),
         }
     }
 
-    fn identify(&self, creds: Credentials<'_>, errors: &mut Vec<String>) -> Option<UserInfo> {
-        if let Some(rh) = &self.request_header {
-            match rh.authenticate(creds) {
-                Ok(Some(u)) => return Some(u),
-                Ok(None) => {}
-                Err(e) => errors.push(e),
-            }
+    /// Every authenticated user is in system:authenticated.
+    fn finish(mut user: UserInfo) -> UserInfo {
+        if !user.in_group(AUTHENTICATED) && user.name != ANONYMOUS {
+            user.groups.push(AUTHENTICATED.to_owned());
         }
+        user
+    }
+
+    /// The headers the front proxy authenticator reads, to remove once it has.
+    pub fn clear_request_headers(&self, headers: &mut http::HeaderMap) {
+        if let Some(rh) = &self.request_header {
+            rh.clear(headers);
+        }
+    }
+
+    fn identify(&self, creds: Credentials<'_>, errors: &mut Vec<String>) -> Option<UserInfo> {
         if let Some(x) = &self.x509 {
             match x.authenticate(creds.certs) {
                 Ok(Some(u)) => return Some(u),

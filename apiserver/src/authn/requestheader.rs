@@ -45,6 +45,31 @@ impl RequestHeader {
         })
     }
 
+    /// Removes the headers it reads (names, uids, groups, extras).
+    pub fn clear(&self, headers: &mut http::HeaderMap) {
+        for h in self
+            .username_headers
+            .iter()
+            .chain(&self.uid_headers)
+            .chain(&self.group_headers)
+        {
+            headers.remove(h.as_str());
+        }
+        let prefixes: Vec<String> = self
+            .extra_prefixes
+            .iter()
+            .map(|p| p.to_ascii_lowercase())
+            .collect();
+        let extras: Vec<http::HeaderName> = headers
+            .keys()
+            .filter(|k| prefixes.iter().any(|p| k.as_str().starts_with(p.as_str())))
+            .cloned()
+            .collect();
+        for k in extras {
+            headers.remove(k);
+        }
+    }
+
     /// The user the proxy names; `Ok(None)` without a proxy certificate or user header.
     pub fn authenticate(&self, creds: Credentials<'_>) -> Result<Option<UserInfo>, String> {
         if !self.ca.verify(creds.certs)? {

@@ -207,6 +207,18 @@ fn front_proxy_headers() {
     assert_eq!(u.name, "carol");
     assert_eq!(u.groups, ["g1", "g2", AUTHENTICATED]);
     assert_eq!(u.extra["scopes/a"], ["s"]);
+    // The proxy's headers are reported, and cleared, once they have been used.
+    let (_, by_proxy) = a
+        .authenticate_request(Credentials {
+            headers: &h,
+            certs: &certs,
+        })
+        .unwrap();
+    assert!(by_proxy);
+    let mut cleared = h.clone();
+    cleared.insert("accept", "application/json".parse().unwrap());
+    a.clear_request_headers(&mut cleared);
+    assert_eq!(cleared.len(), 1, "{cleared:?}");
     // A proxy certificate with a name outside the allowed list is refused.
     let certs = proxy_ca.client("someone-else", &[]);
     assert!(
