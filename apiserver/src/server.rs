@@ -225,6 +225,61 @@ fn is_long_running(info: &RequestInfo) -> bool {
         )
 }
 
+/// Emits a long-running request's ResponseComplete audit event when its response
+/// body is dropped: the watch ended or the client went away.
+struct CompleteOnDrop {
+    auditor: Arc<crate::audit::Auditor>,
+    record: crate::audit::Record,
+    code: u16,
+}
+
+impl Drop for CompleteOnDrop {
+    fn drop(&mut self) {
+        self.auditor
+            .emit(&self.record, "ResponseComplete", Some(self.code), None);
+    }
+}
+
+/// Upstream's `getAuthMethods`: what a request that failed authentication tried.
+fn auth_methods(req: &Request<hyper::body::Incoming>) -> String {
+    let mut methods = Vec::new();
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim();
+    if auth.len() > 6 && auth[..6].eq_ignore_ascii_case("basic ") {
+        methods.push("basic");
+    }
+    let mut parts = auth.split(' ');
+    if parts
+        .next()
+        .is_some_and(|p| p.eq_ignore_ascii_case("bearer"))
+        && parts.next().is_some()
+    {
+        methods.push("bearer");
+    }
+    if Query::parse(req.uri().query())
+        .get("access_token")
+        .is_some_and(|t| !t.trim().is_empty())
+    {
+        methods.push("access_token");
+    }
+    if req
+        .extensions()
+        .get::<component_base::serve::PeerInfo>()
+        .is_some_and(|p| !p.certs.is_empty())
+    {
+        methods.push("x509");
+    }
+    if methods.is_empty() {
+        "Authentication failed, no credentials provided".to_owned()
+    } else {
+        format!("Authentication failed, attempted: {}", methods.join(", "))
+    }
+}
+
 impl Server {
     /// Handles one request, auditing it when `--audit-policy-file` is set.
     pub async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
@@ -253,22 +308,50 @@ impl Server {
             received: crate::meta::rfc3339_micro(std::time::SystemTime::now()),
             ..Default::default()
         }));
-        let long = {
+        let (long, attrs) = {
             let method = req.method().as_str().to_owned();
             let query = Query::parse(req.uri().query());
-            is_long_running(&request::parse(&method, req.uri().path(), &query))
+            let info = request::parse(&method, req.uri().path(), &query);
+            (
+                is_long_running(&info),
+                crate::authz::Attributes::from_request(&info),
+            )
         };
+        let auth_methods = auth_methods(&req);
         let mut resp = self.handle_request(req, Some(rec.clone())).await;
         if let Ok(v) = HeaderValue::from_str(&id) {
             resp.headers_mut().insert("audit-id", v);
         }
-        let r = rec.lock().clone();
+        let mut r = rec.lock().clone();
         let code = resp.status().as_u16();
+        // A request that failed authentication never reached the policy: it is
+        // judged as nobody's, and logged at ResponseStarted with how it tried, as
+        // upstream's `WithFailedAuthenticationAudit`.
+        if r.level.is_none() && code == 401 {
+            let (level, omit) = auditor.policy.evaluate(&UserInfo::default(), &attrs);
+            r.level = Some(level);
+            r.omit = omit;
+            r.attrs = attrs;
+            let status = json!({"kind": "Status", "message": auth_methods});
+            auditor.emit(&r, "ResponseStarted", Some(code), Some(&status));
+            return resp;
+        }
         match r.level {
             None | Some(crate::audit::Level::None) => resp,
             Some(_) if long => {
                 auditor.emit(&r, "ResponseStarted", Some(code), None);
-                resp
+                // ResponseComplete when the stream ends (or the client goes).
+                let done = CompleteOnDrop {
+                    auditor: auditor.clone(),
+                    record: r,
+                    code,
+                };
+                let (parts, body) = resp.into_parts();
+                let body = body.map_frame(move |f| {
+                    let _ = &done;
+                    f
+                });
+                Response::from_parts(parts, Body::new(body))
             }
             Some(level) => {
                 // Error replies are small Status objects; RequestResponse wants the

@@ -1318,6 +1318,42 @@ rules:
             .contains(r#"User "bob" cannot get resource "configmaps""#)
     );
     assert!(!refused["auditID"].as_str().unwrap().is_empty());
+
+    // A failed authentication is logged at ResponseStarted, judged as nobody's.
+    let (code, _) = e2e::https_get(
+        s.port,
+        "/api/v1/namespaces/default/secrets",
+        &[("authorization", "Bearer not-a-token")],
+    );
+    assert_eq!(code, 401);
+    // A watch is logged when it starts and again when it ends.
+    let _ = s.kubectl(K, &["get", "secrets", "--watch", "--request-timeout=1s"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let text = std::fs::read_to_string(&log).unwrap();
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed = events
+        .iter()
+        .find(|e| e["responseStatus"]["code"] == 401)
+        .unwrap_or_else(|| panic!("no 401 in {text}"));
+    assert_eq!(failed["stage"], "ResponseStarted");
+    assert_eq!(
+        failed["responseStatus"]["message"],
+        "Authentication failed, attempted: bearer"
+    );
+    assert_eq!(failed["objectRef"]["resource"], "secrets");
+    let watch_stages: Vec<&str> = events
+        .iter()
+        .filter(|e| e["verb"] == "watch" && e["objectRef"]["resource"] == "secrets")
+        .map(|e| e["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        watch_stages,
+        ["ResponseStarted", "ResponseComplete"],
+        "{text}"
+    );
 }
 
 /// A PEM certificate request for `cn` in `org`, base64-encoded as a CSR object's
