@@ -11,8 +11,9 @@
 //! Enforcement applies to pods (create, and updates other than the few fields that
 //! may change). Each check is upstream's, with its words; violations are joined the
 //! way upstream's are: `violates PodSecurity "restricted:latest": <check> (<detail>),
-//! ...`. Every version evaluates as `latest`. The audit level's findings go into the
-//! request's audit event as `pod-security.kubernetes.io/audit-violations`, with the
+//! ...`. Each check applies from the version upstream introduced it in (a
+//! `-version` label of `v1.22` skips what came later). The audit level's findings go
+//! into the request's audit event as `pod-security.kubernetes.io/audit-violations`, with the
 //! enforced policy (`.../enforce-policy`) or the exemption (`.../exempt`).
 
 use futures::future::BoxFuture;
@@ -95,20 +96,34 @@ const BASELINE_CAPS: &[&str] = &[
     "SYS_CHROOT",
 ];
 
-const SAFE_SYSCTLS: &[&str] = &[
-    "kernel.shm_rmid_forced",
-    "net.ipv4.ip_local_port_range",
-    "net.ipv4.ip_unprivileged_port_start",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.ping_group_range",
-    "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.tcp_keepalive_time",
-    "net.ipv4.tcp_fin_timeout",
-    "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes",
-    "net.ipv4.tcp_rmem",
-    "net.ipv4.tcp_wmem",
+/// Baseline's safe sysctls, with the minor version that allowed each.
+const SAFE_SYSCTLS: &[(&str, u32)] = &[
+    ("kernel.shm_rmid_forced", 0),
+    ("net.ipv4.ip_local_port_range", 0),
+    ("net.ipv4.ip_unprivileged_port_start", 0),
+    ("net.ipv4.tcp_syncookies", 0),
+    ("net.ipv4.ping_group_range", 0),
+    ("net.ipv4.ip_local_reserved_ports", 27),
+    ("net.ipv4.tcp_keepalive_time", 29),
+    ("net.ipv4.tcp_fin_timeout", 29),
+    ("net.ipv4.tcp_keepalive_intvl", 29),
+    ("net.ipv4.tcp_keepalive_probes", 29),
+    ("net.ipv4.tcp_rmem", 32),
+    ("net.ipv4.tcp_wmem", 32),
 ];
+
+/// The latest Pod Security Standards version.
+pub const LATEST: u32 = u32::MAX;
+
+/// A `-version` label's minor version: `v1.<minor>`, `latest` (or anything else, or
+/// a version newer than this server's) as the latest.
+pub fn minor_version(version: &str) -> u32 {
+    version
+        .strip_prefix("v1.")
+        .and_then(|m| m.parse::<u32>().ok())
+        .filter(|m| *m < 33)
+        .unwrap_or(LATEST)
+}
 
 const RESTRICTED_VOLUMES: &[&str] = &[
     "configMap",
@@ -126,7 +141,7 @@ fn sc<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
 }
 
 /// The baseline checks.
-fn baseline(meta: &Value, spec: &Value) -> Vec<Violation> {
+fn baseline(meta: &Value, spec: &Value, minor: u32) -> Vec<Violation> {
     let mut out: Vec<Violation> = Vec::new();
     let cs = containers(spec);
     // HostProcess
@@ -356,7 +371,11 @@ fn baseline(meta: &Value, spec: &Value) -> Vec<Violation> {
         .into_iter()
         .flatten()
         .filter_map(|s| s.get("name").and_then(Value::as_str))
-        .filter(|n| !SAFE_SYSCTLS.contains(n))
+        .filter(|n| {
+            !SAFE_SYSCTLS
+                .iter()
+                .any(|(s, since)| s == n && *since <= minor)
+        })
         .map(str::to_owned)
         .collect();
     if !sysctls.is_empty() {
@@ -553,19 +572,32 @@ fn restricted(spec: &Value) -> Vec<Violation> {
     out
 }
 
-/// The violations of a pod (its metadata and spec) at `level`.
-pub fn check(level: Level, meta: &Value, spec: &Value) -> Vec<Violation> {
-    match level {
+/// The violations of a pod (its metadata and spec) at `level` as of version
+/// `v1.<minor>` ([`LATEST`] for `latest`): the seccomp checks start at 1.19 (older
+/// versions' annotation checks are not evaluated), restricted's capability check
+/// replaces baseline's at 1.22, `runAsUser` starts at 1.23, and the safe sysctls
+/// grow at 1.27, 1.29 and 1.32, as upstream's check registry.
+pub fn check(level: Level, minor: u32, meta: &Value, spec: &Value) -> Vec<Violation> {
+    let mut v = match level {
         Level::Privileged => Vec::new(),
-        Level::Baseline => baseline(meta, spec),
+        Level::Baseline => baseline(meta, spec, minor),
         Level::Restricted => {
-            let mut v = baseline(meta, spec);
-            // Restricted's capability and seccomp checks supersede baseline's.
-            v.retain(|(name, _)| name != "non-default capabilities");
+            let mut v = baseline(meta, spec, minor);
+            // Restricted's capability check supersedes baseline's.
+            if minor >= 22 {
+                v.retain(|(name, _)| name != "non-default capabilities");
+            }
             v.extend(restricted(spec));
             v
         }
-    }
+    };
+    v.retain(|(name, _)| match name.as_str() {
+        "seccompProfile" => minor >= 19,
+        "runAsUser=0" => minor >= 23,
+        "unrestricted capabilities" => minor >= 22,
+        _ => true,
+    });
+    v
 }
 
 /// Upstream's joined violation text.
@@ -739,7 +771,7 @@ impl Plugin for PodSecurity {
             }
             warn_at.dedup();
             for (l, v) in warn_at {
-                let found = check(l, &meta, &spec);
+                let found = check(l, minor_version(&v), &meta, &spec);
                 if !found.is_empty() {
                     req.warnings.lock().push(format!(
                         "would violate PodSecurity \"{}:{v}\": {}",
@@ -750,7 +782,7 @@ impl Plugin for PodSecurity {
             }
             // Audit mode: what the audit level finds goes into the audit event.
             let (audit_level, audit_version) = self.policy(&labels, 2);
-            let found = check(audit_level, &meta, &spec);
+            let found = check(audit_level, minor_version(&audit_version), &meta, &spec);
             if !found.is_empty() {
                 req.annotate(
                     "pod-security.kubernetes.io/audit-violations",
@@ -768,7 +800,7 @@ impl Plugin for PodSecurity {
                 "pod-security.kubernetes.io/enforce-policy",
                 format!("{}:{version}", level.as_str()),
             );
-            let violations = check(level, &meta, &spec);
+            let violations = check(level, minor_version(&version), &meta, &spec);
             if violations.is_empty() {
                 return Ok(());
             }
@@ -791,14 +823,14 @@ mod tests {
     #[test]
     fn restricted_violations_in_upstreams_words() {
         let spec = json!({"containers": [{"name": "c", "image": "busybox"}]});
-        let v = check(Level::Restricted, &json!({}), &spec);
+        let v = check(Level::Restricted, LATEST, &json!({}), &spec);
         assert_eq!(
             describe(&v),
             "allowPrivilegeEscalation != false (container \"c\" must set securityContext.allowPrivilegeEscalation=false), unrestricted capabilities (container \"c\" must set securityContext.capabilities.drop=[\"ALL\"]), runAsNonRoot != true (pod or container \"c\" must set securityContext.runAsNonRoot=true), seccompProfile (pod or container \"c\" must set securityContext.seccompProfile.type to \"RuntimeDefault\" or \"Localhost\")"
         );
         let good = json!({"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
             "containers": [{"name": "c", "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]});
-        assert!(check(Level::Restricted, &json!({}), &good).is_empty());
+        assert!(check(Level::Restricted, LATEST, &json!({}), &good).is_empty());
     }
 
     #[test]
@@ -808,17 +840,41 @@ mod tests {
              "ports": [{"containerPort": 80, "hostPort": 80}]}],
             "volumes": [{"name": "root", "hostPath": {"path": "/"}}]});
         assert_eq!(
-            describe(&check(Level::Baseline, &json!({}), &spec)),
+            describe(&check(Level::Baseline, LATEST, &json!({}), &spec)),
             "host namespaces (hostNetwork=true), privileged (container \"a\" must not set securityContext.privileged=true), non-default capabilities (container \"a\" must not include \"NET_ADMIN\" in securityContext.capabilities.add), hostPath volumes (volume \"root\"), hostPort (container \"a\" uses hostPort 80)"
         );
-        assert!(check(Level::Privileged, &json!({}), &spec).is_empty());
+        assert!(check(Level::Privileged, LATEST, &json!({}), &spec).is_empty());
         assert!(
             check(
                 Level::Baseline,
+                LATEST,
                 &json!({}),
                 &json!({"containers": [{"name": "c"}]})
             )
             .is_empty()
         );
+    }
+
+    #[test]
+    fn checks_apply_from_the_version_that_introduced_them() {
+        assert_eq!(minor_version("latest"), LATEST);
+        assert_eq!(minor_version("v1.22"), 22);
+        assert_eq!(minor_version("v1.99"), LATEST);
+        assert_eq!(minor_version("bogus"), LATEST);
+        let spec = json!({"containers": [{"name": "c", "securityContext": {
+            "runAsUser": 0, "runAsNonRoot": true, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}}}]});
+        let names = |minor| {
+            check(Level::Restricted, minor, &json!({}), &spec)
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(LATEST), ["runAsUser=0", "seccompProfile"]);
+        assert_eq!(names(22), ["seccompProfile"]);
+        assert!(names(18).is_empty());
+        let sysctl = json!({"securityContext": {"sysctls": [{"name": "net.ipv4.tcp_rmem", "value": "1"}]}, "containers": []});
+        assert!(check(Level::Baseline, LATEST, &json!({}), &sysctl).is_empty());
+        assert_eq!(check(Level::Baseline, 31, &json!({}), &sysctl).len(), 1);
     }
 }
