@@ -81,7 +81,7 @@ impl NodeGraph for Pods {
             .cloned()
             .collect()
     }
-    fn claim(&self, _: &str, _: &str) -> Option<Arc<Value>> {
+    fn volume(&self, _: &str) -> Option<Arc<Value>> {
         None
     }
 }

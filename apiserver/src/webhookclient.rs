@@ -44,17 +44,37 @@ pub fn go_errno(e: &std::io::Error) -> String {
     }
 }
 
-/// A TLS client config trusting the PEM certificates in `ca` (none: no roots), with
-/// an optional client certificate and key (PEM).
+/// How a webhook's server certificate is checked.
+pub enum Trust<'a> {
+    /// The PEM certificates given; none given: the system's roots, as upstream's.
+    Ca(&'a [u8]),
+    /// Not at all (a kubeconfig's `insecure-skip-tls-verify`).
+    Insecure,
+}
+
+/// A TLS client config with `trust`, and an optional client certificate and key
+/// (PEM).
 pub fn tls_config(
-    ca: &[u8],
+    trust: Trust<'_>,
     client: Option<(&[u8], &[u8])>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &*ca).flatten() {
-        let _ = roots.add(cert);
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let builder = match trust {
+        Trust::Insecure => rustls::ClientConfig::builder()
+            .dangerous()
+            .with_custom_certificate_verifier(component_base::tls::AnyServerCert::new()),
+        Trust::Ca(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            if ca.is_empty() {
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+            }
+            for cert in rustls_pemfile::certs(&mut &*ca).flatten() {
+                let _ = roots.add(cert);
+            }
+            rustls::ClientConfig::builder().with_root_certificates(roots)
+        }
+    };
     let config = match client {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
@@ -204,6 +224,15 @@ pub fn from_kubeconfig(path: &std::path::Path) -> Result<KubeconfigClient, Strin
     }
     let host = url.host().unwrap_or("").trim_matches(['[', ']']).to_owned();
     let ca = material(&cluster, "certificate-authority")?.unwrap_or_default();
+    let trust = if cluster
+        .get("insecure-skip-tls-verify")
+        .and_then(Value::as_bool)
+        == Some(true)
+    {
+        Trust::Insecure
+    } else {
+        Trust::Ca(&ca)
+    };
     let cert = material(&user, "client-certificate")?;
     let key = material(&user, "client-key")?;
     let client = match (&cert, &key) {
@@ -225,7 +254,7 @@ pub fn from_kubeconfig(path: &std::path::Path) -> Result<KubeconfigClient, Strin
             port: url.port_u16().unwrap_or(443),
             path: path_and_query,
         },
-        tls: tls_config(&ca, client)?,
+        tls: tls_config(trust, client)?,
         token: user.get("token").and_then(Value::as_str).map(str::to_owned),
     })
 }

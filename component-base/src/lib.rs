@@ -12,6 +12,7 @@
 //! - [`quota`]: what an object charges against a ResourceQuota, shared by the
 //!   apiserver's ResourceQuota admission plugin and the controller manager's
 //!   resourcequota controller (upstream's `pkg/quota/v1`).
+//! - [`time`]: RFC 3339 timestamps to Unix seconds.
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
 //! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
 //! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
@@ -25,6 +26,7 @@ pub mod serve;
 pub mod signal;
 pub mod spdy;
 pub mod status;
+pub mod time;
 pub mod tls;
 
 /// Installs the one rustls crypto provider (aws-lc-rs) and a tracing subscriber that

@@ -337,23 +337,35 @@ fn compute_usage(requests: &ResourceList, limits: &ResourceList) -> ResourceList
     out
 }
 
-/// Whether a pod still counts against compute quota: not Succeeded or Failed.
-pub fn pod_is_active(pod: &Value) -> bool {
-    !matches!(
+/// Whether a pod still counts against compute quota, as upstream's `QuotaV1Pod`:
+/// not Succeeded or Failed, and not past its deletion grace period at `now` (Unix
+/// seconds), so that pods stuck terminating on a lost node stop charging.
+pub fn pod_is_active(pod: &Value, now: i64) -> bool {
+    if matches!(
         pod.pointer("/status/phase").and_then(Value::as_str),
         Some("Succeeded" | "Failed")
-    )
+    ) {
+        return false;
+    }
+    let deleted = pod
+        .pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_rfc3339);
+    let grace = pod
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64);
+    !matches!((deleted, grace), (Some(at), Some(g)) if now > at + g)
 }
 
-/// What one object of `group`/`resource` charges.
-pub fn usage(group: &str, resource: &str, obj: &Value) -> ResourceList {
+/// What one object of `group`/`resource` charges at `now` (Unix seconds).
+pub fn usage(group: &str, resource: &str, obj: &Value, now: i64) -> ResourceList {
     let mut out = ResourceList::new();
     out.insert(count_name(group, resource), Amount::count(1));
     if !group.is_empty() {
         return out;
     }
     match resource {
-        "pods" if pod_is_active(obj) => {
+        "pods" if pod_is_active(obj, now) => {
             let requests = pod_resources(obj, "requests", true);
             let limits = pod_resources(obj, "limits", true);
             out = add(&out, &compute_usage(&requests, &limits));
@@ -662,6 +674,8 @@ mod tests {
 
     use super::*;
 
+    const NOW: i64 = 1_800_000_000;
+
     fn list(pairs: &[(&str, &str)]) -> ResourceList {
         pairs
             .iter()
@@ -685,7 +699,7 @@ mod tests {
             ],
             "overhead": {"cpu": "10m"},
         }});
-        let u = usage("", "pods", &p);
+        let u = usage("", "pods", &p, NOW);
         assert_eq!(u["pods"].to_string(), "1");
         assert_eq!(u["count/pods"].to_string(), "1");
         // max(400m, 1) + 10m overhead.
@@ -713,23 +727,34 @@ mod tests {
     }
 
     #[test]
+    fn pods_past_their_deletion_grace_stop_charging() {
+        let mut p = pod(json!([{"name": "a", "resources": {"requests": {"cpu": "1"}}}]));
+        p["metadata"] =
+            json!({"deletionTimestamp": "2027-01-15T08:00:00Z", "deletionGracePeriodSeconds": 30});
+        let at = crate::time::parse_rfc3339("2027-01-15T08:00:00Z").unwrap();
+        assert!(pod_is_active(&p, at + 30));
+        assert!(!pod_is_active(&p, at + 31));
+        assert!(!usage("", "pods", &p, at + 31).contains_key("pods"));
+    }
+
+    #[test]
     fn terminal_pods_only_count_as_objects() {
         let mut p = pod(json!([{"name": "a", "resources": {"requests": {"cpu": "1"}}}]));
         p["status"] = json!({"phase": "Succeeded"});
-        let u = usage("", "pods", &p);
+        let u = usage("", "pods", &p, NOW);
         assert_eq!(u.keys().collect::<Vec<_>>(), ["count/pods"]);
     }
 
     #[test]
     fn services_claims_and_counts() {
         let svc = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}, {"port": 443}]}});
-        let u = usage("", "services", &svc);
+        let u = usage("", "services", &svc, NOW);
         assert_eq!(
             pretty(&u),
             "count/services=1,services=1,services.loadbalancers=1,services.nodeports=2"
         );
         let pvc = json!({"spec": {"storageClassName": "gold", "resources": {"requests": {"storage": "1Gi"}}}});
-        let u = usage("", "persistentvolumeclaims", &pvc);
+        let u = usage("", "persistentvolumeclaims", &pvc, NOW);
         assert_eq!(u["requests.storage"].to_string(), "1Gi");
         assert_eq!(
             u["gold.storageclass.storage.k8s.io/requests.storage"].to_string(),
@@ -740,11 +765,11 @@ mod tests {
             "1"
         );
         assert_eq!(
-            pretty(&usage("", "configmaps", &json!({}))),
+            pretty(&usage("", "configmaps", &json!({}), NOW)),
             "configmaps=1,count/configmaps=1"
         );
         assert_eq!(
-            pretty(&usage("apps", "deployments", &json!({}))),
+            pretty(&usage("apps", "deployments", &json!({}), NOW)),
             "count/deployments.apps=1"
         );
     }

@@ -5,7 +5,8 @@
 //! ```text
 //!  watch resourcequotas ──(new, or spec.hard ≠ status.hard)──┐
 //!  watch pods, services, claims, configmaps, secrets,        ├─▶ queue of quotas ─▶ workers
-//!        replicationcontrollers (deletes, pods ending) ──────┤     (--concurrent-resource-quota-syncs)
+//!        replicationcontrollers (deletes; pods ending; ──────┤     (--concurrent-resource-quota-syncs)
+//!        services' and claims' changes)                      │
 //!  every --resource-quota-sync-period (all quotas) ──────────┘
 //! ```
 //!
@@ -43,6 +44,14 @@ pub struct Controller {
     kinds: Mutex<HashMap<(String, String), Option<ApiResource>>>,
 }
 
+/// The system clock, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// `namespace/name`.
 fn key(q: &ResourceQuota) -> String {
     format!(
@@ -71,9 +80,13 @@ fn same(a: &ResourceList, b: &ResourceList) -> bool {
             .all(|(k, v)| b.get(k).is_some_and(|w| w.nano == v.nano))
 }
 
-/// The status a quota should have, given the objects of each kind in its namespace;
-/// `None` when it already has it.
-pub fn desired_status(q: &Value, objects: &[(String, String, Vec<Value>)]) -> Option<Value> {
+/// The status a quota should have at `now` (Unix seconds), given the objects of each
+/// kind in its namespace; `None` when it already has it.
+pub fn desired_status(
+    q: &Value,
+    objects: &[(String, String, Vec<Value>)],
+    now: i64,
+) -> Option<Value> {
     let spec = q.get("spec").cloned().unwrap_or(Value::Null);
     let hard = quota::parse_list(spec.get("hard"));
     let names: Vec<String> = hard.keys().cloned().collect();
@@ -81,7 +94,7 @@ pub fn desired_status(q: &Value, objects: &[(String, String, Vec<Value>)]) -> Op
     for (group, resource, items) in objects {
         for o in items {
             if quota::matches(&spec, group, resource, o).unwrap_or(false) {
-                let charged = quota::mask(&quota::usage(group, resource, o), &names);
+                let charged = quota::mask(&quota::usage(group, resource, o, now), &names);
                 total = quota::add(&total, &charged);
             }
         }
@@ -151,7 +164,7 @@ impl Controller {
                 .collect();
             objects.push((group, resource, items));
         }
-        let Some(status) = desired_status(&qv, &objects) else {
+        let Some(status) = desired_status(&qv, &objects, unix_now()) else {
             return Ok(());
         };
         let mut updated = qv;
@@ -189,7 +202,9 @@ impl Controller {
 }
 
 /// Watches one kind's deletions (and, for pods, their end) to recount quotas.
-async fn replenish_on<K>(c: Arc<Controller>, client: kube::Client)
+/// With `changes`, every update too (a service's type, a claim's size: what their
+/// usage depends on), as upstream's replenishment for those kinds.
+async fn replenish_on<K>(c: Arc<Controller>, client: kube::Client, changes: bool)
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -204,8 +219,14 @@ where
         .default_backoff()
         .boxed();
     while let Some(ev) = events.next().await {
-        if let Ok(watcher::Event::Delete(o)) = ev {
-            c.replenish(o.metadata.namespace.as_deref().unwrap_or(""));
+        match ev {
+            Ok(watcher::Event::Delete(o)) => {
+                c.replenish(o.metadata.namespace.as_deref().unwrap_or(""));
+            }
+            Ok(watcher::Event::Apply(o)) if changes => {
+                c.replenish(o.metadata.namespace.as_deref().unwrap_or(""));
+            }
+            _ => {}
         }
     }
 }
@@ -254,6 +275,7 @@ pub async fn run(client: kube::Client, workers: usize, sync_period: Duration, me
                     Ok(watcher::Event::Apply(p))
                         if !quota::pod_is_active(
                             &serde_json::to_value(&p).unwrap_or(Value::Null),
+                            unix_now(),
                         ) =>
                     {
                         c.replenish(p.metadata.namespace.as_deref().unwrap_or(""));
@@ -267,11 +289,11 @@ pub async fn run(client: kube::Client, workers: usize, sync_period: Duration, me
         ConfigMap, PersistentVolumeClaim, ReplicationController, Secret, Service,
     };
     let others = futures::future::join5(
-        replenish_on::<Service>(c.clone(), client.clone()),
-        replenish_on::<PersistentVolumeClaim>(c.clone(), client.clone()),
-        replenish_on::<ConfigMap>(c.clone(), client.clone()),
-        replenish_on::<Secret>(c.clone(), client.clone()),
-        replenish_on::<ReplicationController>(c.clone(), client.clone()),
+        replenish_on::<Service>(c.clone(), client.clone(), true),
+        replenish_on::<PersistentVolumeClaim>(c.clone(), client.clone(), true),
+        replenish_on::<ConfigMap>(c.clone(), client.clone(), false),
+        replenish_on::<Secret>(c.clone(), client.clone(), false),
+        replenish_on::<ReplicationController>(c.clone(), client.clone(), false),
     );
     let resync = {
         let c = c.clone();
@@ -312,7 +334,7 @@ mod tests {
             ("".to_owned(), "pods".to_owned(), pods),
             ("apps".to_owned(), "deployments".to_owned(), vec![json!({})]),
         ];
-        let status = desired_status(&q(json!({})), &objects).unwrap();
+        let status = desired_status(&q(json!({})), &objects, 0).unwrap();
         assert_eq!(
             status,
             json!({
@@ -321,7 +343,7 @@ mod tests {
             })
         );
         // Written once: the same status is not written again.
-        assert!(desired_status(&q(status), &objects).is_none());
+        assert!(desired_status(&q(status), &objects, 0).is_none());
     }
 
     #[test]
@@ -345,7 +367,8 @@ mod tests {
             json!({"spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}}),
             json!({"spec": {"containers": [{"name": "c"}]}}),
         ];
-        let status = desired_status(&scoped, &[("".to_owned(), "pods".to_owned(), pods)]).unwrap();
+        let status =
+            desired_status(&scoped, &[("".to_owned(), "pods".to_owned(), pods)], 0).unwrap();
         assert_eq!(status["used"]["pods"], "1");
         assert_eq!(status["used"]["requests.cpu"], "0");
     }

@@ -863,4 +863,32 @@ spec:
         K,
         &["create", "secret", "generic", "other", "--from-literal=a=b"],
     );
+    // A policy that refuses everything still cannot lock policies themselves.
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {name: deny-all}
+spec:
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: ["*"], apiVersions: ["*"], operations: ["*"], resources: ["*"]}
+  validations: [{expression: "false", message: closed}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {name: deny-all}
+spec: {policyName: deny-all, validationActions: [Deny]}
+"#,
+        ),
+    );
+    let e = s.fails(K, &["create", "configmap", "blocked"], None);
+    assert!(e.contains("denied request: closed"), "{e}");
+    s.ok(
+        K,
+        &["delete", "validatingadmissionpolicybinding", "deny-all"],
+    );
+    s.ok(K, &["create", "configmap", "open"]);
 }

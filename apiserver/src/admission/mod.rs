@@ -89,6 +89,22 @@ pub struct AdmissionRequest {
 }
 
 impl AdmissionRequest {
+    /// Upstream's `IsExemptAdmissionConfigurationResource`: webhooks and policies
+    /// never see writes to webhook configurations and policies themselves, so that
+    /// a broken one can always be fixed.
+    pub fn is_admission_configuration(&self) -> bool {
+        self.resource.group == "admissionregistration.k8s.io"
+            && matches!(
+                self.resource.kind,
+                "ValidatingWebhookConfiguration"
+                    | "MutatingWebhookConfiguration"
+                    | "ValidatingAdmissionPolicy"
+                    | "ValidatingAdmissionPolicyBinding"
+                    | "MutatingAdmissionPolicy"
+                    | "MutatingAdmissionPolicyBinding"
+            )
+    }
+
     /// Records an audit annotation; a key set twice keeps its first value, as
     /// upstream's `AddAnnotation`.
     pub fn annotate(&self, key: &str, value: String) {

@@ -128,10 +128,11 @@ impl ResourceQuota {
 /// The usage this request adds: the object's, less the old object's on update.
 fn delta(req: &AdmissionRequest, obj: &Value) -> ResourceList {
     let (group, plural) = (req.resource.group, req.resource.plural);
-    let new = quota::usage(group, plural, obj);
+    let now = crate::meta::unix_now();
+    let new = quota::usage(group, plural, obj, now);
     let mut delta = match (&req.operation, &req.old_object) {
         (Operation::Update, Some(old)) => {
-            quota::subtract_non_negative(&new, &quota::usage(group, plural, old))
+            quota::subtract_non_negative(&new, &quota::usage(group, plural, old, now))
         }
         _ => new,
     };

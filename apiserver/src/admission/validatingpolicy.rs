@@ -360,6 +360,9 @@ impl Plugin for ValidatingAdmissionPolicy {
         req: &'a AdmissionRequest,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
+            if req.is_admission_configuration() {
+                return Ok(());
+            }
             let group = "admissionregistration.k8s.io";
             let policies = cached_all(api, group, "v1", "validatingadmissionpolicies");
             if policies.is_empty() {

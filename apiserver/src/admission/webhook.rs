@@ -8,7 +8,8 @@
 //!   the namespace's labels and its `objectSelector` the object's (or old object's).
 //! - Calls go to `clientConfig.url`, or to a ready endpoint of `clientConfig.service`
 //!   with the service's DNS name as TLS server name (upstream's aggregator routing),
-//!   trusting `caBundle`, within `timeoutSeconds` (10 by default).
+//!   trusting `caBundle` (the system roots without one), within `timeoutSeconds` (10
+//!   by default).
 //! - A refusal is upstream's `admission webhook "<name>" denied the request: ...`; a
 //!   failed call is an internal error under `failurePolicy: Fail` and skipped under
 //!   `Ignore`; a dry run is refused by webhooks that may have side effects.
@@ -226,7 +227,7 @@ async fn call(api: &Api, webhook: &Value, review: &Value) -> Result<Value, Strin
             .map_err(|e| format!("invalid caBundle: {e}"))?,
         None => Vec::new(),
     };
-    let tls = crate::webhookclient::tls_config(&ca, None)?;
+    let tls = crate::webhookclient::tls_config(crate::webhookclient::Trust::Ca(&ca), None)?;
     // Upstream's client tells the webhook its deadline in the query.
     let sep = if path.contains('?') { '&' } else { '?' };
     let target = crate::webhookclient::Target {
@@ -409,7 +410,7 @@ impl Plugin for Webhooks {
     ) -> BoxFuture<'a, Result<Option<Value>, ApiError>> {
         Box::pin(async move {
             let mut obj = req.object.clone();
-            if self.kind != Kind::Mutating {
+            if self.kind != Kind::Mutating || req.is_admission_configuration() {
                 return Ok(obj);
             }
             let hooks: Vec<Value> = webhooks(api, self.kind)
@@ -446,7 +447,7 @@ impl Plugin for Webhooks {
         req: &'a AdmissionRequest,
     ) -> BoxFuture<'a, Result<(), ApiError>> {
         Box::pin(async move {
-            if self.kind != Kind::Validating {
+            if self.kind != Kind::Validating || req.is_admission_configuration() {
                 return Ok(());
             }
             for wh in webhooks(api, self.kind) {

@@ -24,28 +24,26 @@ pub const NODES: &str = "system:nodes";
 pub trait NodeGraph: Send + Sync {
     /// The pods bound to `node`.
     fn pods_on(&self, node: &str) -> Vec<Arc<Value>>;
-    /// One PersistentVolumeClaim.
-    fn claim(&self, namespace: &str, name: &str) -> Option<Arc<Value>>;
+    /// One PersistentVolume.
+    fn volume(&self, name: &str) -> Option<Arc<Value>>;
 }
 
 /// The watch caches as a [`NodeGraph`].
 pub struct CacheGraph {
     pods: Option<Arc<crate::cache::WatchCache>>,
-    claims: Option<Arc<crate::cache::WatchCache>>,
-    claims_prefix: String,
+    volumes: Option<Arc<crate::cache::WatchCache>>,
+    volumes_prefix: String,
 }
 
 impl CacheGraph {
     /// Reads from `registry`'s caches.
     pub fn new(registry: &Registry) -> CacheGraph {
         let pods = catalog().get("", "v1", "pods").expect("pods");
-        let claims = catalog()
-            .get("", "v1", "persistentvolumeclaims")
-            .expect("pvcs");
+        let volumes = catalog().get("", "v1", "persistentvolumes").expect("pvs");
         CacheGraph {
             pods: registry.cache(pods),
-            claims: registry.cache(claims),
-            claims_prefix: registry.collection(claims, None),
+            volumes: registry.cache(volumes),
+            volumes_prefix: registry.collection(volumes, None),
         }
     }
 }
@@ -60,10 +58,10 @@ impl NodeGraph for CacheGraph {
             .filter(|p| p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node))
             .collect()
     }
-    fn claim(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        self.claims
+    fn volume(&self, name: &str) -> Option<Arc<Value>> {
+        self.volumes
             .as_ref()?
-            .get(&format!("{}{namespace}/{name}", self.claims_prefix))
+            .get(&format!("{}{name}", self.volumes_prefix))
     }
 }
 
@@ -179,18 +177,22 @@ impl NodeAuthorizer {
         let pods = self.graph.pods_on(node);
         let in_ns = |p: &&Arc<Value>| crate::meta::namespace(p) == a.namespace;
         match kind {
-            "PersistentVolume" => pods.iter().any(|p| {
-                pod_refs(p, "PersistentVolumeClaim").iter().any(|c| {
-                    self.graph
-                        .claim(crate::meta::namespace(p), c)
-                        .and_then(|c| {
-                            c.pointer("/spec/volumeName")
-                                .and_then(Value::as_str)
-                                .map(|v| v == a.name)
-                        })
-                        .unwrap_or(false)
-                })
-            }),
+            // Upstream's graph links a volume to the claim its `claimRef` names (not
+            // the claim's `volumeName`), and the claim to the pods that use it.
+            "PersistentVolume" => {
+                let Some(pv) = self.graph.volume(&a.name) else {
+                    return false;
+                };
+                let at = |p: &str| pv.pointer(p).and_then(Value::as_str).unwrap_or("");
+                let (ns, claim) = (at("/spec/claimRef/namespace"), at("/spec/claimRef/name"));
+                !claim.is_empty()
+                    && pods.iter().any(|p| {
+                        crate::meta::namespace(p) == ns
+                            && pod_refs(p, "PersistentVolumeClaim")
+                                .iter()
+                                .any(|c| c == claim)
+                    })
+            }
             _ => pods
                 .iter()
                 .filter(in_ns)

@@ -32,9 +32,15 @@ impl NodeGraph for Pods {
             .map(Arc::new)
             .collect()
     }
-    fn claim(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
-        (namespace == "dev" && name == "data")
-            .then(|| Arc::new(json!({"spec": {"volumeName": "pv1"}})))
+    fn volume(&self, name: &str) -> Option<Arc<Value>> {
+        let claim = match name {
+            "pv1" => "data",
+            "pv2" => "other",
+            _ => return None,
+        };
+        Some(Arc::new(
+            json!({"spec": {"claimRef": {"namespace": "dev", "name": claim}}}),
+        ))
     }
 }
 
@@ -149,6 +155,10 @@ fn kubelets_reach_only_what_their_pods_use() {
     }
     let pv = Attributes::resource("get", "", "persistentvolumes", "", "pv1");
     assert!(a.authorize(&n1, &pv).allowed());
+    assert!(!a.authorize(&n2, &pv).allowed());
+    // A volume bound to a claim no pod of the node uses is out of reach.
+    let other = Attributes::resource("get", "", "persistentvolumes", "", "pv2");
+    assert!(!a.authorize(&n1, &other).allowed());
     let e = a
         .check(
             &n2,
