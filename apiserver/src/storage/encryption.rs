@@ -402,8 +402,9 @@ impl EncryptionConfig {
 }
 
 /// Which providers each key falls under: the storage paths of the built-in resources
-/// (longest first) with their rule, and the `*.*` rule for everything else (custom
-/// resources).
+/// (longest first) with their rule; custom resources (stored at
+/// `<prefix>/<group>/<plural>/`, a group always with a dot) by the rule naming
+/// `<plural>.<group>`, `*.<group>` or `*.*`; anything else by `*.*`.
 struct Routes {
     config: EncryptionConfig,
     prefix: String,
@@ -443,11 +444,20 @@ impl Routes {
         if !k.starts_with(&self.prefix) {
             return None;
         }
+        let custom = || {
+            let mut parts = k[self.prefix.len()..].trim_start_matches('/').split('/');
+            let (group, plural) = (parts.next()?, parts.next()?);
+            if !group.contains('.') {
+                return None;
+            }
+            self.config.rule_for(group, plural)
+        };
         let rule = self
             .table
             .iter()
             .find(|(p, _)| k.starts_with(p.as_str()))
             .map(|(_, i)| *i)
+            .or_else(custom)
             .or(self.wildcard)?;
         Some(self.config.rules[rule].providers.as_slice())
     }

@@ -178,6 +178,33 @@ async fn watches_see_plaintext() {
     }
 }
 
+#[tokio::test]
+async fn custom_resources_are_named_by_plural_and_group() {
+    let c = EncryptionConfig::parse(&format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [widgets.example.com, '*.stable.example.org']\n  providers:\n  - aescbc:\n      keys:\n      - {{name: key1, secret: '{K1}'}}\n"
+    ))
+    .unwrap();
+    let inner = Arc::new(MemoryKv::new());
+    let e = kv(&inner, c);
+    for (key, sealed) in [
+        (&b"/registry/example.com/widgets/default/w"[..], true),
+        (b"/registry/stable.example.org/crontabs/default/c", true),
+        (b"/registry/example.com/gadgets/default/g", false),
+        (b"/registry/secrets/default/s", false),
+    ] {
+        e.create(key, PLAIN.to_vec()).await.unwrap();
+        assert_eq!(
+            raw(&inner, key)
+                .await
+                .starts_with(b"k8s:enc:aescbc:v1:key1:"),
+            sealed,
+            "{}",
+            String::from_utf8_lossy(key)
+        );
+        assert_eq!(e.get(key).await.unwrap().0.unwrap().value, PLAIN);
+    }
+}
+
 #[test]
 fn bad_configurations_are_refused_in_upstreams_words() {
     let err = |p: &str| {
