@@ -90,6 +90,30 @@ pub fn tls_config(
     Ok(Arc::new(config))
 }
 
+/// A failed call: upstream's text, and whether it is worth retrying.
+#[derive(Debug)]
+pub struct CallError {
+    /// `Post "https://...": ...`.
+    pub message: String,
+    /// The answer's status code, when the server answered.
+    pub status: Option<u16>,
+    /// The connection was reset.
+    pub reset: bool,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl CallError {
+    /// Upstream's `DefaultShouldRetry`: a reset connection, or a 500, 504 or 429.
+    pub fn should_retry(&self) -> bool {
+        self.reset || matches!(self.status, Some(500 | 504 | 429))
+    }
+}
+
 /// POSTs `body` to the target; returns the JSON answer.
 pub async fn post_json(
     target: &Target,
@@ -97,7 +121,9 @@ pub async fn post_json(
     bearer: Option<&str>,
     body: &Value,
     timeout: Duration,
-) -> Result<Value, String> {
+) -> Result<Value, CallError> {
+    let status = std::sync::atomic::AtomicU16::new(0);
+    let reset = std::sync::atomic::AtomicBool::new(false);
     let Target {
         host,
         port,
@@ -111,9 +137,13 @@ pub async fn post_json(
         } else {
             format!("{host}:{port}")
         };
-        let tcp = tokio::net::TcpStream::connect(&addr)
-            .await
-            .map_err(|e| format!("dial tcp {addr}: connect: {}", go_errno(&e)))?;
+        let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| {
+            reset.store(
+                e.kind() == std::io::ErrorKind::ConnectionReset,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            format!("dial tcp {addr}: connect: {}", go_errno(&e))
+        })?;
         let name = rustls::pki_types::ServerName::try_from(server_name.clone())
             .map_err(|e| e.to_string())?;
         let stream = tokio_rustls::TlsConnector::from(tls)
@@ -137,25 +167,35 @@ pub async fn post_json(
                 serde_json::to_vec(body).unwrap_or_default(),
             )))
             .map_err(|e| e.to_string())?;
-        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
+        let resp = sender.send_request(req).await.map_err(|e| {
+            reset.store(true, std::sync::atomic::Ordering::Relaxed);
+            e.to_string()
+        })?;
+        let code = resp.status();
+        status.store(code.as_u16(), std::sync::atomic::Ordering::Relaxed);
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| e.to_string())?
             .to_bytes();
-        if !status.is_success() {
+        if !code.is_success() {
             return Err(format!(
                 "the server responded with the status code {} but did not return more information",
-                status.as_u16()
+                code.as_u16()
             ));
         }
         serde_json::from_slice::<Value>(&body).map_err(|e| format!("decoding the response: {e}"))
     };
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r.map_err(|e| format!("Post {url:?}: {e}")),
-        Err(_) => Err(format!("Post {url:?}: context deadline exceeded")),
+    let result = tokio::time::timeout(timeout, fut).await;
+    let error = |message: String| CallError {
+        message,
+        status: Some(status.load(std::sync::atomic::Ordering::Relaxed)).filter(|s| *s != 0),
+        reset: reset.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    match result {
+        Ok(r) => r.map_err(|e| error(format!("Post {url:?}: {e}"))),
+        Err(_) => Err(error(format!("Post {url:?}: context deadline exceeded"))),
     }
 }
 
@@ -257,4 +297,47 @@ pub fn from_kubeconfig(path: &std::path::Path) -> Result<KubeconfigClient, Strin
         tls: tls_config(trust, client)?,
         token: user.get("token").and_then(Value::as_str).map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let e = |status: Option<u16>, reset: bool| CallError {
+            message: String::new(),
+            status,
+            reset,
+        };
+        assert!(e(Some(500), false).should_retry());
+        assert!(e(Some(429), false).should_retry());
+        assert!(e(Some(504), false).should_retry());
+        assert!(e(None, true).should_retry());
+        assert!(!e(Some(403), false).should_retry());
+        assert!(!e(None, false).should_retry());
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_worded_as_go_words_it() {
+        let port = component_base::bench::free_port();
+        let target = Target {
+            host: "127.0.0.1".into(),
+            port,
+            server_name: "127.0.0.1".into(),
+            path: "/authorize".into(),
+        };
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let tls = tls_config(Trust::Ca(b"-"), None).unwrap();
+        let e = post_json(&target, tls, None, &Value::Null, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "Post \"https://127.0.0.1:{port}/authorize\": dial tcp 127.0.0.1:{port}: connect: connection refused"
+            )
+        );
+        assert!(!e.should_retry());
+    }
 }

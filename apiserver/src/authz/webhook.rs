@@ -25,6 +25,8 @@ use crate::webhookclient::KubeconfigClient;
 
 /// How long one review may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// How many times a transient failure is tried.
+const RETRIES: u32 = 5;
 
 /// The webhook mode.
 pub struct WebhookAuthorizer {
@@ -130,13 +132,31 @@ impl WebhookAuthorizer {
             "kind": "SubjectAccessReview",
             "spec": spec,
         });
-        let call = crate::webhookclient::post_json(
-            &self.client.target,
-            self.client.tls.clone(),
-            self.client.token.as_deref(),
-            &review,
-            TIMEOUT,
-        );
+        // Upstream's `DefaultAuthWebhookRetryBackoff`: 500ms, ×1.5, ±20% jitter, 5
+        // tries, for transient failures only.
+        let call = async {
+            let mut delay = 0.5_f64;
+            let mut attempt = 1;
+            loop {
+                match crate::webhookclient::post_json(
+                    &self.client.target,
+                    self.client.tls.clone(),
+                    self.client.token.as_deref(),
+                    &review,
+                    TIMEOUT,
+                )
+                .await
+                {
+                    Err(e) if e.should_retry() && attempt < RETRIES => {
+                        let jitter = 1.0 + rand::random_range(-0.2..0.2);
+                        tokio::time::sleep(Duration::from_secs_f64(delay * jitter)).await;
+                        delay *= 1.5;
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
+        };
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
                 tokio::task::block_in_place(|| h.block_on(call))
