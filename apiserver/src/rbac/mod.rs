@@ -492,25 +492,20 @@ fn go_quoted(v: &[String]) -> String {
     )
 }
 
-/// A rule as upstream's `CompactString` prints it: `{APIGroups:[""], Resources:["pods"], Verbs:["get"]}`.
+/// A rule as upstream's `CompactString` prints it, each list with Go's `%q`:
+/// `{APIGroups:[""], Resources:["pods"], Verbs:["get" "list"]}`.
 pub fn compact(rule: &Value) -> String {
     let mut parts = Vec::new();
     for (k, label) in [
         ("apiGroups", "APIGroups"),
         ("resources", "Resources"),
-        ("resourceNames", "ResourceNames"),
         ("nonResourceURLs", "NonResourceURLs"),
+        ("resourceNames", "ResourceNames"),
         ("verbs", "Verbs"),
     ] {
         let v = crate::meta::strings(rule, k);
         if !v.is_empty() {
-            parts.push(format!(
-                "{label}:[{}]",
-                v.iter()
-                    .map(|s| format!("{s:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            parts.push(format!("{label}:{}", go_quoted(&v)));
         }
     }
     format!("{{{}}}", parts.join(", "))

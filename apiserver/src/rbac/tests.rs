@@ -227,6 +227,13 @@ fn covering_rules() {
         compact(&missing[0]),
         r#"{APIGroups:[""], Resources:["pods"], Verbs:["*"]}"#
     );
+    // Go's %q of a list separates with spaces; names come after URLs.
+    assert_eq!(
+        compact(
+            &json!({"apiGroups": ["", "apps"], "resources": ["pods"], "resourceNames": ["a"], "verbs": ["get", "list"]})
+        ),
+        r#"{APIGroups:["" "apps"], Resources:["pods"], ResourceNames:["a"], Verbs:["get" "list"]}"#
+    );
     assert!(!covers(
         &owner,
         &[json!({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})]
