@@ -892,3 +892,67 @@ spec: {policyName: deny-all, validationActions: [Deny]}
     );
     s.ok(K, &["create", "configmap", "open"]);
 }
+
+/// ResourceQuotaConfiguration's limitedResources: consuming cpu needs a quota that
+/// covers it, even in a namespace without any.
+#[test]
+fn limited_resources_need_a_covering_quota() {
+    if !have_kubectl() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("admission.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n- name: ResourceQuota\n  configuration:\n    apiVersion: apiserver.config.k8s.io/v1\n    kind: ResourceQuotaConfiguration\n    limitedResources:\n    - resource: pods\n      matchContains: [cpu]\n",
+    )
+    .unwrap();
+    let s = ApiServer::start_with(&[&format!(
+        "--admission-control-config-file={}",
+        config.display()
+    )]);
+    let pod = |name: &str, resources: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  containers: [{{name: c, image: busybox, resources: {resources}}}]\n"
+        )
+    };
+    let e = s.fails(
+        K,
+        &["create", "-f", "-"],
+        Some(&pod("hungry", "{requests: {cpu: 100m}}")),
+    );
+    assert!(
+        e.contains(
+            r#"pods "hungry" is forbidden: insufficient quota to consume: cpu,requests.cpu"#
+        ),
+        "{e}"
+    );
+    // What consumes no cpu needs no quota.
+    s.ok_stdin(K, &["create", "-f", "-"], Some(&pod("light", "{}")));
+    // A counted quota covering cpu lets it in, and is charged.
+    s.ok(
+        K,
+        &["create", "quota", "cpu", "--hard=cpu=1,requests.cpu=1"],
+    );
+    s.ok(
+        K,
+        &[
+            "patch",
+            "quota",
+            "cpu",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"hard":{"cpu":"1","requests.cpu":"1"},"used":{"cpu":"0","requests.cpu":"0"}}}"#,
+        ],
+    );
+    s.ok_stdin(
+        K,
+        &["create", "-f", "-"],
+        Some(&pod("hungry", "{requests: {cpu: 100m}}")),
+    );
+    assert_eq!(
+        s.ok(K, &["get", "quota", "cpu", "-o", "jsonpath={.status.used}"]),
+        r#"{"cpu":"100m","requests.cpu":"100m"}"#
+    );
+}

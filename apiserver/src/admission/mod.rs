@@ -370,7 +370,10 @@ impl Chain {
                     validatingpolicy::ValidatingAdmissionPolicy::default(),
                 )),
                 "ValidatingAdmissionWebhook" => Some(Box::new(webhook::Webhooks::validating())),
-                "ResourceQuota" => Some(Box::new(resourcequota::ResourceQuota::default())),
+                "ResourceQuota" => Some(Box::new(
+                    resourcequota::ResourceQuota::new(&config("ResourceQuota"))
+                        .map_err(ConfigError::File)?,
+                )),
                 other => {
                     missing.push(other);
                     None

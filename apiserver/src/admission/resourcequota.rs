@@ -12,7 +12,10 @@
 //! - `exceeded quota: <q>, requested: ..., used: ..., limited: ...`.
 //!
 //! Limits are read from `status.hard`, as upstream's: a quota the resourcequota
-//! controller has not yet counted limits nothing.
+//! controller has not yet counted limits nothing. A `ResourceQuotaConfiguration`
+//! (`--admission-control-config-file`) may name `limitedResources`: consuming them
+//! then needs a covering quota (`insufficient quota to consume: ...`), even in a
+//! namespace without any; its `matchScopes` are not read yet.
 //!
 //! Charging is atomic: the check and the `status.used` increments happen under a
 //! per-namespace lock, and each quota is written with its resourceVersion as a
@@ -43,6 +46,7 @@ const RETRIES: usize = 3;
 #[derive(Default)]
 pub struct ResourceQuota {
     namespaces: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    limited: Vec<LimitedResource>,
 }
 
 /// The charge for one quota: its new `status.used`, and the object to write.
@@ -51,15 +55,20 @@ struct Charge {
     rv: u64,
 }
 
-/// Checks `delta` against every quota that applies; returns the writes to make.
+/// Checks `delta` against every quota that applies, as upstream's `checkRequest`:
+/// first each selecting quota's constraints and counted status, then that the
+/// `limited` resources (ResourceQuotaConfiguration's `limitedResources` this object
+/// consumes) are all covered by some quota, then the limits. Returns the writes.
 fn check(
     req: &AdmissionRequest,
     quotas: &[Value],
     obj: &Value,
     delta: &ResourceList,
+    limited: &[String],
 ) -> Result<Vec<Charge>, ApiError> {
     let (group, plural) = (req.resource.group, req.resource.plural);
-    let mut charges = Vec::new();
+    let mut interesting = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
     for q in quotas {
         let name = crate::meta::name(q);
         let spec = q.get("spec").cloned().unwrap_or(Value::Null);
@@ -71,9 +80,6 @@ fn check(
         let hard = quota::parse_list(q.pointer("/status/hard"));
         let hard_names: Vec<String> = hard.keys().cloned().collect();
         let restricted = quota::matching_resources(group, plural, &hard_names);
-        if restricted.is_empty() {
-            continue;
-        }
         quota::constraints(group, plural, &restricted, obj)
             .map_err(|e| forbidden(req, &format!("failed quota: {name}: {e}")))?;
         let used = quota::parse_list(q.pointer("/status/used"));
@@ -88,6 +94,25 @@ fn check(
                 ),
             ));
         }
+        if restricted.is_empty() {
+            continue;
+        }
+        covered.extend(restricted.iter().cloned());
+        interesting.push((q, hard, used, restricted));
+    }
+    let mut uncovered: Vec<&String> = limited.iter().filter(|l| !covered.contains(*l)).collect();
+    if !uncovered.is_empty() {
+        uncovered.sort();
+        uncovered.dedup();
+        let names: Vec<&str> = uncovered.iter().map(|s| s.as_str()).collect();
+        return Err(forbidden(
+            req,
+            &format!("insufficient quota to consume: {}", names.join(",")),
+        ));
+    }
+    let mut charges = Vec::new();
+    for (q, hard, used, restricted) in interesting {
+        let name = crate::meta::name(q);
         let requested = quota::mask(delta, &restricted);
         if quota::is_zero(&requested) {
             continue;
@@ -115,7 +140,78 @@ fn check(
     Ok(charges)
 }
 
+/// ResourceQuotaConfiguration's `limitedResources`: consuming a resource whose name
+/// contains one of `match_contains` needs a covering quota.
+#[derive(Clone, Debug, Default)]
+pub struct LimitedResource {
+    /// The API group ("" for core).
+    pub api_group: String,
+    /// The resource (plural).
+    pub resource: String,
+    /// Substrings of resource names.
+    pub match_contains: Vec<String>,
+}
+
+/// Reads the plugin's configuration (`ResourceQuotaConfiguration`, any of its API
+/// versions); `Null` is none.
+pub fn parse_config(config: &Value) -> Result<Vec<LimitedResource>, String> {
+    if config.is_null() {
+        return Ok(Vec::new());
+    }
+    if config.get("kind").and_then(Value::as_str) != Some("ResourceQuotaConfiguration") {
+        return Err("ResourceQuota: configuration kind must be ResourceQuotaConfiguration".into());
+    }
+    Ok(config
+        .get("limitedResources")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|l| LimitedResource {
+            api_group: l
+                .get("apiGroup")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            resource: l
+                .get("resource")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            match_contains: crate::meta::strings(l, "matchContains"),
+        })
+        .collect())
+}
+
+/// Upstream's `limitedByDefault`: the resources the object consumes (a positive
+/// amount) that a limited resource names.
+fn limited_by_default(
+    limits: &[LimitedResource],
+    req: &AdmissionRequest,
+    usage: &ResourceList,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in limits
+        .iter()
+        .filter(|l| l.api_group == req.resource.group && l.resource == req.resource.plural)
+    {
+        for (name, amount) in usage {
+            if amount.nano > 0 && l.match_contains.iter().any(|m| name.contains(m.as_str())) {
+                out.push(name.clone());
+            }
+        }
+    }
+    out
+}
+
 impl ResourceQuota {
+    /// With the `--admission-control-config-file` configuration.
+    pub fn new(config: &Value) -> Result<Self, String> {
+        Ok(ResourceQuota {
+            limited: parse_config(config)?,
+            ..Default::default()
+        })
+    }
+
     fn lock(&self, ns: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.namespaces
             .lock()
@@ -187,11 +283,22 @@ impl Plugin for ResourceQuota {
                 .iter()
                 .map(|q| crate::meta::name(q).to_owned())
                 .collect();
-            if names.is_empty() {
+            // Limited resources need a covering quota even where there is none.
+            let limited = limited_by_default(
+                &self.limited,
+                req,
+                &quota::usage(
+                    req.resource.group,
+                    req.resource.plural,
+                    obj,
+                    crate::meta::unix_now(),
+                ),
+            );
+            if names.is_empty() && limited.is_empty() {
                 return Ok(());
             }
             let delta = delta(req, obj);
-            if quota::is_zero(&delta) {
+            if quota::is_zero(&delta) && limited.is_empty() {
                 return Ok(());
             }
             let lock = self.lock(&req.namespace);
@@ -207,7 +314,7 @@ impl Plugin for ResourceQuota {
                         Err(e) => return Err(e),
                     }
                 }
-                let charges = check(req, &quotas, obj, &delta)?;
+                let charges = check(req, &quotas, obj, &delta, &limited)?;
                 if req.dry_run {
                     return Ok(());
                 }
@@ -284,7 +391,7 @@ mod tests {
             Some(json!({"pods": "1", "requests.cpu": "0"})),
         );
         let d = delta(&r, r.object.as_ref().unwrap());
-        let c = check(&r, &[q], r.object.as_ref().unwrap(), &d).unwrap();
+        let c = check(&r, &[q], r.object.as_ref().unwrap(), &d, &[]).unwrap();
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].rv, 7);
         assert_eq!(
@@ -303,12 +410,12 @@ mod tests {
             Some(json!({"pods": "2", "requests.cpu": "800m"})),
         );
         assert_eq!(
-            message(check(&r, &[full], &obj, &d).err().unwrap()),
+            message(check(&r, &[full], &obj, &d, &[]).err().unwrap()),
             r#"pods "p" is forbidden: exceeded quota: q, requested: pods=1,requests.cpu=500m, used: pods=2,requests.cpu=800m, limited: pods=2,requests.cpu=1"#
         );
         let unknown = rq(json!({"pods": "2", "requests.cpu": "1"}), None);
         assert_eq!(
-            message(check(&r, &[unknown], &obj, &d).err().unwrap()),
+            message(check(&r, &[unknown], &obj, &d, &[]).err().unwrap()),
             r#"pods "p" is forbidden: status unknown for quota: q, resources: pods,requests.cpu"#
         );
         let mem = rq(
@@ -316,9 +423,40 @@ mod tests {
             Some(json!({"limits.memory": "0"})),
         );
         assert_eq!(
-            message(check(&r, &[mem], &obj, &d).err().unwrap()),
+            message(check(&r, &[mem], &obj, &d, &[]).err().unwrap()),
             r#"pods "p" is forbidden: failed quota: q: must specify limits.memory for: c"#
         );
+    }
+
+    #[test]
+    fn limited_resources_need_a_covering_quota() {
+        let limits = parse_config(&json!({"apiVersion": "apiserver.config.k8s.io/v1", "kind": "ResourceQuotaConfiguration",
+            "limitedResources": [{"resource": "pods", "matchContains": ["cpu"]}]}))
+        .unwrap();
+        let r = req(Operation::Create, pod("500m"));
+        let obj = r.object.clone().unwrap();
+        let usage = quota::usage("", "pods", &obj, 0);
+        let limited = limited_by_default(&limits, &r, &usage);
+        assert_eq!(limited, ["cpu", "limits.cpu", "requests.cpu"]);
+        let d = delta(&r, &obj);
+        assert_eq!(
+            message(check(&r, &[], &obj, &d, &limited).err().unwrap()),
+            r#"pods "p" is forbidden: insufficient quota to consume: cpu,limits.cpu,requests.cpu"#
+        );
+        let partial = rq(
+            json!({"requests.cpu": "1"}),
+            Some(json!({"requests.cpu": "0"})),
+        );
+        assert_eq!(
+            message(check(&r, &[partial], &obj, &d, &limited).err().unwrap()),
+            r#"pods "p" is forbidden: insufficient quota to consume: cpu,limits.cpu"#
+        );
+        let full = rq(
+            json!({"cpu": "1", "requests.cpu": "1", "limits.cpu": "1"}),
+            Some(json!({"cpu": "0", "requests.cpu": "0", "limits.cpu": "0"})),
+        );
+        assert!(check(&r, &[full], &obj, &d, &limited).is_ok());
+        assert!(parse_config(&json!({"kind": "Other"})).is_err());
     }
 
     #[test]
@@ -330,7 +468,7 @@ mod tests {
         let mut best_effort = rq(json!({"pods": "0"}), Some(json!({"pods": "0"})));
         best_effort["spec"]["scopes"] = json!(["BestEffort"]);
         assert!(
-            check(&r, &[services, best_effort], &obj, &d)
+            check(&r, &[services, best_effort], &obj, &d, &[])
                 .unwrap()
                 .is_empty()
         );
