@@ -84,6 +84,9 @@ impl NodeGraph for Pods {
     fn volume(&self, _: &str) -> Option<Arc<Value>> {
         None
     }
+    fn attachment(&self, _: &str) -> Option<Arc<Value>> {
+        None
+    }
 }
 
 fn graph() -> Box<dyn NodeGraph> {

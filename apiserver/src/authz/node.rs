@@ -26,6 +26,8 @@ pub trait NodeGraph: Send + Sync {
     fn pods_on(&self, node: &str) -> Vec<Arc<Value>>;
     /// One PersistentVolume.
     fn volume(&self, name: &str) -> Option<Arc<Value>>;
+    /// One VolumeAttachment.
+    fn attachment(&self, name: &str) -> Option<Arc<Value>>;
 }
 
 /// The watch caches as a [`NodeGraph`].
@@ -33,6 +35,8 @@ pub struct CacheGraph {
     pods: Option<Arc<crate::cache::WatchCache>>,
     volumes: Option<Arc<crate::cache::WatchCache>>,
     volumes_prefix: String,
+    attachments: Option<Arc<crate::cache::WatchCache>>,
+    attachments_prefix: String,
 }
 
 impl CacheGraph {
@@ -40,10 +44,15 @@ impl CacheGraph {
     pub fn new(registry: &Registry) -> CacheGraph {
         let pods = catalog().get("", "v1", "pods").expect("pods");
         let volumes = catalog().get("", "v1", "persistentvolumes").expect("pvs");
+        let attachments = catalog()
+            .get("storage.k8s.io", "v1", "volumeattachments")
+            .expect("volumeattachments");
         CacheGraph {
             pods: registry.cache(pods),
             volumes: registry.cache(volumes),
             volumes_prefix: registry.collection(volumes, None),
+            attachments: registry.cache(attachments),
+            attachments_prefix: registry.collection(attachments, None),
         }
     }
 }
@@ -62,6 +71,11 @@ impl NodeGraph for CacheGraph {
         self.volumes
             .as_ref()?
             .get(&format!("{}{name}", self.volumes_prefix))
+    }
+    fn attachment(&self, name: &str) -> Option<Arc<Value>> {
+        self.attachments
+            .as_ref()?
+            .get(&format!("{}{name}", self.attachments_prefix))
     }
 }
 
@@ -179,6 +193,9 @@ impl NodeAuthorizer {
         match kind {
             // Upstream's graph links a volume to the claim its `claimRef` names (not
             // the claim's `volumeName`), and the claim to the pods that use it.
+            "VolumeAttachment" => self.graph.attachment(&a.name).is_some_and(|va| {
+                va.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node)
+            }),
             "PersistentVolume" => {
                 let Some(pv) = self.graph.volume(&a.name) else {
                     return false;
@@ -214,6 +231,7 @@ impl NodeAuthorizer {
                 ("", "configmaps") => Some("ConfigMap"),
                 ("", "persistentvolumeclaims") => Some("PersistentVolumeClaim"),
                 ("", "persistentvolumes") => Some("PersistentVolume"),
+                ("storage.k8s.io", "volumeattachments") => Some("VolumeAttachment"),
                 _ => None,
             };
             if let Some(kind) = kind {
@@ -247,7 +265,15 @@ impl NodeAuthorizer {
                 return Decision::Allow(String::new());
             }
             if a.group == "storage.k8s.io" && a.resource == "csinodes" {
-                if !a.subresource.is_empty() || (a.verb != "create" && a.name != node) {
+                if !["get", "create", "update", "patch", "delete"].contains(&a.verb.as_str()) {
+                    return Decision::NoOpinion(
+                        "can only get, create, update, patch, or delete a CSINode".to_owned(),
+                    );
+                }
+                if !a.subresource.is_empty() {
+                    return Decision::NoOpinion("cannot authorize CSINode subresources".to_owned());
+                }
+                if a.verb != "create" && a.name != node {
                     return Decision::NoOpinion(
                         "can only access CSINode with the same name as the requesting node"
                             .to_owned(),

@@ -32,6 +32,9 @@ impl NodeGraph for Pods {
             .map(Arc::new)
             .collect()
     }
+    fn attachment(&self, name: &str) -> Option<Arc<Value>> {
+        (name == "va1").then(|| Arc::new(json!({"spec": {"nodeName": "n1"}})))
+    }
     fn volume(&self, name: &str) -> Option<Arc<Value>> {
         let claim = match name {
             "pv1" => "data",
@@ -156,6 +159,18 @@ fn kubelets_reach_only_what_their_pods_use() {
     let pv = Attributes::resource("get", "", "persistentvolumes", "", "pv1");
     assert!(a.authorize(&n1, &pv).allowed());
     assert!(!a.authorize(&n2, &pv).allowed());
+    // Attachments by their node; CSINodes by name, with upstream's verbs.
+    let va = Attributes::resource("get", "storage.k8s.io", "volumeattachments", "", "va1");
+    assert!(a.authorize(&n1, &va).allowed());
+    assert!(!a.authorize(&n2, &va).allowed());
+    let csi =
+        |verb: &str, name: &str| Attributes::resource(verb, "storage.k8s.io", "csinodes", "", name);
+    assert!(a.authorize(&n1, &csi("patch", "n1")).allowed());
+    assert!(!a.authorize(&n1, &csi("patch", "n2")).allowed());
+    assert_eq!(
+        a.authorize(&n1, &csi("deletecollection", "")),
+        Decision::NoOpinion("can only get, create, update, patch, or delete a CSINode".into())
+    );
     // A volume bound to a claim no pod of the node uses is out of reach.
     let other = Attributes::resource("get", "", "persistentvolumes", "", "pv2");
     assert!(!a.authorize(&n1, &other).allowed());
