@@ -162,11 +162,9 @@ pub fn mount_token(pod: &mut Value, suffix: &str) {
     }
 }
 
-/// Every secret a pod names, with where (for the error text), in upstream's order:
-/// volumes (with `projected` sources too, as mirror pods are checked; the
-/// mountable-secrets check looks at plain secret volumes only), then containers'
-/// env and envFrom.
-fn secret_references(pod: &Value, projected: bool) -> Vec<(String, String)> {
+/// The secrets the mountable-secrets check looks at, with where (for the error
+/// text), in upstream's order: secret volumes, then containers' env and envFrom.
+fn secret_references(pod: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
     for v in pod
@@ -180,20 +178,6 @@ fn secret_references(pod: &Value, projected: bool) -> Vec<(String, String)> {
                 s(name),
                 format!("volume with secret.secretName={:?}", s(name)),
             ));
-        }
-        for src in v
-            .pointer("/projected/sources")
-            .filter(|_| projected)
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(name) = src.pointer("/secret/name") {
-                out.push((
-                    s(name),
-                    format!("projected volume with secret.secretName={:?}", s(name)),
-                ));
-            }
         }
     }
     for (list, what) in [
@@ -253,7 +237,7 @@ fn limit_secret_references(sa: &Value, pod: &Value) -> Result<(), String> {
     };
     let sa_name = crate::meta::name(sa);
     let mountable = names("secrets");
-    for (secret, what) in secret_references(pod, false) {
+    for (secret, what) in secret_references(pod) {
         if !mountable.contains(&secret) {
             return Err(format!(
                 "{what} is not allowed because service account {sa_name} does not reference that secret"
@@ -287,11 +271,9 @@ fn check_mirror(pod: &Value) -> Result<(), &'static str> {
     {
         return Err("a mirror pod may not reference service accounts");
     }
-    let pull_secrets = pod
-        .pointer("/spec/imagePullSecrets")
-        .and_then(Value::as_array)
-        .is_some_and(|a| !a.is_empty());
-    if pull_secrets || !secret_references(pod, true).is_empty() {
+    // Upstream's `VisitPodSecretNames`: pull secrets, every volume type's secret
+    // references, projections, env and envFrom of every container.
+    if !crate::authz::node::pod_refs(pod, "Secret").is_empty() {
         return Err("a mirror pod may not reference secrets");
     }
     let projects_token = pod
@@ -530,6 +512,14 @@ mod tests {
             ))
             .unwrap_err(),
             "a mirror pod may not use ServiceAccountToken volume projections"
+        );
+        // Every kind of reference counts, as upstream's VisitPodSecretNames.
+        assert_eq!(
+            check_mirror(&mirror(
+                json!({"volumes": [{"name": "v", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "s"}}}]})
+            ))
+            .unwrap_err(),
+            "a mirror pod may not reference secrets"
         );
     }
 }
