@@ -61,7 +61,7 @@ pub mod registry;
 pub mod request;
 pub mod review;
 pub mod schema;
-pub mod selectors;
+pub use component_base::selectors;
 pub mod server;
 pub mod serviceaccount;
 pub mod smp;

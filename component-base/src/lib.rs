@@ -12,6 +12,9 @@
 //! - [`quota`]: what an object charges against a ResourceQuota, shared by the
 //!   apiserver's ResourceQuota admission plugin and the controller manager's
 //!   resourcequota controller (upstream's `pkg/quota/v1`).
+//! - [`selectors`]: label and field selectors with upstream's syntax and matching
+//!   (apimachinery's `labels` and `fields`), for the apiserver and every client.
+//! - [`validation`]: name, label-key and label-value validation in upstream's words.
 //! - [`time`]: RFC 3339 timestamps to Unix seconds.
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
 //! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
@@ -22,12 +25,14 @@ pub mod duration;
 pub mod metrics;
 pub mod quantity;
 pub mod quota;
+pub mod selectors;
 pub mod serve;
 pub mod signal;
 pub mod spdy;
 pub mod status;
 pub mod time;
 pub mod tls;
+pub mod validation;
 
 /// Installs the one rustls crypto provider (aws-lc-rs) and a tracing subscriber that
 /// reads `RUST_LOG` (default `info`). Safe to call more than once.

@@ -13,34 +13,10 @@ use std::collections::BTreeMap;
 
 use futures::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 
-/// Whether `labels` match `selector`, with upstream's `LabelSelectorAsSelector`
-/// semantics (an empty selector matches everything).
-pub fn matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    if let Some(ml) = &selector.match_labels
-        && ml.iter().any(|(k, v)| labels.get(k) != Some(v))
-    {
-        return false;
-    }
-    for e in selector.match_expressions.iter().flatten() {
-        let have = labels.get(&e.key);
-        let values = e.values.clone().unwrap_or_default();
-        let ok = match e.operator.as_str() {
-            "In" => have.is_some_and(|v| values.contains(v)),
-            "NotIn" => !have.is_some_and(|v| values.contains(v)),
-            "Exists" => have.is_some(),
-            "DoesNotExist" => have.is_none(),
-            _ => false,
-        };
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+pub use client_base::selectors::matches;
 
 /// The rules `target` should hold given every ClusterRole (sorted by name), or `None`
 /// when it is not aggregated.
@@ -133,7 +109,9 @@ pub async fn run(client: kube::Client) {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::rbac::v1::AggregationRule;
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelectorRequirement, ObjectMeta};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        LabelSelector, LabelSelectorRequirement, ObjectMeta,
+    };
 
     use super::*;
 

@@ -15,9 +15,8 @@
 //! ```
 //!
 //! - [`options`]: upstream's flags and the `--controllers` selection.
-//! - [`leaderelection`]: client-go's Lease election over a store trait.
-//! - [`workqueue`]: client-go's deduplicating, rate-limited work queue with the
-//!   `workqueue_*` metrics.
+//! - The client, leader election, the work queue and its metrics come from
+//!   [`client_base`], shared with the other daemons.
 //! - [`clusterroleaggregation`]: ClusterRoles with an aggregationRule hold the rules of
 //!   the roles their selectors match.
 //! - [`pernamespace`]: one named object kept in every namespace, for
@@ -32,23 +31,20 @@
 //! only while leading, and a leader that fails to renew exits rather than risk two
 //! leaders acting at once.
 
-pub mod clientbuilder;
 pub mod clusterroleaggregation;
 pub mod garbagecollector;
-pub mod leaderelection;
 pub mod options;
 pub mod pernamespace;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
-pub mod workqueue;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use prometheus::{IntGaugeVec, Opts, Registry};
+use client_base::leaderelection::{Ended, Leader};
+use client_base::{clientbuilder, workqueue};
+use prometheus::Registry;
 
-use crate::leaderelection::{Elector, KubeLease, SystemClock, Timing};
 use crate::options::Options;
 
 /// Start-up and run-time failures.
@@ -58,8 +54,11 @@ pub enum Error {
     #[error("{0}")]
     Options(#[from] options::Error),
     /// The kubeconfig could not be loaded.
-    #[error("invalid kubeconfig: {0}")]
-    Kubeconfig(String),
+    #[error("{0}")]
+    Kubeconfig(#[from] client_base::config::Error),
+    /// A metric could not be registered.
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// The serving certificate could not be loaded or generated.
     #[error("unable to load server certificate: {0}")]
     Tls(#[from] component_base::tls::Error),
@@ -78,55 +77,8 @@ pub enum Error {
     #[error("{0}")]
     RootCa(String),
     /// Leadership was lost: exit so that only one leader acts.
-    #[error("leaderelection lost")]
-    LeaderElectionLost,
-}
-
-/// Builds the API client configuration from `--kubeconfig` and `--master`, else
-/// in-cluster or the default kubeconfig.
-async fn client_config(opts: &Options) -> Result<kube::Config, Error> {
-    let mut config = match &opts.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .map_err(|e| Error::Kubeconfig(format!("{}: {e}", path.display())))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .map_err(|e| Error::Kubeconfig(e.to_string()))?
-        }
-        None => {
-            if opts.master.is_none() {
-                tracing::warn!(
-                    "Neither --kubeconfig nor --master was specified. Using the inClusterConfig. This might not work."
-                );
-            }
-            kube::Config::infer()
-                .await
-                .map_err(|e| Error::Kubeconfig(e.to_string()))?
-        }
-    };
-    if let Some(master) = &opts.master {
-        config.cluster_url = master
-            .parse()
-            .map_err(|e| Error::Kubeconfig(format!("--master {master:?}: {e}")))?;
-    }
-    Ok(config)
-}
-
-/// This candidate's identity: the hostname and a random suffix, as upstream's.
-fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
-    let r: u128 = rand::random();
-    let h = format!("{r:032x}");
-    format!(
-        "{host}_{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    #[error("{0}")]
+    LeaderElection(#[from] client_base::leaderelection::Error),
 }
 
 /// The root CA bundle to publish: `--root-ca-file`, else the kubeconfig's CA (empty
@@ -152,63 +104,65 @@ fn root_ca(opts: &Options, config: &kube::Config) -> Result<String, Error> {
     ))
 }
 
-/// Runs the enabled controllers until `stop` resolves.
+/// Runs the enabled controllers until the future is dropped (their tasks are
+/// aborted with it).
 async fn run_controllers(
     opts: &Options,
     clients: &clientbuilder::ClientBuilder,
     registry: &Registry,
-    stop: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
     let controllers = opts.enabled_controllers()?;
-    let mut tasks = Vec::new();
+    // The workqueue families, registered once; every controller's queues share them.
+    let metrics = workqueue::Metrics::register(registry)?;
+    let mut tasks = tokio::task::JoinSet::new();
     for name in controllers {
         match name {
             "garbage-collector-controller" if opts.enable_garbage_collector => {
                 tracing::info!(controller = name, "starting controller");
                 let client = clients.client_for("generic-garbage-collector").await?;
-                tasks.push(tokio::spawn(garbagecollector::monitors::run(
+                tasks.spawn(garbagecollector::monitors::run(
                     client,
                     opts.concurrent_gc_syncs,
-                    workqueue::Metrics::new(registry),
-                )));
+                    metrics.clone(),
+                ));
             }
             "clusterrole-aggregation-controller" => {
                 tracing::info!(controller = name, "starting controller");
                 let client = clients
                     .client_for("clusterrole-aggregation-controller")
                     .await?;
-                tasks.push(tokio::spawn(clusterroleaggregation::run(client)));
+                tasks.spawn(clusterroleaggregation::run(client));
             }
             "serviceaccount-controller" => {
                 tracing::info!(controller = name, "starting controller");
                 let client = clients.client_for("service-account-controller").await?;
-                tasks.push(tokio::spawn(pernamespace::run(
+                tasks.spawn(pernamespace::run(
                     clients.root(),
                     client,
                     serviceaccounts::ServiceAccounts,
-                    workqueue::Metrics::new(registry),
-                )));
+                    metrics.clone(),
+                ));
             }
             "root-ca-certificate-publisher-controller" => {
                 tracing::info!(controller = name, "starting controller");
                 let root_ca = root_ca(opts, clients.root_config())?;
                 let client = clients.client_for("root-ca-cert-publisher").await?;
-                tasks.push(tokio::spawn(pernamespace::run(
+                tasks.spawn(pernamespace::run(
                     clients.root(),
                     client,
                     rootcacertpublisher::Publisher::new(root_ca, registry),
-                    workqueue::Metrics::new(registry),
-                )));
+                    metrics.clone(),
+                ));
             }
             "resourcequota-controller" => {
                 tracing::info!(controller = name, "starting controller");
                 let client = clients.client_for("resourcequota-controller").await?;
-                tasks.push(tokio::spawn(resourcequota::run(
+                tasks.spawn(resourcequota::run(
                     client,
                     opts.concurrent_resource_quota_syncs,
                     opts.resource_quota_sync_period,
-                    workqueue::Metrics::new(registry),
-                )));
+                    metrics.clone(),
+                ));
             }
             "garbage-collector-controller" => {
                 tracing::info!(
@@ -223,45 +177,28 @@ async fn run_controllers(
             _ => {}
         }
     }
-    stop.await;
-    for t in tasks {
-        t.abort();
+    while let Some(r) = tasks.join_next().await {
+        if let Err(e) = r {
+            tracing::error!(error = %e, "a controller stopped");
+        }
     }
-    Ok(())
+    std::future::pending().await
 }
 
 /// Runs kube-controller-manager until SIGTERM, or until leadership is lost.
 pub async fn run(opts: Options) -> Result<(), Error> {
     opts.validate()?;
-    let config = client_config(&opts).await?;
-    let clients = clientbuilder::ClientBuilder::new(config, opts.use_service_account_credentials)?;
-    let client = clients.root();
+    let config =
+        client_base::config::load(opts.kubeconfig.as_deref(), opts.master.as_deref()).await?;
+    let clients = clientbuilder::ClientBuilder::new(
+        config,
+        opts.use_service_account_credentials,
+        opts.kube_api_qps,
+        opts.kube_api_burst,
+    )?;
     let registry = Registry::new();
-    let master = IntGaugeVec::new(
-        Opts::new(
-            "leader_election_master_status",
-            "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
-        ),
-        &["name"],
-    )
-    .expect("valid metric");
-    let _ = registry.register(Box::new(master.clone()));
-
-    let timing = Timing {
-        lease_duration: opts.leader_elect_lease_duration,
-        renew_deadline: opts.leader_elect_renew_deadline,
-        retry_period: opts.leader_elect_retry_period,
-    };
-    let mut elector = Elector::new(
-        KubeLease::new(
-            client.clone(),
-            &opts.leader_elect_resource_namespace,
-            &opts.leader_elect_resource_name,
-        ),
-        SystemClock,
-        identity(),
-        timing,
-    );
+    // Leader election always talks as the manager itself.
+    let leader = Leader::new(clients.root(), opts.leader_election_config(), &registry)?;
 
     // The secure port: health (with the leader-election check) and metrics.
     let tls = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
@@ -287,10 +224,11 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| Error::Listen { addr, source })?;
-    let mut checks: Vec<(&'static str, component_base::status::Check)> = Vec::new();
-    if opts.leader_elect {
-        checks.push(("leaderElection", Arc::new(elector.health_check())));
-    }
+    let checks: Vec<(&'static str, component_base::status::Check)> = leader
+        .health_check()
+        .map(|c| ("leaderElection", c))
+        .into_iter()
+        .collect();
     let status = component_base::status::Status {
         registry: registry.clone(),
         checks,
@@ -303,38 +241,17 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         std::future::pending(),
     ));
 
-    let lease = opts.leader_elect_resource_name.clone();
-    if !opts.leader_elect {
-        return run_controllers(
-            &opts,
-            &clients,
-            &registry,
-            component_base::signal::shutdown(),
-        )
-        .await;
-    }
-    master.with_label_values(&[&lease]).set(0);
-    tokio::select! {
-        () = elector.acquire() => {}
-        () = component_base::signal::shutdown() => return Ok(()),
-    }
-    master.with_label_values(&[&lease]).set(1);
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let e = elector.renew_until_lost().await;
-        let _ = lost_tx.send(e);
-    });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<bool>();
-    let stopper = async move {
-        tokio::select! {
-            _ = lost_rx => { let _ = stop_tx.send(true); }
-            () = component_base::signal::shutdown() => { let _ = stop_tx.send(false); }
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
+    let work = async {
+        if let Err(e) = run_controllers(&opts, &clients, &registry).await {
+            let _ = failed_tx.send(e);
         }
     };
-    run_controllers(&opts, &clients, &registry, stopper).await?;
-    master.with_label_values(&[&lease]).set(0);
-    match stop_rx.await {
-        Ok(true) => Err(Error::LeaderElectionLost),
-        _ => Ok(()),
+    match leader.run(component_base::signal::shutdown(), work).await? {
+        Ended::Shutdown => Ok(()),
+        Ended::Finished => match failed_rx.await {
+            Ok(e) => Err(e),
+            Err(_) => Ok(()),
+        },
     }
 }

@@ -170,31 +170,16 @@ pub struct Options {
     #[arg(long)]
     pub master: Option<String>,
 
-    /// Start a leader election client and gain leadership before executing the main loop.
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
-    pub leader_elect: bool,
-    /// The duration that non-leader candidates will wait after observing a leadership
-    /// renewal until attempting to acquire leadership of a led but unrenewed leader slot.
-    #[arg(long, default_value = "15s", value_parser = component_base::duration::parse_duration)]
-    pub leader_elect_lease_duration: Duration,
-    /// The interval between attempts by the acting master to renew a leadership slot
-    /// before it stops leading.
-    #[arg(long, default_value = "10s", value_parser = component_base::duration::parse_duration)]
-    pub leader_elect_renew_deadline: Duration,
-    /// The duration the clients should wait between attempting acquisition and renewal
-    /// of a leadership.
-    #[arg(long, default_value = "2s", value_parser = component_base::duration::parse_duration)]
-    pub leader_elect_retry_period: Duration,
-    /// The type of resource object that is used for locking during leader election.
-    /// Only `leases` is supported, as in upstream since 1.24.
-    #[arg(long, default_value = "leases")]
-    pub leader_elect_resource_lock: String,
-    /// The name of resource object that is used for locking during leader election.
-    #[arg(long, default_value = "kube-controller-manager")]
-    pub leader_elect_resource_name: String,
-    /// The namespace of resource object that is used for locking during leader election.
-    #[arg(long, default_value = "kube-system")]
-    pub leader_elect_resource_namespace: String,
+    /// The `--leader-elect*` flags (Lease `kube-system/kube-controller-manager`).
+    #[command(flatten)]
+    pub leader_election: client_base::leaderelection::Flags,
+
+    /// QPS to use while talking with kubernetes apiserver.
+    #[arg(long, default_value_t = 20.0)]
+    pub kube_api_qps: f32,
+    /// Burst to use while talking with kubernetes apiserver.
+    #[arg(long, default_value_t = 30)]
+    pub kube_api_burst: u32,
 
     /// A list of controllers to enable. '*' enables all on-by-default controllers,
     /// 'foo' enables the controller named 'foo', '-foo' disables the controller named 'foo'.
@@ -286,12 +271,6 @@ pub struct Accepted {
     /// CIDR range for services.
     #[arg(long)]
     pub service_cluster_ip_range: Option<String>,
-    /// QPS to use while talking with kubernetes apiserver.
-    #[arg(long)]
-    pub kube_api_qps: Option<f32>,
-    /// Burst to use while talking with kubernetes apiserver.
-    #[arg(long)]
-    pub kube_api_burst: Option<u32>,
     /// Log verbosity (klog's `-v`); use RUST_LOG for Keelson's levels.
     #[arg(long = "v", short = 'v')]
     pub verbosity: Option<u32>,
@@ -300,34 +279,8 @@ pub struct Accepted {
 impl Options {
     /// Checks the flags together, as upstream's `Validate`.
     pub fn validate(&self) -> Result<(), Error> {
-        if self.leader_elect_resource_lock != "leases" {
-            return Err(Error::Invalid(format!(
-                "Invalid lock-type {}",
-                self.leader_elect_resource_lock
-            )));
-        }
-        if self.leader_elect {
-            for (what, d) in [
-                ("leaseDuration", self.leader_elect_lease_duration),
-                ("renewDeadline", self.leader_elect_renew_deadline),
-                ("retryPeriod", self.leader_elect_retry_period),
-            ] {
-                if d.is_zero() {
-                    return Err(Error::Invalid(format!("{what} must be greater than zero")));
-                }
-            }
-            if self.leader_elect_lease_duration <= self.leader_elect_renew_deadline {
-                return Err(Error::Invalid(
-                    "leaseDuration must be greater than renewDeadline".into(),
-                ));
-            }
-            if self.leader_elect_renew_deadline.as_secs_f64()
-                <= 1.2 * self.leader_elect_retry_period.as_secs_f64()
-            {
-                return Err(Error::Invalid(
-                    "renewDeadline must be greater than retryPeriod*JitterFactor".into(),
-                ));
-            }
+        if let Some(e) = self.leader_election_config().validate().into_iter().next() {
+            return Err(Error::Invalid(e));
         }
         if self.concurrent_gc_syncs == 0 {
             return Err(Error::Invalid(
@@ -382,6 +335,14 @@ impl Options {
             .collect())
     }
 
+    /// Leader election: upstream's defaults for the `kube-controller-manager` Lease,
+    /// overridden by the flags given.
+    pub fn leader_election_config(&self) -> client_base::leaderelection::Config {
+        let mut cfg = client_base::leaderelection::Config::defaults("kube-controller-manager");
+        self.leader_election.apply(&mut cfg);
+        cfg
+    }
+
     /// Whether Keelson implements controller `name`.
     pub fn implemented(name: &str) -> bool {
         KNOWN_CONTROLLERS
@@ -401,10 +362,13 @@ mod tests {
     #[test]
     fn defaults_are_upstreams() {
         let o = parse(&[]);
-        assert!(o.leader_elect);
-        assert_eq!(o.leader_elect_lease_duration, Duration::from_secs(15));
-        assert_eq!(o.leader_elect_renew_deadline, Duration::from_secs(10));
-        assert_eq!(o.leader_elect_retry_period, Duration::from_secs(2));
+        let le = o.leader_election_config();
+        assert!(le.leader_elect);
+        assert_eq!(le.lease_duration, Duration::from_secs(15));
+        assert_eq!(le.renew_deadline, Duration::from_secs(10));
+        assert_eq!(le.retry_period, Duration::from_secs(2));
+        assert_eq!(le.resource_name, "kube-controller-manager");
+        assert_eq!((o.kube_api_qps, o.kube_api_burst), (20.0, 30));
         assert_eq!(o.secure_port, 10257);
         assert_eq!(o.concurrent_gc_syncs, 20);
         o.validate().unwrap();

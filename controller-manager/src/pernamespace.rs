@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::workqueue::{Metrics, Queue};
+use client_base::workqueue::{Metrics, Queue};
 
 /// What a per-namespace controller keeps.
 pub trait Keeper: Send + Sync + 'static {

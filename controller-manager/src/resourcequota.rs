@@ -34,7 +34,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::workqueue::{Metrics, Queue};
+use client_base::workqueue::{Metrics, Queue};
 
 /// The controller.
 pub struct Controller {

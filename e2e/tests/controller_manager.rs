@@ -104,11 +104,21 @@ fn leader_election_hands_over_and_the_new_leader_collects_garbage() {
         "not collected:\n{}",
         b.log()
     );
+    // Every controller's queues are exported, not only the first one's (the
+    // workqueue families are registered once and shared).
     let metrics = curl(b.port, "/metrics");
-    assert!(
-        metrics.contains("workqueue_adds_total{name=\"garbage_collector_attempt_to_delete\"}"),
-        "{metrics}"
-    );
+    for queue in [
+        "garbage_collector_attempt_to_delete",
+        "garbage_collector_attempt_to_orphan",
+        "serviceaccount",
+        "root_ca_cert_publisher",
+        "resourcequota_primary",
+    ] {
+        assert!(
+            metrics.contains(&format!("workqueue_depth{{name=\"{queue}\"}}")),
+            "{queue} missing from:\n{metrics}"
+        );
+    }
 }
 
 #[test]

@@ -39,7 +39,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use crate::workqueue::{self, Queue};
+use client_base::workqueue::{self, Queue};
 use graph::{FOREGROUND, Graph, Node, ORPHAN, ObjectRef, Observed, OwnerRef, Work};
 
 /// Garbage collector failures.

@@ -292,7 +292,7 @@ fn monitor_key(ar: &ApiResource) -> String {
 /// have passed), `workers` delete workers and as many orphan workers. Discovery is
 /// re-read every 30 s: monitors start for new resources (a CRD installed later) and
 /// stop for removed ones, and the REST mapping follows. Runs until the process stops.
-pub async fn run(client: kube::Client, workers: usize, metrics: crate::workqueue::Metrics) {
+pub async fn run(client: kube::Client, workers: usize, metrics: client_base::workqueue::Metrics) {
     let found = loop {
         match discover(&client).await {
             Ok(x) => break x,

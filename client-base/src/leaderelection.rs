@@ -10,10 +10,19 @@
 //!
 //! The Lease store and the clock are traits, so the state machine is tested
 //! deterministically; [`KubeLease`] is the real store.
+//!
+//! Components configure it with [`Config`] (upstream's
+//! `LeaderElectionConfiguration`, as in a KubeSchedulerConfiguration) overridden by
+//! the explicitly set `--leader-elect*` [`Flags`], and run their work through
+//! [`Leader::run`], which exports `leader_election_master_status` and stops the
+//! work when leadership is lost.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use prometheus::{IntGaugeVec, Opts, Registry};
+use serde::Deserialize;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -117,6 +126,269 @@ const JITTER: f64 = 1.2;
 /// Health-check slack after the lease should have been renewed, as upstream's
 /// `leaderelection.NewLeaderHealthzAdaptor(20 * time.Second)`.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Upstream's `LeaderElectionConfiguration`, with its field names in config files.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// Whether to elect a leader before running.
+    pub leader_elect: bool,
+    /// How long non-leaders wait after a renewal before taking over.
+    #[serde(with = "go_duration")]
+    pub lease_duration: Duration,
+    /// How long the leader keeps trying to renew before it stops leading.
+    #[serde(with = "go_duration")]
+    pub renew_deadline: Duration,
+    /// How long candidates wait between attempts.
+    #[serde(with = "go_duration")]
+    pub retry_period: Duration,
+    /// The lock's type: only `leases`, as upstream since 1.24.
+    pub resource_lock: String,
+    /// The Lease's name.
+    pub resource_name: String,
+    /// The Lease's namespace.
+    pub resource_namespace: String,
+}
+
+impl Config {
+    /// Upstream's defaults (15 s, 10 s, 2 s, `leases` in kube-system) for the
+    /// component whose Lease is `name`.
+    pub fn defaults(name: &str) -> Self {
+        Config {
+            leader_elect: true,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            resource_lock: "leases".into(),
+            resource_name: name.into(),
+            resource_namespace: "kube-system".into(),
+        }
+    }
+
+    /// The checks of upstream's `ValidateLeaderElectionConfiguration`, as
+    /// `field: message` lines (`leaderElection.` prefixed by the caller if needed).
+    pub fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        if self.resource_lock != "leases" {
+            errs.push(format!("Invalid lock-type {}", self.resource_lock));
+        }
+        if !self.leader_elect {
+            return errs;
+        }
+        for (what, d) in [
+            ("leaseDuration", self.lease_duration),
+            ("renewDeadline", self.renew_deadline),
+            ("retryPeriod", self.retry_period),
+        ] {
+            if d.is_zero() {
+                errs.push(format!("{what} must be greater than zero"));
+            }
+        }
+        if self.lease_duration <= self.renew_deadline {
+            errs.push("leaseDuration must be greater than renewDeadline".into());
+        }
+        if self.renew_deadline.as_secs_f64() <= JITTER * self.retry_period.as_secs_f64() {
+            errs.push("renewDeadline must be greater than retryPeriod*JitterFactor".into());
+        }
+        if self.resource_name.is_empty() {
+            errs.push("resourceName is required".into());
+        }
+        if self.resource_namespace.is_empty() {
+            errs.push("resourceNamespace is required".into());
+        }
+        errs
+    }
+
+    /// The election's timing.
+    pub fn timing(&self) -> Timing {
+        Timing {
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+        }
+    }
+}
+
+/// Go durations in config files (`15s`, `1m0s`).
+mod go_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        component_base::duration::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The `--leader-elect*` flags. Only the flags given on the command line override
+/// the component's [`Config`] (its defaults, or its config file's
+/// `leaderElection`), as upstream's `ApplyLeaderElectionTo`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Flags {
+    /// Start a leader election client and gain leadership before executing the main
+    /// loop. Enable this when running replicated components for high availability.
+    /// (default true)
+    #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub leader_elect: Option<bool>,
+    /// The duration that non-leader candidates will wait after observing a
+    /// leadership renewal until attempting to acquire leadership of a led but
+    /// unrenewed leader slot. (default 15s)
+    #[arg(long, value_parser = component_base::duration::parse_duration)]
+    pub leader_elect_lease_duration: Option<Duration>,
+    /// The interval between attempts by the acting master to renew a leadership slot
+    /// before it stops leading. (default 10s)
+    #[arg(long, value_parser = component_base::duration::parse_duration)]
+    pub leader_elect_renew_deadline: Option<Duration>,
+    /// The duration the clients should wait between attempting acquisition and
+    /// renewal of a leadership. (default 2s)
+    #[arg(long, value_parser = component_base::duration::parse_duration)]
+    pub leader_elect_retry_period: Option<Duration>,
+    /// The type of resource object that is used for locking during leader election.
+    /// Supported options are 'leases'. (default "leases")
+    #[arg(long)]
+    pub leader_elect_resource_lock: Option<String>,
+    /// The name of resource object that is used for locking during leader election.
+    /// (default: the component's name)
+    #[arg(long)]
+    pub leader_elect_resource_name: Option<String>,
+    /// The namespace of resource object that is used for locking during leader
+    /// election. (default "kube-system")
+    #[arg(long)]
+    pub leader_elect_resource_namespace: Option<String>,
+}
+
+impl Flags {
+    /// Overrides `cfg` with the flags that were given.
+    pub fn apply(&self, cfg: &mut Config) {
+        if let Some(v) = self.leader_elect {
+            cfg.leader_elect = v;
+        }
+        if let Some(v) = self.leader_elect_lease_duration {
+            cfg.lease_duration = v;
+        }
+        if let Some(v) = self.leader_elect_renew_deadline {
+            cfg.renew_deadline = v;
+        }
+        if let Some(v) = self.leader_elect_retry_period {
+            cfg.retry_period = v;
+        }
+        if let Some(v) = &self.leader_elect_resource_lock {
+            cfg.resource_lock = v.clone();
+        }
+        if let Some(v) = &self.leader_elect_resource_name {
+            cfg.resource_name = v.clone();
+        }
+        if let Some(v) = &self.leader_elect_resource_namespace {
+            cfg.resource_namespace = v.clone();
+        }
+    }
+}
+
+/// This candidate's identity: the hostname and a random UUID, as upstream's
+/// `id + "_" + uuid`.
+pub fn identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    let r: u128 = rand::random();
+    let h = format!("{r:032x}");
+    format!(
+        "{host}_{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+/// How [`Leader::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The shutdown future resolved.
+    Shutdown,
+    /// The work finished by itself.
+    Finished,
+}
+
+/// A component's leader election: the Lease loop, its health check and its metric.
+pub struct Leader {
+    cfg: Config,
+    elector: Elector<KubeLease, SystemClock>,
+    master: IntGaugeVec,
+}
+
+impl Leader {
+    /// A candidate for `cfg`'s Lease, talking through `client`; registers
+    /// `leader_election_master_status` in `registry`.
+    pub fn new(
+        client: kube::Client,
+        cfg: Config,
+        registry: &Registry,
+    ) -> Result<Self, prometheus::Error> {
+        let master = IntGaugeVec::new(
+            Opts::new(
+                "leader_election_master_status",
+                "Gauge of if the reporting system is master of the relevant lease, 0 indicates backup, 1 indicates master. 'name' is the string used to identify the lease. Please make sure to group by name.",
+            ),
+            &["name"],
+        )?;
+        registry.register(Box::new(master.clone()))?;
+        let elector = Elector::new(
+            KubeLease::new(client, &cfg.resource_namespace, &cfg.resource_name),
+            SystemClock,
+            identity(),
+            cfg.timing(),
+        );
+        Ok(Leader {
+            cfg,
+            elector,
+            master,
+        })
+    }
+
+    /// The `leaderElection` health check, when election is on.
+    pub fn health_check(&self) -> Option<component_base::status::Check> {
+        self.cfg
+            .leader_elect
+            .then(|| Arc::new(self.elector.health_check()) as component_base::status::Check)
+    }
+
+    /// Runs `work` once this candidate leads (at once without election), until
+    /// `shutdown` resolves or the work ends. Leadership lost is [`Error::Lost`]: the
+    /// work is dropped first, and the caller exits, as upstream's components do.
+    pub async fn run<W: Future<Output = ()>>(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        work: W,
+    ) -> Result<Ended, Error> {
+        tokio::pin!(shutdown);
+        if !self.cfg.leader_elect {
+            return Ok(tokio::select! {
+                () = work => Ended::Finished,
+                () = &mut shutdown => Ended::Shutdown,
+            });
+        }
+        let lease = self.cfg.resource_name.clone();
+        self.master.with_label_values(&[&lease]).set(0);
+        tokio::select! {
+            () = self.elector.acquire() => {}
+            () = &mut shutdown => return Ok(Ended::Shutdown),
+        }
+        self.master.with_label_values(&[&lease]).set(1);
+        let master = self.master.clone();
+        let mut elector = self.elector;
+        let renew = elector.renew_until_lost();
+        let ended = tokio::select! {
+            e = renew => Err(e),
+            () = work => Ok(Ended::Finished),
+            () = &mut shutdown => Ok(Ended::Shutdown),
+        };
+        master.with_label_values(&[&lease]).set(0);
+        ended
+    }
+}
 
 /// One candidate.
 pub struct Elector<S, C> {

@@ -6,11 +6,20 @@
 //! - [`Queue::add_rate_limited`] re-adds after a per-item exponential backoff (5 ms
 //!   doubling to 1000 s, client-go's `DefaultControllerRateLimiter` item limiter),
 //!   which [`Queue::forget`] resets.
+//! - [`Queue::add_after`] queues an item once a delay has passed (client-go's
+//!   `AddAfter`), for controllers that must look again later (`minReadySeconds`).
 //! - Metrics carry upstream's names with the queue's `name` label:
 //!   `workqueue_depth`, `workqueue_adds_total`, `workqueue_retries_total`,
-//!   `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`.
+//!   `workqueue_queue_duration_seconds`, `workqueue_work_duration_seconds`. The
+//!   families are registered once per process ([`Metrics::register`]) and every
+//!   queue shares them, each under its own `name`.
+//! - [`run_workers`] is the one worker loop: take an item, sync it, then forget it,
+//!   back it off or queue it again later as the sync's [`Outcome`] says, and mark it
+//!   done.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt::{Debug, Display};
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,8 +39,10 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers the families in `registry`.
-    pub fn new(registry: &Registry) -> Self {
+    /// Creates the families and registers them in `registry`. Call it once per
+    /// registry and share the result: a second registration is refused by
+    /// prometheus (and would leave that queue's metrics unexported).
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
         let buckets = prometheus::exponential_buckets(1e-8, 10.0, 10).unwrap_or_default();
         let m = Metrics {
             depth: IntGaugeVec::new(
@@ -81,9 +92,19 @@ impl Metrics {
             Box::new(m.queue_duration.clone()),
             Box::new(m.work_duration.clone()),
         ] {
-            let _ = registry.register(c);
+            registry.register(c)?;
         }
-        m
+        Ok(m)
+    }
+
+    /// Sets every family's series for queue `name` to zero, so that a queue shows in
+    /// `/metrics` from its start, as client-go's do once the provider creates them.
+    fn init(&self, name: &str) {
+        self.depth.with_label_values(&[name]).set(0);
+        self.adds.with_label_values(&[name]);
+        self.retries.with_label_values(&[name]);
+        self.queue_duration.with_label_values(&[name]);
+        self.work_duration.with_label_values(&[name]);
     }
 }
 
@@ -111,6 +132,9 @@ const MAX_DELAY: Duration = Duration::from_secs(1000);
 impl<T: Hash + Eq + Clone + Send + Sync + 'static> Queue<T> {
     /// An empty queue called `name` in the metrics.
     pub fn new(name: &str, metrics: Option<Metrics>) -> Arc<Self> {
+        if let Some(m) = &metrics {
+            m.init(name);
+        }
         Arc::new(Queue {
             name: name.to_owned(),
             state: Mutex::new(State {
@@ -167,6 +191,24 @@ impl<T: Hash + Eq + Clone + Send + Sync + 'static> Queue<T> {
             tokio::time::sleep(delay).await;
             q.add(item);
         });
+    }
+
+    /// Queues `item` once `delay` has passed (at once when it is zero).
+    pub fn add_after(self: &Arc<Self>, item: T, delay: Duration) {
+        if delay.is_zero() {
+            self.add(item);
+            return;
+        }
+        let q = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            q.add(item);
+        });
+    }
+
+    /// The queue's name, as in its metrics.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Resets `item`'s backoff.
@@ -252,6 +294,74 @@ impl<T: Hash + Eq + Clone + Send + Sync + 'static> Queue<T> {
     }
 }
 
+/// What a sync asks of the queue for its item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Requeue {
+    /// Done: the item's backoff is reset.
+    Forget,
+    /// Try again after the item's exponential backoff.
+    Backoff,
+    /// Try again after this long; the backoff is reset.
+    After(Duration),
+}
+
+/// A sync's result, as the worker loop reads it.
+pub trait Outcome {
+    /// What to do with `item` of queue `queue`; errors are logged here.
+    fn requeue(self, queue: &str, item: &dyn Debug) -> Requeue;
+}
+
+impl Outcome for Requeue {
+    fn requeue(self, _queue: &str, _item: &dyn Debug) -> Requeue {
+        self
+    }
+}
+
+impl<E: Display> Outcome for Result<(), E> {
+    fn requeue(self, queue: &str, item: &dyn Debug) -> Requeue {
+        match self {
+            Ok(()) => Requeue::Forget,
+            Err(e) => {
+                tracing::info!(queue, ?item, error = %e, "sync failed; requeueing with backoff");
+                Requeue::Backoff
+            }
+        }
+    }
+}
+
+/// Runs `workers` workers on `queue` until it is shut down: each takes an item,
+/// awaits `sync(item)`, applies its [`Outcome`] and marks the item done. An item is
+/// never synced by two workers at once (the queue's guarantee).
+pub async fn run_workers<T, F, Fut>(queue: Arc<Queue<T>>, workers: usize, sync: F)
+where
+    T: Hash + Eq + Clone + Debug + Send + Sync + 'static,
+    F: Fn(T) -> Fut + Send + Sync + 'static,
+    Fut: Future + Send,
+    Fut::Output: Outcome,
+{
+    let sync = Arc::new(sync);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..workers.max(1) {
+        let queue = queue.clone();
+        let sync = sync.clone();
+        set.spawn(async move {
+            while let Some(item) = queue.get().await {
+                let outcome = sync(item.clone()).await.requeue(queue.name(), &item);
+                match outcome {
+                    Requeue::Forget => queue.forget(&item),
+                    Requeue::Backoff => queue.add_rate_limited(item.clone()),
+                    Requeue::After(d) => {
+                        queue.forget(&item);
+                        queue.add_after(item.clone(), d);
+                    }
+                }
+                queue.done(&item);
+            }
+        });
+    }
+    while set.join_next().await.is_some() {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,7 +369,7 @@ mod tests {
     #[tokio::test]
     async fn dedups_and_requeues_items_added_while_processing() {
         let reg = Registry::new();
-        let q = Queue::new("t", Some(Metrics::new(&reg)));
+        let q = Queue::new("t", Some(Metrics::register(&reg).unwrap()));
         q.add("a");
         q.add("a");
         q.add("b");
@@ -297,5 +407,68 @@ mod tests {
         q.forget(&"x");
         assert_eq!(q.requeues(&"x"), 0);
         q.done(&"x");
+    }
+
+    #[tokio::test]
+    async fn every_queue_sharing_the_metrics_is_exported() {
+        let reg = Registry::new();
+        let m = Metrics::register(&reg).unwrap();
+        assert!(Metrics::register(&reg).is_err(), "registered once");
+        let a: Arc<Queue<&str>> = Queue::new("first", Some(m.clone()));
+        let b: Arc<Queue<&str>> = Queue::new("second", Some(m));
+        a.add("x");
+        b.add("y");
+        b.add("z");
+        let text = component_base::metrics::render(&reg);
+        assert!(text.contains("workqueue_depth{name=\"first\"} 1"), "{text}");
+        assert!(
+            text.contains("workqueue_depth{name=\"second\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_forget_back_off_and_requeue_later() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        let q: Arc<Queue<&'static str>> = Queue::new("t", None);
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        q.add("fails-once");
+        let runner = tokio::spawn(run_workers(q.clone(), 2, move |item: &'static str| {
+            let c = c.clone();
+            async move {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                match (item, n) {
+                    ("fails-once", 0) => Err("boom"),
+                    _ => Ok(()),
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "retried after its backoff");
+        assert_eq!(q.requeues(&"fails-once"), 0, "forgotten once it succeeded");
+        q.shut_down();
+        runner.await.unwrap();
+
+        let q: Arc<Queue<u32>> = Queue::new("later", None);
+        q.add(1);
+        let seen = Arc::new(AtomicU32::new(0));
+        let s = seen.clone();
+        let runner = tokio::spawn(run_workers(q.clone(), 1, move |_| {
+            let s = s.clone();
+            async move {
+                if s.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Requeue::After(Duration::from_secs(30))
+                } else {
+                    Requeue::Forget
+                }
+            }
+        }));
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(seen.load(Ordering::SeqCst), 2, "queued again after 30 s");
+        q.shut_down();
+        runner.await.unwrap();
     }
 }

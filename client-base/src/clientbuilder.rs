@@ -7,6 +7,9 @@
 //! `system:controller:<name>` role. Tokens live an hour and are renewed at 80% of
 //! their life into a file the controller's client rereads (kube-rs reloads token
 //! files every minute). Leader election always uses the manager's own identity.
+//!
+//! Every client gets its own rate limiter with the component's QPS and burst, as
+//! client-go's builders copy the `rest.Config` (and its limits) per controller.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -54,16 +57,25 @@ pub struct ClientBuilder {
     root_config: kube::Config,
     root: kube::Client,
     use_service_accounts: bool,
+    qps: f32,
+    burst: u32,
     dir: tempfile::TempDir,
 }
 
 impl ClientBuilder {
-    /// With the manager's own `config`.
-    pub fn new(root_config: kube::Config, use_service_accounts: bool) -> Result<Self, Error> {
-        let root = kube::Client::try_from(root_config.clone()).map_err(|e| Error::Client {
-            name: "kube-controller-manager".into(),
-            message: e.to_string(),
-        })?;
+    /// With the component's own `config`; clients are limited to `qps` and `burst`
+    /// (see [`crate::config::client`]).
+    pub fn new(
+        root_config: kube::Config,
+        use_service_accounts: bool,
+        qps: f32,
+        burst: u32,
+    ) -> Result<Self, Error> {
+        let root =
+            crate::config::client(root_config.clone(), qps, burst).map_err(|e| Error::Client {
+                name: "kube-controller-manager".into(),
+                message: e.to_string(),
+            })?;
         let dir = tempfile::Builder::new()
             .prefix("kube-controller-manager-tokens")
             .tempdir()
@@ -75,6 +87,8 @@ impl ClientBuilder {
             root_config,
             root,
             use_service_accounts,
+            qps,
+            burst,
             dir,
         })
     }
@@ -103,10 +117,11 @@ impl ClientBuilder {
             token_file: Some(path.display().to_string()),
             ..Default::default()
         };
-        let client = kube::Client::try_from(config).map_err(|e| Error::Client {
-            name: service_account.to_owned(),
-            message: e.to_string(),
-        })?;
+        let client =
+            crate::config::client(config, self.qps, self.burst).map_err(|e| Error::Client {
+                name: service_account.to_owned(),
+                message: e.to_string(),
+            })?;
         tokio::spawn(renew(
             self.root.clone(),
             service_account.to_owned(),

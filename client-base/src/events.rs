@@ -1,0 +1,132 @@
+//! The event recorder, as client-go's `tools/events` broadcaster: `events.k8s.io/v1`
+//! Events written in the background, so that recording never blocks the caller.
+//!
+//! - Writing and series aggregation (a repeated event becomes one Event whose
+//!   `series.count` grows, for 6 minutes) are kube-runtime's `Recorder`.
+//! - Recording is a non-blocking send into a queue of 1000 (client-go's
+//!   `maxQueuedEvents`); a full queue drops the event with a log line, as upstream.
+//! - A spam filter per regarding object and type, as client-go's
+//!   `EventSourceObjectSpamFilter`: a bucket of 25 events refilled at one per five
+//!   minutes, so that a hot loop cannot flood the apiserver.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder as KubeRecorder, Reporter};
+use tokio::sync::mpsc;
+
+use crate::ratelimit::TokenBucket;
+
+/// client-go's `maxQueuedEvents`.
+const QUEUE: usize = 1000;
+/// client-go's spam filter: burst 25, then one per 300 s.
+const SPAM_BURST: u32 = 25;
+const SPAM_QPS: f32 = 1.0 / 300.0;
+
+/// `Normal` or `Warning`.
+pub use kube::runtime::events::EventType as Type;
+
+struct Item {
+    regarding: ObjectReference,
+    event: Event,
+}
+
+/// Records events for one reporting controller; cheap to clone.
+#[derive(Clone)]
+pub struct Recorder {
+    tx: mpsc::Sender<Item>,
+}
+
+impl Recorder {
+    /// Events reported by `controller` (`default-scheduler`, `deployment-controller`)
+    /// from `instance` (the holder identity), written through `client`.
+    pub fn new(client: kube::Client, controller: &str, instance: Option<String>) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let recorder = KubeRecorder::new(
+            client,
+            Reporter {
+                controller: controller.to_owned(),
+                instance,
+            },
+        );
+        tokio::spawn(write(recorder, rx));
+        Recorder { tx }
+    }
+
+    /// Records an event about `regarding`: `reason` for `action`, with `note` as
+    /// its message, optionally `related` to a second object.
+    pub fn event(
+        &self,
+        regarding: ObjectReference,
+        related: Option<ObjectReference>,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let item = Item {
+            regarding,
+            event: Event {
+                type_,
+                reason: reason.to_owned(),
+                note: Some(truncate(note)),
+                action: action.to_owned(),
+                secondary: related,
+            },
+        };
+        if let Err(mpsc::error::TrySendError::Full(i)) = self.tx.try_send(item) {
+            tracing::error!(
+                reason = %i.event.reason,
+                object = ?i.regarding.name,
+                "unable to record event: too many queued events, dropped event"
+            );
+        }
+    }
+}
+
+/// Notes are capped at 1 kB, as the API validates.
+fn truncate(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() > MAX {
+        let mut end = MAX - 3;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+        note.push_str("...");
+    }
+    note
+}
+
+fn spam_key(r: &ObjectReference, t: EventType) -> String {
+    format!(
+        "{}/{}/{}/{}/{}/{t:?}",
+        r.api_version.as_deref().unwrap_or_default(),
+        r.kind.as_deref().unwrap_or_default(),
+        r.namespace.as_deref().unwrap_or_default(),
+        r.name.as_deref().unwrap_or_default(),
+        r.uid.as_deref().unwrap_or_default(),
+    )
+}
+
+async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
+    let mut spam: HashMap<String, TokenBucket> = HashMap::new();
+    while let Some(item) = rx.recv().await {
+        let bucket = spam
+            .entry(spam_key(&item.regarding, item.event.type_))
+            .or_insert_with(|| TokenBucket::new(SPAM_QPS, SPAM_BURST));
+        if bucket.reserve() > Duration::ZERO {
+            bucket.refund();
+            tracing::debug!(reason = %item.event.reason, "event dropped by the spam filter");
+            continue;
+        }
+        if spam.len() > 4096 {
+            // Forget full buckets now and then, as client-go's LRU of 4096.
+            spam.retain(|_, b| !b.is_full());
+        }
+        if let Err(e) = recorder.publish(&item.event, &item.regarding).await {
+            tracing::info!(reason = %item.event.reason, error = %e, "unable to write event");
+        }
+    }
+}
