@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # README command 1: a single-node Keelson control plane on this machine.
-# Starts kube-apiserver with its embedded store on https://127.0.0.1:6443 and
-# kube-controller-manager (secure port 10257) against it, as kubeadm would: one CA,
-# client certificates for the admin (system:masters) and the controller manager,
+# Starts kube-apiserver with its embedded store on https://127.0.0.1:6443,
+# kube-controller-manager (secure port 10257) and kube-scheduler (10259) against it,
+# as kubeadm would: one CA, client certificates for the admin (system:masters), the
+# controller manager and the scheduler (system:kube-scheduler),
 # Node,RBAC authorization, service account tokens signed with sa.key, and the
 # controllers on their own service accounts. Writes an admin kubeconfig and prints how
-# to use it. Ctrl-C stops both; state lives under
+# to use it. Ctrl-C stops them all; state lives under
 # ${KEELSON_DATA:-/tmp/keelson}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,8 @@ mkdir -p "$base"
 # KEELSON_PROFILE=dev uses a debug build (faster to build, slower to run).
 profile=${KEELSON_PROFILE:-release}
 cargo build --profile "$profile" -p keelson-apiserver --bin kube-apiserver \
-  -p keelson-controller-manager --bin kube-controller-manager
+  -p keelson-controller-manager --bin kube-controller-manager \
+  -p keelson-scheduler --bin kube-scheduler
 bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 for tool in openssl curl; do
   command -v "$tool" >/dev/null || {
@@ -48,6 +50,7 @@ cert apiserver "/CN=kube-apiserver" serverAuth \
   "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
 cert admin "/O=system:masters/CN=kubernetes-admin" clientAuth
 cert controller-manager "/CN=system:kube-controller-manager" clientAuth
+cert scheduler "/CN=system:kube-scheduler" clientAuth
 if [ ! -s "$pki/sa.key" ]; then
   openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/sa.key"
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
@@ -98,9 +101,16 @@ kubeconfig system:kube-controller-manager controller-manager >"$base/controller-
   --bind-address 127.0.0.1 --secure-port "${KEELSON_KCM_PORT:-10257}" \
   >"$base/controller-manager.log" 2>&1 &
 kcm=$!
-trap 'kill $pid $kcm 2>/dev/null; wait $pid $kcm 2>/dev/null' INT TERM EXIT
+kubeconfig system:kube-scheduler scheduler >"$base/scheduler.conf"
+"$bindir/kube-scheduler" \
+  --kubeconfig "$base/scheduler.conf" \
+  --authentication-kubeconfig "$base/scheduler.conf" --authorization-kubeconfig "$base/scheduler.conf" \
+  --bind-address 127.0.0.1 --secure-port "${KEELSON_SCHEDULER_PORT:-10259}" \
+  >"$base/scheduler.log" 2>&1 &
+sched=$!
+trap 'kill $pid $kcm $sched 2>/dev/null; wait $pid $kcm $sched 2>/dev/null' INT TERM EXIT
 chmod 600 "$base/admin.conf"
-echo "Keelson control plane is up on https://127.0.0.1:$port (logs: $base/apiserver.log, $base/controller-manager.log)."
+echo "Keelson control plane is up on https://127.0.0.1:$port (logs: $base/apiserver.log, $base/controller-manager.log, $base/scheduler.log)."
 echo "  export KUBECONFIG=$base/admin.conf"
 echo "  kubectl get ns; kubectl create deployment web --image=nginx; kubectl get all"
 echo "Ctrl-C stops it."

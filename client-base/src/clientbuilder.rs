@@ -103,10 +103,23 @@ impl ClientBuilder {
         self.root.clone()
     }
 
-    /// The client controller `service_account` runs with.
+    /// A fresh client with the component's own identity and its own rate limiter,
+    /// as upstream's `SimpleControllerClientBuilder` (and the separate
+    /// leader-election client, so that renewals never wait behind controllers).
+    pub fn own(&self, name: &str) -> Result<kube::Client, Error> {
+        crate::config::client(self.root_config.clone(), self.qps, self.burst).map_err(|e| {
+            Error::Client {
+                name: name.to_owned(),
+                message: e.to_string(),
+            }
+        })
+    }
+
+    /// The client controller `service_account` runs with: its own limiter, and its
+    /// own identity with `--use-service-account-credentials`.
     pub async fn client_for(&self, service_account: &str) -> Result<kube::Client, Error> {
         if !self.use_service_accounts {
-            return Ok(self.root.clone());
+            return self.own(service_account);
         }
         ensure_account(&self.root, service_account).await?;
         let (token, expires_in) = request_token(&self.root, service_account).await?;

@@ -474,9 +474,14 @@ mod tests {
     fn informer() -> Informer<Pod> {
         // A client that is never called: these tests drive the store directly.
         let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
-            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other("offline"))
+            Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
+                "offline",
+            ))
         });
-        Informer::new(Api::all(kube::Client::new(svc, "default")), watcher::Config::default())
+        Informer::new(
+            Api::all(kube::Client::new(svc, "default")),
+            watcher::Config::default(),
+        )
     }
 
     fn pod(name: &str, node: &str, rv: &str) -> Pod {
@@ -499,13 +504,19 @@ mod tests {
     async fn relists_are_diffed_into_adds_updates_and_deletes_with_indexes() {
         let inf = informer();
         inf.add_index("nodeName", |p: &Pod| {
-            p.spec.as_ref().and_then(|s| s.node_name.clone()).into_iter().collect()
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .into_iter()
+                .collect()
         });
         let log = Arc::new(Mutex::new(Vec::new()));
         let (a, u, d) = (log.clone(), log.clone(), log.clone());
         inf.add_handler(
             Funcs::new()
-                .on_add(move |p: &Arc<Pod>, initial| a.lock().push(format!("add {} {initial}", key(&**p))))
+                .on_add(move |p: &Arc<Pod>, initial| {
+                    a.lock().push(format!("add {} {initial}", key(&**p)))
+                })
                 .on_update(move |_, p: &Arc<Pod>| u.lock().push(format!("update {}", key(&**p))))
                 .on_delete(move |p: &Arc<Pod>| d.lock().push(format!("delete {}", key(&**p)))),
         );
@@ -515,7 +526,11 @@ mod tests {
         assert_eq!(inf.by_index("nodeName", "n1").len(), 2);
         assert_eq!(inf.by_index(NAMESPACE, "ns").len(), 2);
         inf.apply(pod("a", "n2", "2"), false);
-        assert_eq!(inf.by_index("nodeName", "n1").len(), 1, "reindexed on update");
+        assert_eq!(
+            inf.by_index("nodeName", "n1").len(),
+            1,
+            "reindexed on update"
+        );
         // A relist after a lost watch: b unchanged, a changed, c new, and nothing
         // else: what vanished is a delete.
         inf.replace(vec![pod("a", "n2", "3"), pod("c", "n3", "1")]);

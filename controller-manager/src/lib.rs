@@ -197,8 +197,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         opts.kube_api_burst,
     )?;
     let registry = Registry::new();
-    // Leader election always talks as the manager itself.
-    let leader = Leader::new(clients.root(), opts.leader_election_config(), &registry)?;
+    // Leader election always talks as the manager itself, on a client of its own
+    // (as upstream's), so that renewals never queue behind the controllers' requests.
+    let leader = Leader::new(
+        clients.own("leader-election")?,
+        opts.leader_election_config(),
+        &registry,
+    )?;
 
     // The secure port: health (with the leader-election check) and metrics.
     let tls = match (&opts.tls_cert_file, &opts.tls_private_key_file) {

@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use client_base::workqueue::{Metrics, Queue};
+use client_base::workqueue::{Metrics, Queue, run_workers};
 
 /// What a per-namespace controller keeps.
 pub trait Keeper: Send + Sync + 'static {
@@ -159,25 +159,16 @@ pub async fn run<P: Keeper>(
             }
         }
     };
-    let worker = async {
-        while let Some(ns) = queue.get().await {
+    let worker = run_workers(queue.clone(), 1, move |ns: String| {
+        let (reader, writer, keeper) = (reader.clone(), writer.clone(), keeper.clone());
+        async move {
             let start = std::time::Instant::now();
             let result = sync(&reader, &writer, keeper.as_ref(), &ns).await;
             let seconds = start.elapsed().as_secs_f64();
-            match result {
-                Ok(()) => {
-                    keeper.observe(200, seconds);
-                    queue.forget(&ns);
-                }
-                Err(e) => {
-                    keeper.observe(code(&e), seconds);
-                    tracing::info!(namespace = ns, error = %e, "sync failed; requeueing");
-                    queue.add_rate_limited(ns.clone());
-                }
-            }
-            queue.done(&ns);
+            keeper.observe(result.as_ref().map_or_else(code, |()| 200), seconds);
+            result
         }
-    };
+    });
     tokio::join!(ns_watch, object_watch, worker);
 }
 

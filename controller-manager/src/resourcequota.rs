@@ -34,7 +34,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use client_base::workqueue::{Metrics, Queue};
+use client_base::workqueue::{Metrics, Queue, run_workers};
 
 /// The controller.
 pub struct Controller {
@@ -186,19 +186,6 @@ impl Controller {
             }
         }
     }
-
-    async fn worker(self: Arc<Self>) {
-        while let Some(k) = self.queue.get().await {
-            match self.sync(&k).await {
-                Ok(()) => self.queue.forget(&k),
-                Err(e) => {
-                    tracing::info!(quota = k, error = %e, "sync failed; requeueing");
-                    self.queue.add_rate_limited(k.clone());
-                }
-            }
-            self.queue.done(&k);
-        }
-    }
 }
 
 /// Watches one kind's deletions (and, for pods, their end) to recount quotas.
@@ -308,7 +295,13 @@ pub async fn run(client: kube::Client, workers: usize, sync_period: Duration, me
             }
         }
     };
-    let workers = futures::future::join_all((0..workers.max(1)).map(|_| c.clone().worker()));
+    let workers = {
+        let c = c.clone();
+        run_workers(c.queue.clone(), workers, move |k: String| {
+            let c = c.clone();
+            async move { c.sync(&k).await }
+        })
+    };
     tokio::join!(quotas, pods, others, resync, workers);
 }
 

@@ -8,8 +8,8 @@
 //! - `apiserver`: [`ApiServer`] starts a fresh `kube-apiserver` with its embedded
 //!   store in a temporary directory, with a token file and a kubeconfig, and stops it
 //!   on drop;
-//! - `controller_manager`: [`ControllerManager`] starts a `kube-controller-manager`
-//!   against one;
+//! - `component`: [`Component`] starts a `kube-controller-manager` or a
+//!   `kube-scheduler` against one;
 //! - `pki`: [`Pki`] generates the certificates for an apiserver and a kubelet;
 //! - `kubelet`: [`TestKubelet`], a kubelet-side test server (logs, exec, attach,
 //!   port-forward), and [`KubeletCluster`], an apiserver with one behind a Node;
@@ -21,7 +21,7 @@
 //! suite stays runnable on a developer machine; CI installs everything.
 
 mod apiserver;
-mod controller_manager;
+mod component;
 mod https;
 mod kubelet;
 mod pki;
@@ -29,7 +29,7 @@ mod process;
 mod webhook;
 
 pub use apiserver::{ADMIN_TOKEN, ApiServer};
-pub use controller_manager::ControllerManager;
+pub use component::{Component, ControllerManager};
 pub use https::{https_get, https_get_as, websocket_ping};
 pub use kubelet::{KubeletCluster, TestKubelet};
 pub use pki::Pki;

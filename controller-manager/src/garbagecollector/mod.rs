@@ -39,7 +39,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 
-use client_base::workqueue::{self, Queue};
+use client_base::workqueue::{self, Queue, Requeue, run_workers};
 use graph::{FOREGROUND, Graph, Node, ORPHAN, ObjectRef, Observed, OwnerRef, Work};
 
 /// Garbage collector failures.
@@ -456,41 +456,49 @@ impl<C: Cluster> GarbageCollector<C> {
         Err(last.unwrap_or(Error::Conflict(format!("removing {finalizer} from {r}"))))
     }
 
-    /// Runs one attempt-to-delete worker until the queue shuts down.
-    pub async fn delete_worker(self: Arc<Self>) {
-        while let Some(uid) = self.delete_queue.get().await {
-            let result = self.attempt_to_delete(&uid).await;
-            // A virtual node that exists is checked again, with backoff, until a
-            // monitor sees it.
-            if result.is_ok() && self.node(&uid).is_some_and(|n| !n.observed) {
-                self.delete_queue.add_rate_limited(uid.clone());
-            } else {
-                Self::finish(&self.delete_queue, &uid, result, "attemptToDelete");
+    /// Runs `workers` attempt-to-delete workers until the queue shuts down.
+    pub async fn delete_workers(self: Arc<Self>, workers: usize) {
+        let gc = self.clone();
+        run_workers(self.delete_queue.clone(), workers, move |uid: String| {
+            let gc = gc.clone();
+            async move {
+                let result = gc.attempt_to_delete(&uid).await;
+                // A virtual node that exists is checked again, with backoff, until a
+                // monitor sees it.
+                if result.is_ok() && gc.node(&uid).is_some_and(|n| !n.observed) {
+                    Requeue::Backoff
+                } else {
+                    Self::finish(&uid, result, "attemptToDelete")
+                }
             }
-            self.delete_queue.done(&uid);
-        }
+        })
+        .await;
     }
 
-    /// Runs one attempt-to-orphan worker until the queue shuts down.
-    pub async fn orphan_worker(self: Arc<Self>) {
-        while let Some(uid) = self.orphan_queue.get().await {
-            let result = self.attempt_to_orphan(&uid).await;
-            Self::finish(&self.orphan_queue, &uid, result, "attemptToOrphan");
-            self.orphan_queue.done(&uid);
-        }
+    /// Runs `workers` attempt-to-orphan workers until the queue shuts down.
+    pub async fn orphan_workers(self: Arc<Self>, workers: usize) {
+        let gc = self.clone();
+        run_workers(self.orphan_queue.clone(), workers, move |uid: String| {
+            let gc = gc.clone();
+            async move {
+                let result = gc.attempt_to_orphan(&uid).await;
+                Self::finish(&uid, result, "attemptToOrphan")
+            }
+        })
+        .await;
     }
 
-    fn finish(q: &Arc<Queue<String>>, uid: &String, result: Result<(), Error>, what: &str) {
+    fn finish(uid: &str, result: Result<(), Error>, what: &str) -> Requeue {
         match result {
-            Ok(()) => q.forget(uid),
+            Ok(()) => Requeue::Forget,
             Err(e @ Error::NamespacedOwnerOfClusterScoped(_)) => {
                 // Never valid: reported, not retried.
                 tracing::warn!(error = %e, "{what}: ignoring invalid ownerReference");
-                q.forget(uid);
+                Requeue::Forget
             }
             Err(e) => {
                 tracing::info!(uid, error = %e, "{what} failed; requeueing");
-                q.add_rate_limited(uid.clone());
+                Requeue::Backoff
             }
         }
     }

@@ -337,10 +337,8 @@ pub async fn run(client: kube::Client, workers: usize, metrics: client_base::wor
         objects = gc.graph_len(),
         "garbage collector: all resource monitors have synced; proceeding to collect garbage"
     );
-    for _ in 0..workers {
-        tokio::spawn(gc.clone().delete_worker());
-        tokio::spawn(gc.clone().orphan_worker());
-    }
+    tokio::spawn(gc.clone().delete_workers(workers));
+    tokio::spawn(gc.clone().orphan_workers(workers));
     loop {
         tokio::time::sleep(RESYNC_PERIOD).await;
         let found = match discover(&client).await {

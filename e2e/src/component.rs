@@ -1,5 +1,6 @@
-//! [`ControllerManager`]: a `kube-controller-manager` started as a process against an
-//! [`ApiServer`].
+//! [`Component`]: a control-plane daemon (`kube-controller-manager`,
+//! `kube-scheduler`) started as a process against an [`ApiServer`], with its secure
+//! port on 127.0.0.1 and its log in the apiserver's directory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -8,38 +9,55 @@ use std::time::{Duration, Instant};
 use crate::apiserver::ApiServer;
 use crate::process::{binary, free_port};
 
-/// A `kube-controller-manager` against an [`ApiServer`], as the admin user, with its
-/// secure port on 127.0.0.1. Stopped (SIGKILL) on drop.
-pub struct ControllerManager {
+/// A daemon against an [`ApiServer`], with its secure port on 127.0.0.1. Stopped
+/// (SIGKILL) on drop.
+pub struct Component {
     child: Option<Child>,
     log: PathBuf,
     /// The secure port (health and metrics) on 127.0.0.1.
     pub port: u16,
+    /// The binary's name, for messages.
+    name: &'static str,
 }
 
-impl Drop for ControllerManager {
+/// A `kube-controller-manager` ([`Component::start`]).
+pub type ControllerManager = Component;
+
+impl Drop for Component {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-impl ControllerManager {
-    /// Starts one with `extra` flags; its log goes to `<apiserver dir>/<name>.log`.
-    pub fn start(api: &ApiServer, name: &str, extra: &[&str]) -> ControllerManager {
+impl Component {
+    /// Starts a kube-controller-manager, as the admin, with `extra` flags; its log
+    /// goes to `<apiserver dir>/<name>.log`.
+    pub fn start(api: &ApiServer, name: &str, extra: &[&str]) -> Component {
         Self::start_as(api, &api.kubeconfig(), name, extra)
     }
 
-    /// Starts one with `kubeconfig` (its own identity) instead of the admin's.
-    pub fn start_as(
+    /// Starts a kube-controller-manager with `kubeconfig` (its own identity).
+    pub fn start_as(api: &ApiServer, kubeconfig: &Path, name: &str, extra: &[&str]) -> Component {
+        Self::launch("kube-controller-manager", api, kubeconfig, name, extra)
+    }
+
+    /// Starts a kube-scheduler, as the admin, with `extra` flags.
+    pub fn scheduler(api: &ApiServer, name: &str, extra: &[&str]) -> Component {
+        Self::launch("kube-scheduler", api, &api.kubeconfig(), name, extra)
+    }
+
+    /// Starts `bin` with `--kubeconfig`, the secure port flags and `extra`.
+    pub fn launch(
+        bin: &'static str,
         api: &ApiServer,
         kubeconfig: &Path,
         name: &str,
         extra: &[&str],
-    ) -> ControllerManager {
+    ) -> Component {
         let port = free_port();
         let log = api.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(binary("kube-controller-manager"))
+        let child = Command::new(binary(bin))
             .args(["--kubeconfig", &kubeconfig.display().to_string()])
             .args([
                 "--bind-address",
@@ -48,15 +66,16 @@ impl ControllerManager {
                 &port.to_string(),
             ])
             .args(extra)
-            .env("RUST_LOG", "info,kube=warn")
+            .env("RUST_LOG", "info,kube=warn,scheduler=debug")
             .stdout(Stdio::null())
             .stderr(file)
             .spawn()
-            .expect("start kube-controller-manager");
-        ControllerManager {
+            .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        Component {
             child: Some(child),
             log,
             port,
+            name: bin,
         }
     }
 
@@ -79,7 +98,8 @@ impl ControllerManager {
         while !self.log().contains(text) {
             assert!(
                 Instant::now() < deadline,
-                "timed out waiting for {text:?} in the controller-manager log:\n{}",
+                "timed out waiting for {text:?} in the {} log:\n{}",
+                self.name,
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(100));

@@ -1,0 +1,310 @@
+//! kube-scheduler end to end: a real kube-apiserver, the scheduler as a process,
+//! Node objects made by the test (capacity, labels, taints), and the real kubectl
+//! reading where pods land and why others cannot.
+
+use std::time::{Duration, Instant};
+
+use e2e::{ApiServer, Component, have_kubectl};
+
+const K: &str = "kubectl.1.33";
+
+const FAST: [&str; 3] = [
+    "--leader-elect-lease-duration=3s",
+    "--leader-elect-renew-deadline=2s",
+    "--leader-elect-retry-period=500ms",
+];
+
+/// A Node with `cpu` and `memory` allocatable, labels and taints.
+fn node(s: &ApiServer, name: &str, cpu: &str, labels: &str, taints: &str) {
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{{labels}}}\nspec:\n  taints: [{taints}]\n"
+        )),
+    );
+    let status = format!(
+        r#"{{"status":{{"capacity":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"allocatable":{{"cpu":"{cpu}","memory":"8Gi","pods":"110"}},"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"test node"}}]}}}}"#
+    );
+    s.ok(
+        K,
+        &[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status,
+        ],
+    );
+    // Admission (TaintNodesByCondition) creates nodes not-ready; the node lifecycle
+    // controller lifts the taint once the node reports Ready. It does not exist yet,
+    // so the test lifts it, as that controller would.
+    s.ok(
+        K,
+        &[
+            "taint",
+            "node",
+            name,
+            "node.kubernetes.io/not-ready:NoSchedule-",
+        ],
+    );
+}
+
+/// A pod requesting `cpu`, with extra spec lines.
+fn pod(s: &ApiServer, name: &str, cpu: &str, extra: &str) {
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n{extra}  containers:\n  - name: c\n    image: busybox\n    resources:\n      requests:\n        cpu: {cpu}\n"
+        )),
+    );
+}
+
+/// Waits until `jsonpath` of pod `name` is non-empty; returns it. Panics with the
+/// scheduler's log after `timeout`.
+fn wait_field(
+    s: &ApiServer,
+    sched: &Component,
+    name: &str,
+    jsonpath: &str,
+    timeout: Duration,
+) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let out = s.ok(
+            K,
+            &["get", "pod", name, "-o", &format!("jsonpath={jsonpath}")],
+        );
+        if !out.trim().is_empty() {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name}: {jsonpath} still empty; scheduler log:\n{}",
+            sched.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn node_of(s: &ApiServer, sched: &Component, name: &str) -> String {
+    wait_field(s, sched, name, "{.spec.nodeName}", Duration::from_secs(30))
+}
+
+#[test]
+fn pods_land_where_they_fit_and_unschedulable_pods_say_why() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let sched = Component::scheduler(&s, "scheduler", &["--leader-elect=false"]);
+    sched.wait_log("caches populated", Duration::from_secs(60));
+
+    // No nodes at all: upstream's words.
+    pod(&s, "early", "100m", "");
+    let msg = wait_field(
+        &s,
+        &sched,
+        "early",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(msg, "no nodes available to schedule pods");
+
+    node(&s, "n1", "2", "zone: a", "");
+    node(&s, "n2", "1", "zone: b", "");
+    node(
+        &s,
+        "cp",
+        "8",
+        "node-role.kubernetes.io/control-plane: \"\"",
+        "{key: node-role.kubernetes.io/control-plane, effect: NoSchedule}",
+    );
+    // The early pod is retried once nodes are added.
+    assert!(["n1", "n2"].contains(&node_of(&s, &sched, "early").as_str()));
+
+    // Only n1 has room for 1500m; the tainted node is not a candidate.
+    s.ok(K, &["delete", "pod", "early", "--wait=false"]);
+    pod(&s, "big", "1500m", "");
+    assert_eq!(node_of(&s, &sched, "big"), "n1");
+    // nodeSelector and node affinity.
+    pod(&s, "zoned", "100m", "  nodeSelector: {zone: b}\n");
+    assert_eq!(node_of(&s, &sched, "zoned"), "n2");
+    // A toleration admits the control-plane node; nodeName-style affinity pins it.
+    pod(
+        &s,
+        "tolerant",
+        "100m",
+        "  tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists}]\n  affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [cp]}]}]}}}\n",
+    );
+    assert_eq!(node_of(&s, &sched, "tolerant"), "cp");
+
+    // Too big for any untainted node: upstream's message, condition and event.
+    pod(&s, "huge", "3", "");
+    let want = "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu.";
+    let msg = wait_field(
+        &s,
+        &sched,
+        "huge",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(msg, want);
+    let reason = s.ok(
+        K,
+        &[
+            "get",
+            "pod",
+            "huge",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].reason}",
+        ],
+    );
+    assert_eq!(reason, "Unschedulable");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = s.ok(K, &["describe", "pod", "huge"]);
+        if d.contains("FailedScheduling") && d.contains(want) && d.contains("default-scheduler") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no FailedScheduling event:\n{d}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A node that fits is added: the pod is retried on the event and bound there.
+    node(&s, "n3", "4", "zone: c", "");
+    assert_eq!(node_of(&s, &sched, "huge"), "n3");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = s.ok(K, &["describe", "pod", "big"]);
+        if d.contains("Scheduled") && d.contains("Successfully assigned default/big to n1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no Scheduled event:\n{d}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Pods for another scheduler are left alone.
+    pod(&s, "other", "100m", "  schedulerName: someone-else\n");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        s.ok(
+            K,
+            &["get", "pod", "other", "-o", "jsonpath={.spec.nodeName}"]
+        ),
+        ""
+    );
+
+    // Metrics and health on the secure port.
+    let (code, metrics) = e2e::https_get(sched.port, "/metrics", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains(
+            "scheduler_schedule_attempts_total{profile=\"default-scheduler\",result=\"scheduled\"}"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("scheduler_pending_pods{queue=\"unschedulable\"}"),
+        "{metrics}"
+    );
+    let (code, body) = e2e::https_get(sched.port, "/healthz", &[]);
+    assert_eq!((code, body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn the_standby_takes_over_when_the_leader_dies() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    node(&s, "n1", "4", "zone: a", "");
+    let mut a = Component::scheduler(&s, "sched-a", &FAST);
+    a.wait_log("successfully acquired lease", Duration::from_secs(60));
+    let b = Component::scheduler(&s, "sched-b", &FAST);
+    b.wait_log(
+        "attempting to acquire leader lease",
+        Duration::from_secs(60),
+    );
+    pod(&s, "first", "100m", "");
+    assert_eq!(node_of(&s, &a, "first"), "n1");
+    let holder = s.ok(
+        K,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    assert!(!holder.is_empty());
+    a.kill();
+    b.wait_log("successfully acquired lease", Duration::from_secs(30));
+    pod(&s, "second", "100m", "");
+    assert_eq!(node_of(&s, &b, "second"), "n1");
+    let now = s.ok(
+        K,
+        &[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+    );
+    assert_ne!(now, holder, "the standby holds the lease");
+}
+
+#[test]
+fn a_bad_config_fails_at_start_in_upstreams_words() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    // The client comes from the file's clientConnection, as upstream's --config.
+    let client = format!(
+        "clientConnection:\n  kubeconfig: {}\n",
+        s.kubeconfig().display()
+    );
+    for (text, want) in [
+        (
+            "apiVersion: kubescheduler.config.k8s.io/v1beta3\nkind: KubeSchedulerConfiguration\n"
+                .to_owned(),
+            "no kind \"KubeSchedulerConfiguration\" is registered for version \"kubescheduler.config.k8s.io/v1beta3\" in scheme \"pkg/scheduler/apis/config/scheme/scheme.go:29\"",
+        ),
+        (
+            format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n{client}profiles:\n- schedulerName: default-scheduler\n  plugins:\n    multiPoint:\n      enabled:\n      - name: NoSuchPlugin\n"
+            ),
+            "initializing profiles: creating profile for scheduler name default-scheduler: PreFilterPlugin \"NoSuchPlugin\" does not exist",
+        ),
+        (
+            format!(
+                "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n{client}percentageOfNodesToScore: 200\n"
+            ),
+            "percentageOfNodesToScore: Invalid value: 200: not in valid range [0-100]",
+        ),
+    ] {
+        let path = s.write("sched-config.yaml", &text);
+        let out = std::process::Command::new(e2e::binary("kube-scheduler"))
+            .args([
+                "--config",
+                &path,
+                "--kubeconfig",
+                &s.kubeconfig().display().to_string(),
+            ])
+            .output()
+            .expect("run kube-scheduler");
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "want {want:?} in:\n{err}");
+    }
+}

@@ -1,0 +1,313 @@
+//! The scheduler's cache, as upstream's `backend/cache`: every node with the pods
+//! bound or assumed to it and their summed requests.
+//!
+//! - Informer events keep it current: nodes, and pods with a `spec.nodeName`.
+//! - A pod is *assumed* on the node the scheduling cycle picked, before its
+//!   binding is written, so the next cycle already counts it; the watch later
+//!   *confirms* it (the bound pod replaces the assumed copy), and a failed binding
+//!   *forgets* it.
+//! - [`Cache::snapshot`] hands each cycle the node list. NodeInfos are shared
+//!   (`Arc`) and copied on write, so a snapshot costs one pointer per node and
+//!   only the nodes that changed since are ever copied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+
+use crate::framework::types::{ImageState, NodeInfo, PodInfo, pod_key};
+
+/// Cache failures (each one a bug upstream logs and skips).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The pod is already assumed or bound.
+    #[error("pod {0} is in the cache, so can't be assumed")]
+    AlreadyAssumed(String),
+    /// A forget for a pod that is not assumed.
+    #[error("pod {0} wasn't assumed so cannot be forgotten")]
+    NotAssumed(String),
+}
+
+struct PodState {
+    node: String,
+    assumed: bool,
+}
+
+/// Nodes and what is placed on them.
+#[derive(Default)]
+pub struct Cache {
+    list: Vec<Arc<NodeInfo>>,
+    /// `list[i]`'s node name (known before the node object, from its pods).
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    pods: HashMap<String, PodState>,
+    generation: u64,
+    /// image name → nodes that have it.
+    images: HashMap<String, (i64, std::collections::HashSet<String>)>,
+}
+
+fn node_name(pod: &Pod) -> Option<&str> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .filter(|n| !n.is_empty())
+}
+
+impl Cache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn slot(&mut self, name: &str) -> &mut NodeInfo {
+        let i = match self.index.get(name) {
+            Some(i) => *i,
+            None => {
+                self.list.push(Arc::new(NodeInfo::default()));
+                self.names.push(name.to_owned());
+                self.index.insert(name.to_owned(), self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        self.generation += 1;
+        let gen_ = self.generation;
+        let ni = Arc::make_mut(&mut self.list[i]);
+        ni.generation = gen_;
+        ni
+    }
+
+    /// Adds or replaces a node object.
+    pub fn set_node(&mut self, node: Arc<Node>) {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        self.update_images(&name, Some(&node));
+        let ni = self.slot(&name);
+        ni.set_node(node);
+    }
+
+    /// Removes a node (its pods stay counted until they are deleted).
+    pub fn remove_node(&mut self, name: &str) {
+        self.update_images(name, None);
+        let Some(i) = self.index.get(name).copied() else {
+            return;
+        };
+        if self.list[i].pods.is_empty() {
+            self.list.swap_remove(i);
+            self.names.swap_remove(i);
+            self.index.remove(name);
+            if i < self.list.len() {
+                self.index.insert(self.names[i].clone(), i);
+            }
+            self.generation += 1;
+        } else {
+            Arc::make_mut(&mut self.list[i]).node = None;
+        }
+    }
+
+    fn update_images(&mut self, name: &str, node: Option<&Node>) {
+        for (_, nodes) in self.images.values_mut() {
+            nodes.remove(name);
+        }
+        for img in node
+            .and_then(|n| n.status.as_ref())
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            for n in img.names.iter().flatten() {
+                let e = self.images.entry(n.clone()).or_default();
+                e.0 = img.size_bytes.unwrap_or(0);
+                e.1.insert(name.to_owned());
+            }
+        }
+        self.images.retain(|_, (_, nodes)| !nodes.is_empty());
+    }
+
+    /// A node's images with their spread, for ImageLocality.
+    pub fn image_states(&self, node: &Node) -> HashMap<String, ImageState> {
+        let mut out = HashMap::new();
+        for img in node
+            .status
+            .as_ref()
+            .and_then(|s| s.images.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            for n in img.names.iter().flatten() {
+                if let Some((size, nodes)) = self.images.get(n) {
+                    out.insert(
+                        n.clone(),
+                        ImageState {
+                            size: *size,
+                            num_nodes: nodes.len(),
+                        },
+                    );
+                }
+            }
+        }
+        out
+    }
+
+    fn place(&mut self, pod: Arc<Pod>, node: &str) {
+        self.slot(node).add_pod(PodInfo::new(pod));
+    }
+
+    fn unplace(&mut self, key: &str, node: &str) {
+        if self.index.contains_key(node) {
+            self.slot(node).remove_pod(key);
+        }
+    }
+
+    /// A bound pod seen by the watch: confirms an assumed pod, or adds it.
+    pub fn add_pod(&mut self, pod: Arc<Pod>) {
+        let Some(node) = node_name(&pod).map(str::to_owned) else {
+            return;
+        };
+        let key = pod_key(&pod);
+        if let Some(old) = self.pods.remove(&key) {
+            self.unplace(&key, &old.node);
+        }
+        self.place(pod, &node);
+        self.pods.insert(
+            key,
+            PodState {
+                node,
+                assumed: false,
+            },
+        );
+    }
+
+    /// A pod deleted (or ended, or unbound).
+    pub fn remove_pod(&mut self, pod: &Pod) {
+        let key = pod_key(pod);
+        if let Some(old) = self.pods.remove(&key) {
+            self.unplace(&key, &old.node);
+        }
+    }
+
+    /// Assumes `pod` (with its `spec.nodeName` set) on its node.
+    pub fn assume(&mut self, pod: Arc<Pod>) -> Result<(), Error> {
+        let key = pod_key(&pod);
+        if self.pods.contains_key(&key) {
+            return Err(Error::AlreadyAssumed(key));
+        }
+        let node = node_name(&pod).unwrap_or_default().to_owned();
+        self.place(pod, &node);
+        self.pods.insert(
+            key,
+            PodState {
+                node,
+                assumed: true,
+            },
+        );
+        Ok(())
+    }
+
+    /// Forgets an assumed pod whose binding failed.
+    pub fn forget(&mut self, pod: &Pod) -> Result<(), Error> {
+        let key = pod_key(pod);
+        match self.pods.get(&key) {
+            Some(s) if s.assumed => {
+                let node = s.node.clone();
+                self.pods.remove(&key);
+                self.unplace(&key, &node);
+                Ok(())
+            }
+            _ => Err(Error::NotAssumed(key)),
+        }
+    }
+
+    /// Whether the pod is assumed (and not yet confirmed).
+    pub fn is_assumed(&self, pod: &Pod) -> bool {
+        self.pods.get(&pod_key(pod)).is_some_and(|s| s.assumed)
+    }
+
+    /// Whether the pod is in the cache at all.
+    pub fn contains(&self, pod: &Pod) -> bool {
+        self.pods.contains_key(&pod_key(pod))
+    }
+
+    /// The nodes for one cycle (those with a node object), and the cache's
+    /// generation when taken.
+    pub fn snapshot(&self) -> (Vec<Arc<NodeInfo>>, u64) {
+        (
+            self.list
+                .iter()
+                .filter(|n| n.node.is_some())
+                .cloned()
+                .collect(),
+            self.generation,
+        )
+    }
+
+    /// How many node objects are cached.
+    pub fn node_count(&self) -> usize {
+        self.list.iter().filter(|n| n.node.is_some()).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::PodSpec;
+
+    use super::*;
+
+    fn node(name: &str) -> Arc<Node> {
+        Arc::new(Node {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    fn pod(name: &str, node: &str) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                node_name: Some(node.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    #[test]
+    fn assume_confirm_forget() {
+        let mut c = Cache::new();
+        c.set_node(node("a"));
+        c.set_node(node("b"));
+        let (before, _) = c.snapshot();
+        c.assume(pod("p", "a")).unwrap();
+        assert!(c.is_assumed(&pod("p", "a")));
+        assert_eq!(
+            c.assume(pod("p", "a")),
+            Err(Error::AlreadyAssumed("default/p".into()))
+        );
+        let (after, _) = c.snapshot();
+        let a = |s: &[Arc<NodeInfo>]| s.iter().find(|n| n.name() == "a").unwrap().pods.len();
+        assert_eq!(
+            (a(&before), a(&after)),
+            (0, 1),
+            "snapshots are copies on write"
+        );
+        // The watch confirms it.
+        c.add_pod(pod("p", "a"));
+        assert!(!c.is_assumed(&pod("p", "a")));
+        assert_eq!(
+            c.forget(&pod("p", "a")),
+            Err(Error::NotAssumed("default/p".into()))
+        );
+        c.assume(pod("q", "b")).unwrap();
+        c.forget(&pod("q", "b")).unwrap();
+        let (s, _) = c.snapshot();
+        assert_eq!(s.iter().map(|n| n.pods.len()).sum::<usize>(), 1);
+        c.remove_pod(&pod("p", "a"));
+        c.remove_node("a");
+        assert_eq!(c.node_count(), 1);
+    }
+}

@@ -1,0 +1,361 @@
+//! A profile's framework: its plugins at each extension point, with weights, and
+//! the calls in upstream's order (`framework/runtime/framework.go`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::types::{NodeInfo, PodInfo};
+use super::{
+    BindPlugin, Code, CycleState, FilterPlugin, NodeScore, NodeStatuses, Plugin, PostBindPlugin,
+    PostFilterPlugin, PreBindPlugin, PreEnqueuePlugin, PreFilterPlugin, PreFilterResult,
+    PreScorePlugin, QueueSortPlugin, QueuedPodInfo, ReservePlugin, Status,
+};
+use crate::metrics::Metrics;
+
+/// The plugins enabled at each extension point of one profile, in order.
+#[derive(Default)]
+pub struct Points {
+    /// PreEnqueue.
+    pub pre_enqueue: Vec<String>,
+    /// QueueSort (exactly one).
+    pub queue_sort: Vec<String>,
+    /// PreFilter.
+    pub pre_filter: Vec<String>,
+    /// Filter.
+    pub filter: Vec<String>,
+    /// PostFilter.
+    pub post_filter: Vec<String>,
+    /// PreScore.
+    pub pre_score: Vec<String>,
+    /// Score, with weights.
+    pub score: Vec<(String, i64)>,
+    /// Reserve.
+    pub reserve: Vec<String>,
+    /// Permit.
+    pub permit: Vec<String>,
+    /// PreBind.
+    pub pre_bind: Vec<String>,
+    /// Bind.
+    pub bind: Vec<String>,
+    /// PostBind.
+    pub post_bind: Vec<String>,
+}
+
+/// One profile's runtime.
+pub struct Framework {
+    /// The profile's `schedulerName`.
+    pub profile: String,
+    plugins: HashMap<String, Arc<dyn Plugin>>,
+    points: Points,
+    metrics: Metrics,
+}
+
+macro_rules! at {
+    ($self:ident, $list:expr, $as:ident) => {
+        $list
+            .iter()
+            .filter_map(|n| $self.plugins.get(n.as_str()))
+            .filter_map(|p| p.$as().map(|x| (p.name(), x)))
+    };
+}
+
+impl Framework {
+    /// A framework over `plugins` (by name) called at `points`.
+    pub fn new(
+        profile: String,
+        plugins: HashMap<String, Arc<dyn Plugin>>,
+        points: Points,
+        metrics: Metrics,
+    ) -> Self {
+        Framework {
+            profile,
+            plugins,
+            points,
+            metrics,
+        }
+    }
+
+    /// Every plugin of the profile.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<dyn Plugin>> {
+        self.plugins.values()
+    }
+
+    /// The plugin called `name`, if enabled.
+    pub fn plugin(&self, name: &str) -> Option<&Arc<dyn Plugin>> {
+        self.plugins.get(name)
+    }
+
+    fn observe(&self, point: &str, start: Instant, status: &Status) {
+        self.metrics.extension_point(
+            point,
+            status.code,
+            &self.profile,
+            start.elapsed().as_secs_f64(),
+        );
+    }
+
+    /// The QueueSort plugin's order.
+    pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
+        match at!(self, self.points.queue_sort, as_queue_sort).next() {
+            Some((_, q)) => (q as &dyn QueueSortPlugin).less(a, b),
+            None => a.timestamp < b.timestamp,
+        }
+    }
+
+    /// PreEnqueue: the first rejection, with its plugin.
+    pub fn run_pre_enqueue(&self, pod: &k8s_openapi::api::core::v1::Pod) -> Status {
+        for (name, p) in at!(self, self.points.pre_enqueue, as_pre_enqueue) {
+            let s = (p as &dyn PreEnqueuePlugin).pre_enqueue(pod);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
+    /// PreFilter: the merged node set; a rejection stops the cycle.
+    pub fn run_pre_filter(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> (PreFilterResult, Status) {
+        let start = Instant::now();
+        let mut result = PreFilterResult::default();
+        for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
+            let (r, s) = (p as &dyn PreFilterPlugin).pre_filter(state, pod, nodes);
+            if s.code == Code::Skip {
+                state.skip_filter.insert(name.to_owned());
+                continue;
+            }
+            if !s.is_success() {
+                let s = s.with_plugin(name);
+                self.observe("PreFilter", start, &s);
+                return (result, s);
+            }
+            if let Some(names) = r.and_then(|r| r.node_names) {
+                result.node_names = Some(match result.node_names.take() {
+                    None => names,
+                    Some(prev) => prev.intersection(&names).cloned().collect(),
+                });
+            }
+        }
+        let s = Status::success();
+        self.observe("PreFilter", start, &s);
+        (result, s)
+    }
+
+    /// Filter on one node: the first rejection, with its plugin.
+    pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
+        for (name, p) in at!(self, self.points.filter, as_filter) {
+            if state.skip_filter.contains(name) {
+                continue;
+            }
+            let s = (p as &dyn FilterPlugin).filter(state, pod, node);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
+    /// Whether any PostFilter plugin is enabled.
+    pub fn has_post_filter(&self) -> bool {
+        at!(self, self.points.post_filter, as_post_filter)
+            .next()
+            .is_some()
+    }
+
+    /// PostFilter: the first plugin that nominates a node wins.
+    pub async fn run_post_filter(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        statuses: &NodeStatuses,
+    ) -> (Option<String>, Vec<Status>) {
+        let start = Instant::now();
+        let mut rejections = Vec::new();
+        let plugins: Vec<_> = at!(self, self.points.post_filter, as_post_filter).collect();
+        for (name, p) in plugins {
+            let (nominated, s) = (p as &dyn PostFilterPlugin)
+                .post_filter(state, pod, statuses)
+                .await;
+            if s.is_success() {
+                self.observe("PostFilter", start, &s);
+                return (nominated, Vec::new());
+            }
+            rejections.push(s.with_plugin(name));
+        }
+        self.observe(
+            "PostFilter",
+            start,
+            &Status::new(Code::Unschedulable, Vec::<String>::new()),
+        );
+        (None, rejections)
+    }
+
+    /// PreScore.
+    pub fn run_pre_score(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Status {
+        let start = Instant::now();
+        for (name, p) in at!(self, self.points.pre_score, as_pre_score) {
+            let s = (p as &dyn PreScorePlugin).pre_score(state, pod, nodes);
+            if s.code == Code::Skip {
+                state.skip_score.insert(name.to_owned());
+                continue;
+            }
+            if !s.is_success() {
+                let s = s.with_plugin(name);
+                self.observe("PreScore", start, &s);
+                return s;
+            }
+        }
+        let s = Status::success();
+        self.observe("PreScore", start, &s);
+        s
+    }
+
+    /// Whether any Score plugin is enabled.
+    pub fn has_score(&self) -> bool {
+        !self.points.score.is_empty()
+    }
+
+    /// Score and NormalizeScore: each node's weighted total.
+    pub fn run_score(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        nodes: &[Arc<NodeInfo>],
+    ) -> Result<Vec<NodeScore>, Status> {
+        let start = Instant::now();
+        let mut totals: Vec<NodeScore> = nodes
+            .iter()
+            .map(|n| NodeScore {
+                name: n.name().to_owned(),
+                score: 0,
+            })
+            .collect();
+        for (name, weight) in &self.points.score {
+            if state.skip_score.contains(name) {
+                continue;
+            }
+            let Some(p) = self.plugins.get(name) else {
+                continue;
+            };
+            let Some(scorer) = p.as_score() else {
+                continue;
+            };
+            let mut scores = Vec::with_capacity(nodes.len());
+            for n in nodes {
+                let (score, s) = scorer.score(state, pod, n);
+                if !s.is_success() {
+                    let s = s.with_plugin(name);
+                    self.observe("Score", start, &s);
+                    return Err(s);
+                }
+                scores.push(NodeScore {
+                    name: n.name().to_owned(),
+                    score,
+                });
+            }
+            let s = scorer.normalize(state, pod, &mut scores);
+            if !s.is_success() {
+                return Err(s.with_plugin(name));
+            }
+            for (t, s) in totals.iter_mut().zip(&scores) {
+                if !(super::MIN_NODE_SCORE..=super::MAX_NODE_SCORE).contains(&s.score) {
+                    return Err(Status::error(format!(
+                        "plugin {:?} returns an invalid score {}, it should in the range of [{}, {}] after normalizing",
+                        name,
+                        s.score,
+                        super::MIN_NODE_SCORE,
+                        super::MAX_NODE_SCORE
+                    ))
+                    .with_plugin(name));
+                }
+                t.score += s.score * weight;
+            }
+        }
+        self.observe("Score", start, &Status::success());
+        Ok(totals)
+    }
+
+    /// Reserve, in order; on failure the caller runs Unreserve.
+    pub fn run_reserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        for (name, p) in at!(self, self.points.reserve, as_reserve) {
+            let s = (p as &dyn ReservePlugin).reserve(state, pod, node);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
+    /// Unreserve, in reverse order.
+    pub fn run_unreserve(&self, state: &mut CycleState, pod: &PodInfo, node: &str) {
+        let plugins: Vec<_> = at!(self, self.points.reserve, as_reserve).collect();
+        for (_, p) in plugins.into_iter().rev() {
+            (p as &dyn ReservePlugin).unreserve(state, pod, node);
+        }
+    }
+
+    /// Permit: a rejection, or success (waiting is not used by the built-in plugins
+    /// and is treated as success after its timeout by the caller).
+    pub fn run_permit(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        node: &str,
+    ) -> (Status, std::time::Duration) {
+        let mut wait = std::time::Duration::ZERO;
+        for (name, p) in at!(self, self.points.permit, as_permit) {
+            let (s, d) = (p as &dyn super::PermitPlugin).permit(state, pod, node);
+            match s.code {
+                Code::Success => {}
+                Code::Wait => wait = wait.max(d),
+                _ => return (s.with_plugin(name), wait),
+            }
+        }
+        (Status::success(), wait)
+    }
+
+    /// PreBind.
+    pub async fn run_pre_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        let plugins: Vec<_> = at!(self, self.points.pre_bind, as_pre_bind).collect();
+        for (name, p) in plugins {
+            let s = (p as &dyn PreBindPlugin).pre_bind(state, pod, node).await;
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
+    /// Bind: the first plugin that does not skip.
+    pub async fn run_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) -> Status {
+        let start = Instant::now();
+        let plugins: Vec<_> = at!(self, self.points.bind, as_bind).collect();
+        for (name, p) in plugins {
+            let s = (p as &dyn BindPlugin).bind(state, pod, node).await;
+            if s.code == Code::Skip {
+                continue;
+            }
+            let s = s.with_plugin(name);
+            self.observe("Bind", start, &s);
+            return s;
+        }
+        Status::skip()
+    }
+
+    /// PostBind.
+    pub fn run_post_bind(&self, state: &CycleState, pod: &PodInfo, node: &str) {
+        for (_, p) in at!(self, self.points.post_bind, as_post_bind) {
+            (p as &dyn PostBindPlugin).post_bind(state, pod, node);
+        }
+    }
+}

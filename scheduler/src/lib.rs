@@ -1,0 +1,344 @@
+//! kube-scheduler: assigns pending pods to nodes with upstream's scheduling
+//! framework, plugins, queue, messages and metrics.
+//!
+//! ```text
+//!  apiserver ──list+watch (client_base::informer)──┬─▶ pods (not Succeeded/Failed)
+//!                                                  └─▶ nodes
+//!    pods without spec.nodeName, for one of our profiles ─▶ [queue] active/backoff/
+//!                                                            unschedulable/gated
+//!    bound pods and nodes ─────────────────────────────────▶ [cache] NodeInfos
+//!    node and bound-pod changes ─▶ queue.move_all(event): unschedulable pods retried
+//!
+//!  leading (Lease kube-system/kube-scheduler):
+//!    loop { queue.pop ─▶ [schedule_one] with the pod's profile [framework::runtime]
+//!                      ─▶ plugins ([plugins]) ─▶ assume in cache ─▶ bind (async)
+//!                      ─▶ POST pods/binding, event `Scheduled`;
+//!           failure ─▶ event `FailedScheduling`, PodScheduled=False, requeue }
+//!
+//!  --secure-port (10259): /healthz, /livez, /readyz (leaderElection check), /metrics
+//! ```
+//!
+//! - [`options`] and [`config`]: flags and the KubeSchedulerConfiguration, with
+//!   profiles expanded to extension points.
+//! - [`framework`]: the plugin interfaces, statuses, cycle state, node infos and the
+//!   per-profile runtime.
+//! - [`plugins`]: the in-tree plugins, registered by name.
+//! - [`queue`], [`cache`]: upstream's scheduling queue and cache.
+//! - [`schedule_one`]: the scheduling and binding cycles and failure handling.
+//! - [`metrics`]: upstream's `scheduler_*` metrics.
+
+pub mod cache;
+pub mod config;
+pub mod framework;
+pub mod metrics;
+pub mod options;
+pub mod plugins;
+pub mod queue;
+pub mod schedule_one;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use client_base::informer::{Funcs, SharedInformerFactory};
+use client_base::leaderelection::{Ended, Leader};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::watcher;
+use prometheus::Registry;
+
+use crate::framework::ClusterEvent;
+use crate::framework::runtime::Framework;
+use crate::options::Options;
+use crate::queue::{Gate, SchedulingQueue};
+use crate::schedule_one::Scheduler;
+
+/// Start-up and run-time failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] config::Error),
+    /// The client could not be configured.
+    #[error("{0}")]
+    Client(#[from] client_base::config::Error),
+    /// `--write-config-to` failed.
+    #[error("writing config to {path}: {message}")]
+    WriteConfig {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+    /// The serving certificate could not be loaded or generated.
+    #[error("unable to load server certificate: {0}")]
+    Tls(#[from] component_base::tls::Error),
+    /// The secure port could not be bound.
+    #[error("failed to listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A metric could not be registered.
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// Leadership was lost.
+    #[error("{0}")]
+    LeaderElection(#[from] client_base::leaderelection::Error),
+}
+
+fn assigned(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty())
+}
+
+fn scheduler_name(pod: &Pod) -> &str {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or("default-scheduler")
+}
+
+/// Which cluster event a node update is.
+pub fn node_event(old: &Node, new: &Node) -> ClusterEvent {
+    let spec = |n: &Node| n.spec.clone().unwrap_or_default();
+    let alloc = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    if spec(old).unschedulable != spec(new).unschedulable {
+        ClusterEvent::NodeSpecUnschedulableChange
+    } else if old.metadata.labels != new.metadata.labels {
+        ClusterEvent::NodeLabelChange
+    } else if spec(old).taints != spec(new).taints {
+        ClusterEvent::NodeTaintChange
+    } else if alloc(old) != alloc(new) {
+        ClusterEvent::NodeAllocatableChange
+    } else {
+        ClusterEvent::NodeOtherChange
+    }
+}
+
+/// Wires the informers' events to the cache and the queue.
+fn add_handlers(
+    factory: &SharedInformerFactory,
+    sched: &Arc<Scheduler>,
+) -> Arc<client_base::informer::Informer<Pod>> {
+    let pods = sched.pods.clone();
+    let ours: HashSet<String> = sched.profiles.keys().cloned().collect();
+    let ours = Arc::new(ours);
+    let (s1, s2, s3) = (sched.clone(), sched.clone(), sched.clone());
+    let (o1, o2) = (ours.clone(), ours);
+    pods.add_handler(
+        Funcs::new()
+            .on_add(move |p: &Arc<Pod>, _| {
+                if assigned(p) {
+                    s1.cache.lock().add_pod(p.clone());
+                    s1.queue.move_all(ClusterEvent::AssignedPodAdd);
+                } else if o1.contains(scheduler_name(p)) {
+                    s1.queue.add(p.clone());
+                }
+            })
+            .on_update(move |old: &Arc<Pod>, new: &Arc<Pod>| {
+                if assigned(new) {
+                    if !assigned(old) {
+                        s2.queue.delete(new);
+                    }
+                    s2.cache.lock().add_pod(new.clone());
+                    if assigned(old) {
+                        s2.queue.move_all(ClusterEvent::AssignedPodUpdate);
+                    }
+                } else if o2.contains(scheduler_name(new)) {
+                    s2.queue.update(new.clone());
+                }
+            })
+            .on_delete(move |p: &Arc<Pod>| {
+                if assigned(p) {
+                    s3.cache.lock().remove_pod(p);
+                    s3.queue.move_all(ClusterEvent::AssignedPodDelete);
+                } else {
+                    s3.queue.delete(p);
+                }
+            }),
+    );
+    let nodes = factory.informer::<Node>();
+    let (n1, n2, n3) = (sched.clone(), sched.clone(), sched.clone());
+    nodes.add_handler(
+        Funcs::new()
+            .on_add(move |n: &Arc<Node>, _| {
+                n1.cache.lock().set_node(n.clone());
+                n1.queue.move_all(ClusterEvent::NodeAdd);
+            })
+            .on_update(move |old: &Arc<Node>, new: &Arc<Node>| {
+                n2.cache.lock().set_node(new.clone());
+                let ev = node_event(old, new);
+                if ev != ClusterEvent::NodeOtherChange {
+                    n2.queue.move_all(ev);
+                }
+            })
+            .on_delete(move |n: &Arc<Node>| {
+                n3.cache
+                    .lock()
+                    .remove_node(n.metadata.name.as_deref().unwrap_or_default());
+            }),
+    );
+    pods
+}
+
+/// Runs kube-scheduler until SIGTERM, or until leadership is lost.
+pub async fn run(opts: Options) -> Result<(), Error> {
+    let cfg = opts.configuration()?;
+    if let Some(path) = &opts.write_config_to {
+        let text = config::to_yaml(&cfg);
+        std::fs::write(path, text).map_err(|e| Error::WriteConfig {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        tracing::info!(file = %path.display(), "Wrote configuration");
+        return Ok(());
+    }
+    let cc = &cfg.client_connection;
+    let kubeconfig = (!cc.kubeconfig.is_empty()).then(|| std::path::PathBuf::from(&cc.kubeconfig));
+    let kcfg = client_base::config::load(kubeconfig.as_deref(), opts.master.as_deref()).await?;
+    let burst = cc.burst.max(0) as u32;
+    let client = client_base::config::client(kcfg.clone(), cc.qps, burst)?;
+    let registry = Registry::new();
+    let metrics = metrics::Metrics::register(&registry)?;
+    // Leader election has a client (and rate limiter) of its own, as upstream's.
+    let election_client = client_base::config::client(kcfg, cc.qps, burst)?;
+    let leader = Leader::new(election_client, cfg.leader_election.clone(), &registry)?;
+
+    // Profiles.
+    let handle = plugins::Handle {
+        client: client.clone(),
+    };
+    let mut profiles = HashMap::new();
+    let mut recorders = HashMap::new();
+    let mut plugin_events: HashMap<String, Vec<ClusterEvent>> = HashMap::new();
+    let mut percentages = HashMap::new();
+    let identity = client_base::leaderelection::identity();
+    for p in &cfg.profiles {
+        let built = config::build_profile(p, &handle)?;
+        for (name, plugin) in &built.plugins {
+            plugin_events.insert(name.clone(), plugin.events().to_vec());
+        }
+        let fwk = Framework::new(
+            p.scheduler_name.clone(),
+            built.plugins,
+            built.points,
+            metrics.clone(),
+        );
+        profiles.insert(p.scheduler_name.clone(), Arc::new(fwk));
+        recorders.insert(
+            p.scheduler_name.clone(),
+            client_base::events::Recorder::new(
+                client.clone(),
+                &p.scheduler_name,
+                Some(identity.clone()),
+            ),
+        );
+        if let Some(pct) = p.percentage_of_nodes_to_score {
+            percentages.insert(p.scheduler_name.clone(), pct);
+        }
+    }
+    for p in &cfg.profiles {
+        for n in p
+            .plugins
+            .iter()
+            .flat_map(|ps| ps.multi_point.enabled.iter())
+        {
+            if plugins::NOT_YET.contains(&n.name.as_str()) {
+                tracing::warn!(profile = %p.scheduler_name, plugin = %n.name, "plugin is not implemented in Keelson yet; skipping");
+            }
+        }
+    }
+    let gate_profiles = profiles.clone();
+    let gate: Gate = Arc::new(move |pod: &Pod| {
+        let fwk = gate_profiles.get(scheduler_name(pod))?;
+        let s = fwk.run_pre_enqueue(pod);
+        (!s.is_success()).then_some(s.plugin)
+    });
+    let queue = SchedulingQueue::new(
+        cfg.pod_initial_backoff,
+        cfg.pod_max_backoff,
+        plugin_events,
+        gate,
+        metrics.clone(),
+    );
+
+    // Informers: pods that have not ended, and nodes.
+    let factory = SharedInformerFactory::new(client.clone());
+    let pods = factory.informer_with::<Pod>(
+        watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
+    );
+    let sched = Scheduler::new(
+        client.clone(),
+        queue.clone(),
+        profiles,
+        recorders,
+        metrics,
+        cfg.percentage_of_nodes_to_score,
+        percentages,
+        pods,
+    );
+    add_handlers(&factory, &sched);
+
+    // The secure port.
+    if opts.secure_port != 0 {
+        let tls = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
+            (Some(c), Some(k)) => {
+                component_base::tls::server_config(c, k, None, false, &[b"h2", b"http/1.1"])?
+            }
+            _ => {
+                let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+                match &opts.cert_dir {
+                    None => component_base::tls::self_signed_config(&sans)?,
+                    Some(dir) => {
+                        let (c, k) =
+                            component_base::tls::self_signed_files(dir, "kube-scheduler", &sans)?;
+                        component_base::tls::server_config(
+                            &c,
+                            &k,
+                            None,
+                            false,
+                            &[b"h2", b"http/1.1"],
+                        )?
+                    }
+                }
+            }
+        };
+        let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Listen { addr, source })?;
+        let checks: Vec<(&'static str, component_base::status::Check)> = leader
+            .health_check()
+            .map(|c| ("leaderElection", c))
+            .into_iter()
+            .collect();
+        let status = component_base::status::Status {
+            registry: registry.clone(),
+            checks,
+        };
+        tracing::info!(%addr, "serving securely");
+        tokio::spawn(component_base::status::serve(
+            listener,
+            tls,
+            status,
+            std::future::pending(),
+        ));
+    }
+
+    factory.start();
+    tokio::spawn(queue.clone().run_flushes());
+    let work = async {
+        factory.wait_for_cache_sync().await;
+        tracing::info!("caches populated; scheduling");
+        sched.clone().run().await;
+    };
+    let ended = leader.run(component_base::signal::shutdown(), work).await;
+    queue.close();
+    match ended? {
+        Ended::Shutdown | Ended::Finished => Ok(()),
+    }
+}

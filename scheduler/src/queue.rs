@@ -1,0 +1,570 @@
+//! The scheduling queue, as upstream's `backend/queue`: pods waiting to be
+//! scheduled, in four places.
+//!
+//! - **active**: ready to be tried, ordered as PrioritySort orders them (higher
+//!   priority first, then earlier arrival).
+//! - **backoff**: failed recently; each waits `podInitialBackoffSeconds` doubled
+//!   per attempt up to `podMaxBackoffSeconds`, then goes back to active (checked
+//!   every second).
+//! - **unschedulable**: rejected by plugins; they stay until a cluster event one of
+//!   those plugins registered for (a node added, a pod deleted, …) moves them to
+//!   backoff or active, or until `podMaxInUnschedulablePodsDuration` (5 min) has
+//!   passed (checked every 30 s).
+//! - **gated**: held back by a PreEnqueue plugin (scheduling gates) until an update
+//!   lets them in.
+//!
+//! An event that arrives while a pod is being tried is not lost: a pod that fails
+//! in a cycle that began before the last move request goes to backoff rather
+//! than unschedulable (upstream's `moveRequestCycle`).
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::framework::types::{PodInfo, pod_key};
+use crate::framework::{ClusterEvent, QueuedPodInfo};
+use crate::metrics::Metrics;
+use crate::plugins::simple::priority;
+
+/// upstream's `DefaultPodMaxInUnschedulablePodsDuration`.
+pub const MAX_IN_UNSCHEDULABLE: Duration = Duration::from_secs(300);
+
+/// Decides whether a pod may enter the active queue (the profile's PreEnqueue
+/// plugins): `None` to enqueue, else the gating plugin.
+pub type Gate = Arc<dyn Fn(&Pod) -> Option<String> + Send + Sync>;
+
+type ActiveKey = (Reverse<i32>, Duration, u64);
+
+#[derive(Default)]
+struct Inner {
+    active: BTreeMap<ActiveKey, String>,
+    backoff: BTreeMap<(Instant, u64), String>,
+    /// Every queued pod, with where it is.
+    pods: HashMap<String, (QueuedPodInfo, Place)>,
+    seq: u64,
+    scheduling_cycle: u64,
+    move_request_cycle: u64,
+    closed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    Active(ActiveKey),
+    Backoff((Instant, u64)),
+    Unschedulable(Instant),
+    Gated,
+    /// Popped and being tried.
+    InFlight,
+}
+
+/// The scheduling queue.
+pub struct SchedulingQueue {
+    inner: Mutex<Inner>,
+    notify: Notify,
+    start: Instant,
+    initial_backoff: Duration,
+    max_backoff: Duration,
+    /// plugin → the events that may resolve its rejections.
+    plugin_events: HashMap<String, Vec<ClusterEvent>>,
+    gate: Gate,
+    metrics: Metrics,
+}
+
+impl SchedulingQueue {
+    /// A queue with the given backoffs, plugins' events and gate.
+    pub fn new(
+        initial_backoff: Duration,
+        max_backoff: Duration,
+        plugin_events: HashMap<String, Vec<ClusterEvent>>,
+        gate: Gate,
+        metrics: Metrics,
+    ) -> Arc<Self> {
+        Arc::new(SchedulingQueue {
+            inner: Mutex::new(Inner::default()),
+            notify: Notify::new(),
+            start: Instant::now(),
+            initial_backoff,
+            max_backoff,
+            plugin_events,
+            gate,
+            metrics,
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Time since the queue began (the clock of [`QueuedPodInfo`]'s timestamps).
+    pub fn since_start(&self) -> Duration {
+        self.now()
+    }
+
+    fn gauges(&self, inner: &Inner) {
+        let mut counts = [0i64; 4];
+        for (_, place) in inner.pods.values() {
+            match place {
+                Place::Active(_) => counts[0] += 1,
+                Place::Backoff(_) => counts[1] += 1,
+                Place::Unschedulable(_) => counts[2] += 1,
+                Place::Gated => counts[3] += 1,
+                Place::InFlight => {}
+            }
+        }
+        for (q, n) in ["active", "backoff", "unschedulable", "gated"]
+            .iter()
+            .zip(counts)
+        {
+            self.metrics.pending_pods.with_label_values(&[q]).set(n);
+        }
+    }
+
+    fn incoming(&self, queue: &str, event: &str) {
+        self.metrics
+            .incoming_pods
+            .with_label_values(&[queue, event])
+            .inc();
+    }
+
+    /// Removes `key` from wherever it is.
+    fn unlink(inner: &mut Inner, key: &str) -> Option<QueuedPodInfo> {
+        let (qpi, place) = inner.pods.remove(key)?;
+        match place {
+            Place::Active(k) => {
+                inner.active.remove(&k);
+            }
+            Place::Backoff(k) => {
+                inner.backoff.remove(&k);
+            }
+            _ => {}
+        }
+        Some(qpi)
+    }
+
+    fn to_active(&self, inner: &mut Inner, qpi: QueuedPodInfo, event: &str) {
+        if let Some(plugin) = (self.gate)(&qpi.info.pod) {
+            let key = qpi.info.key();
+            let mut qpi = qpi;
+            qpi.gating_plugin = Some(plugin);
+            inner.pods.insert(key, (qpi, Place::Gated));
+            self.incoming("gated", event);
+            return;
+        }
+        inner.seq += 1;
+        let k = (Reverse(priority(&qpi.info.pod)), qpi.timestamp, inner.seq);
+        let key = qpi.info.key();
+        inner.active.insert(k, key.clone());
+        inner.pods.insert(key, (qpi, Place::Active(k)));
+        self.incoming("active", event);
+        self.notify.notify_one();
+    }
+
+    fn backoff_duration(&self, attempts: u32) -> Duration {
+        let mut d = self.initial_backoff;
+        for _ in 1..attempts {
+            if d > self.max_backoff.saturating_sub(d) {
+                return self.max_backoff;
+            }
+            d += d;
+        }
+        d.min(self.max_backoff)
+    }
+
+    fn to_backoff(&self, inner: &mut Inner, qpi: QueuedPodInfo, since: Instant, event: &str) {
+        let until = since + self.backoff_duration(qpi.attempts.max(1));
+        if until <= Instant::now() {
+            return self.to_active(inner, qpi, event);
+        }
+        inner.seq += 1;
+        let k = (until, inner.seq);
+        let key = qpi.info.key();
+        inner.backoff.insert(k, key.clone());
+        inner.pods.insert(key, (qpi, Place::Backoff(k)));
+        self.incoming("backoff", event);
+    }
+
+    /// A new pending pod.
+    pub fn add(&self, pod: Arc<Pod>) {
+        let mut inner = self.inner.lock();
+        let key = pod_key(&pod);
+        if inner.pods.contains_key(&key) {
+            return;
+        }
+        let qpi = QueuedPodInfo {
+            info: PodInfo::new(pod),
+            timestamp: self.now(),
+            attempts: 0,
+            initial_attempt: None,
+            unschedulable_plugins: HashSet::new(),
+            gating_plugin: None,
+        };
+        self.to_active(&mut inner, qpi, "PodAdd");
+        self.gauges(&inner);
+    }
+
+    /// A pending pod changed: the queue holds the new version; a gated or
+    /// unschedulable pod whose spec changed is tried again.
+    pub fn update(&self, pod: Arc<Pod>) {
+        let mut inner = self.inner.lock();
+        let key = pod_key(&pod);
+        let Some((qpi, place)) = inner.pods.get(&key).cloned() else {
+            drop(inner);
+            return self.add(pod);
+        };
+        let spec_changed = qpi.info.pod.spec != pod.spec
+            || qpi.info.pod.metadata.labels != pod.metadata.labels
+            || qpi.info.pod.metadata.annotations != pod.metadata.annotations;
+        let mut qpi = qpi;
+        qpi.info = PodInfo::new(pod);
+        match place {
+            Place::Gated | Place::Unschedulable(_) if spec_changed => {
+                Self::unlink(&mut inner, &key);
+                qpi.gating_plugin = None;
+                if qpi.attempts > 0 {
+                    self.to_backoff(&mut inner, qpi, Instant::now(), "PodUpdate");
+                } else {
+                    self.to_active(&mut inner, qpi, "PodUpdate");
+                }
+            }
+            _ => {
+                if let Some(e) = inner.pods.get_mut(&key) {
+                    e.0 = qpi;
+                }
+            }
+        }
+        self.gauges(&inner);
+    }
+
+    /// A pending pod deleted (or bound elsewhere).
+    pub fn delete(&self, pod: &Pod) {
+        let mut inner = self.inner.lock();
+        Self::unlink(&mut inner, &pod_key(pod));
+        self.gauges(&inner);
+    }
+
+    /// Waits for the next pod to try, and marks it in flight. `None` once closed.
+    pub async fn pop(&self) -> Option<QueuedPodInfo> {
+        loop {
+            let notified = self.notify.notified();
+            {
+                let mut inner = self.inner.lock();
+                if inner.closed {
+                    return None;
+                }
+                if let Some((_, key)) = inner.active.pop_first() {
+                    inner.scheduling_cycle += 1;
+                    let now = self.now();
+                    if let Some(e) = inner.pods.get_mut(&key) {
+                        e.1 = Place::InFlight;
+                        e.0.attempts += 1;
+                        e.0.initial_attempt.get_or_insert(now);
+                        let qpi = e.0.clone();
+                        self.gauges(&inner);
+                        return Some(qpi);
+                    }
+                    continue;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The cycle number of the last pop.
+    pub fn scheduling_cycle(&self) -> u64 {
+        self.inner.lock().scheduling_cycle
+    }
+
+    /// A tried pod is done (bound, or gone): it leaves the queue.
+    pub fn done(&self, key: &str) {
+        let mut inner = self.inner.lock();
+        if matches!(inner.pods.get(key), Some((_, Place::InFlight))) {
+            inner.pods.remove(key);
+        }
+    }
+
+    /// A pod the plugins rejected in cycle `cycle`: unschedulable, or backoff when a
+    /// move request came in since the cycle began or it failed with an error
+    /// (`rejected_by` empty and `error`).
+    pub fn requeue(
+        &self,
+        mut qpi: QueuedPodInfo,
+        cycle: u64,
+        rejected_by: HashSet<String>,
+        error: bool,
+    ) {
+        let mut inner = self.inner.lock();
+        let key = qpi.info.key();
+        // Deleted while in flight: gone.
+        if !matches!(inner.pods.get(&key), Some((_, Place::InFlight))) {
+            return;
+        }
+        inner.pods.remove(&key);
+        qpi.unschedulable_plugins = rejected_by;
+        let now = Instant::now();
+        if error || inner.move_request_cycle >= cycle {
+            self.to_backoff(&mut inner, qpi, now, "ScheduleAttemptFailure");
+        } else {
+            inner.pods.insert(key, (qpi, Place::Unschedulable(now)));
+            self.incoming("unschedulable", "ScheduleAttemptFailure");
+        }
+        self.gauges(&inner);
+    }
+
+    fn relevant(&self, qpi: &QueuedPodInfo, event: ClusterEvent) -> bool {
+        event == ClusterEvent::Any
+            || qpi.unschedulable_plugins.is_empty()
+            || qpi.unschedulable_plugins.iter().any(|p| {
+                self.plugin_events
+                    .get(p)
+                    .is_some_and(|evs| evs.contains(&event))
+            })
+    }
+
+    /// A cluster event: unschedulable pods it may help go to backoff (if still
+    /// backing off) or active.
+    pub fn move_all(&self, event: ClusterEvent) {
+        tracing::debug!(event = event.label(), "moving unschedulable pods");
+        let mut inner = self.inner.lock();
+        inner.move_request_cycle = inner.scheduling_cycle;
+        let keys: Vec<(String, Instant)> = inner
+            .pods
+            .iter()
+            .filter_map(|(k, (qpi, place))| match place {
+                Place::Unschedulable(since) if self.relevant(qpi, event) => {
+                    Some((k.clone(), *since))
+                }
+                _ => None,
+            })
+            .collect();
+        for (k, since) in keys {
+            if let Some(qpi) = Self::unlink(&mut inner, &k) {
+                self.to_backoff(&mut inner, qpi, since, event.label());
+            }
+        }
+        self.gauges(&inner);
+    }
+
+    /// Moves pods whose backoff has ended to active (upstream: every second).
+    pub fn flush_backoff(&self) {
+        let mut inner = self.inner.lock();
+        let now = Instant::now();
+        let mut moved = false;
+        while let Some(entry) = inner.backoff.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let key = entry.remove();
+            if let Some((qpi, _)) = inner.pods.remove(&key) {
+                self.to_active(&mut inner, qpi, "BackoffComplete");
+                moved = true;
+            }
+        }
+        if moved {
+            self.gauges(&inner);
+        }
+    }
+
+    /// Moves pods unschedulable for longer than [`MAX_IN_UNSCHEDULABLE`] (upstream:
+    /// every 30 s).
+    pub fn flush_unschedulable(&self) {
+        let mut inner = self.inner.lock();
+        let now = Instant::now();
+        let old: Vec<(String, Instant)> = inner
+            .pods
+            .iter()
+            .filter_map(|(k, (_, p))| match p {
+                Place::Unschedulable(since)
+                    if now.duration_since(*since) > MAX_IN_UNSCHEDULABLE =>
+                {
+                    Some((k.clone(), *since))
+                }
+                _ => None,
+            })
+            .collect();
+        for (k, since) in old {
+            if let Some(qpi) = Self::unlink(&mut inner, &k) {
+                self.to_backoff(&mut inner, qpi, since, ClusterEvent::Any.label());
+            }
+        }
+        self.gauges(&inner);
+    }
+
+    /// Runs the two flush loops until the queue is dropped.
+    pub async fn run_flushes(self: Arc<Self>) {
+        let mut backoff = tokio::time::interval(Duration::from_secs(1));
+        let mut unsched = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = backoff.tick() => self.flush_backoff(),
+                _ = unsched.tick() => self.flush_unschedulable(),
+            }
+        }
+    }
+
+    /// Stops `pop`.
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.notify.notify_waiters();
+    }
+
+    /// How many pods are active, backing off, unschedulable and gated.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        let inner = self.inner.lock();
+        let mut c = (0, 0, 0, 0);
+        for (_, p) in inner.pods.values() {
+            match p {
+                Place::Active(_) => c.0 += 1,
+                Place::Backoff(_) => c.1 += 1,
+                Place::Unschedulable(_) => c.2 += 1,
+                Place::Gated => c.3 += 1,
+                Place::InFlight => {}
+            }
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{PodSchedulingGate, PodSpec};
+
+    use super::*;
+
+    fn pod(name: &str, prio: i32) -> Arc<Pod> {
+        Arc::new(Pod {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodSpec {
+                priority: Some(prio),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    fn queue() -> Arc<SchedulingQueue> {
+        let events = HashMap::from([(
+            "NodeResourcesFit".to_owned(),
+            vec![ClusterEvent::NodeAdd, ClusterEvent::AssignedPodDelete],
+        )]);
+        let gate: Gate = Arc::new(|p: &Pod| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.scheduling_gates.as_ref())
+                .is_some_and(|g| !g.is_empty())
+                .then(|| "SchedulingGates".to_owned())
+        });
+        SchedulingQueue::new(
+            Duration::from_secs(1),
+            Duration::from_secs(10),
+            events,
+            gate,
+            Metrics::unregistered(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn priority_then_arrival_order() {
+        let q = queue();
+        q.add(pod("low", 0));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        q.add(pod("high", 10));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        q.add(pod("low2", 0));
+        let order: Vec<String> = [q.pop().await, q.pop().await, q.pop().await]
+            .into_iter()
+            .map(|p| p.unwrap().info.key())
+            .collect();
+        assert_eq!(order, ["default/high", "default/low", "default/low2"]);
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_max() {
+        let q = queue();
+        let d: Vec<u64> = (1..=6).map(|a| q.backoff_duration(a).as_secs()).collect();
+        assert_eq!(d, [1, 2, 4, 8, 10, 10]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unschedulable_pods_move_on_their_plugins_events_only() {
+        let q = queue();
+        q.add(pod("p", 0));
+        let p = q.pop().await.unwrap();
+        let cycle = q.scheduling_cycle();
+        q.requeue(
+            p,
+            cycle,
+            HashSet::from(["NodeResourcesFit".to_owned()]),
+            false,
+        );
+        assert_eq!(q.counts(), (0, 0, 1, 0));
+        q.move_all(ClusterEvent::NodeTaintChange);
+        assert_eq!(
+            q.counts(),
+            (0, 0, 1, 0),
+            "not an event NodeResourcesFit registered"
+        );
+        tokio::time::advance(Duration::from_secs(2)).await;
+        q.move_all(ClusterEvent::NodeAdd);
+        assert_eq!(q.counts(), (1, 0, 0, 0), "its 1 s backoff is over: active");
+        // Tried again and failed: 2 s of backoff now.
+        let p = q.pop().await.unwrap();
+        assert_eq!(p.attempts, 2);
+        let cycle = q.scheduling_cycle();
+        q.move_all(ClusterEvent::NodeAdd);
+        q.requeue(
+            p,
+            cycle,
+            HashSet::from(["NodeResourcesFit".to_owned()]),
+            false,
+        );
+        assert_eq!(
+            q.counts(),
+            (0, 1, 0, 0),
+            "an event during the cycle: backoff, not unschedulable"
+        );
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        q.flush_backoff();
+        assert_eq!(q.counts(), (0, 1, 0, 0));
+        tokio::time::advance(Duration::from_millis(600)).await;
+        q.flush_backoff();
+        assert_eq!(q.counts(), (1, 0, 0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn flush_after_five_minutes_and_gates() {
+        let q = queue();
+        q.add(pod("p", 0));
+        let p = q.pop().await.unwrap();
+        q.requeue(
+            p,
+            q.scheduling_cycle(),
+            HashSet::from(["NodeResourcesFit".to_owned()]),
+            false,
+        );
+        tokio::time::advance(Duration::from_secs(299)).await;
+        q.flush_unschedulable();
+        assert_eq!(q.counts().2, 1);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        q.flush_unschedulable();
+        assert_eq!(q.counts().0, 1);
+
+        let mut gated = (*pod("g", 0)).clone();
+        gated.spec.as_mut().unwrap().scheduling_gates =
+            Some(vec![PodSchedulingGate { name: "x".into() }]);
+        q.add(Arc::new(gated.clone()));
+        assert_eq!(q.counts().3, 1);
+        gated.spec.as_mut().unwrap().scheduling_gates = None;
+        q.update(Arc::new(gated));
+        assert_eq!(q.counts(), (2, 0, 0, 0), "ungated: active");
+    }
+}
