@@ -356,6 +356,7 @@ impl Scheduler {
     /// The scheduling algorithm: a host, or why none.
     async fn schedule_pod(&self, fwk: &Framework, state: &mut CycleState, pi: &PodInfo) -> Outcome {
         let (nodes, _) = self.cache.lock().snapshot();
+        state.snapshot = Arc::new(nodes.clone());
         if nodes.is_empty() {
             return Outcome::Failed(Status::unresolvable(NO_NODES), None);
         }

@@ -138,6 +138,9 @@ impl Status {
 #[derive(Clone, Default)]
 pub struct CycleState {
     data: HashMap<&'static str, Arc<dyn Any + Send + Sync>>,
+    /// Every node of this cycle's snapshot (plugins that count across the cluster,
+    /// as upstream's `SharedLister().NodeInfos()`).
+    pub snapshot: Arc<Vec<Arc<NodeInfo>>>,
     /// Filter plugins whose PreFilter answered Skip.
     pub skip_filter: HashSet<String>,
     /// Score plugins whose PreScore answered Skip.
