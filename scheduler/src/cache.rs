@@ -10,8 +10,9 @@
 //!   (`Arc`) and copied on write, so a snapshot costs one pointer per node and
 //!   only the nodes that changed since are ever copied.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
@@ -42,8 +43,21 @@ pub struct Cache {
     index: HashMap<String, usize>,
     pods: HashMap<String, PodState>,
     generation: u64,
-    /// image name → nodes that have it.
-    images: HashMap<String, (i64, std::collections::HashSet<String>)>,
+    /// image name → the nodes that have it.
+    images: HashMap<String, ImageEntry>,
+}
+
+/// An image's spread: the nodes that have it, and their count, shared with the
+/// NodeInfos' image states (so a node joining or leaving updates every node's
+/// view without copying them).
+struct ImageEntry {
+    size: i64,
+    nodes: HashSet<String>,
+    count: Arc<AtomicUsize>,
+}
+
+fn node_images(node: &Node) -> Option<&Vec<k8s_openapi::api::core::v1::ContainerImage>> {
+    node.status.as_ref().and_then(|s| s.images.as_ref())
 }
 
 fn node_name(pod: &Pod) -> Option<&str> {
@@ -79,17 +93,35 @@ impl Cache {
     /// Adds or replaces a node object.
     pub fn set_node(&mut self, node: Arc<Node>) {
         let name = node.metadata.name.clone().unwrap_or_default();
-        self.update_images(&name, Some(&node));
+        let old = self
+            .index
+            .get(&name)
+            .and_then(|i| self.list[*i].node.clone());
+        // Node updates mostly leave the images alone: then nothing is recounted.
+        let images = match &old {
+            Some(o) if node_images(o) == node_images(&node) => None,
+            _ => {
+                if let Some(o) = &old {
+                    self.drop_images(&name, o);
+                }
+                Some(Arc::new(self.take_images(&name, &node)))
+            }
+        };
         let ni = self.slot(&name);
         ni.set_node(node);
+        if let Some(images) = images {
+            ni.image_states = images;
+        }
     }
 
     /// Removes a node (its pods stay counted until they are deleted).
     pub fn remove_node(&mut self, name: &str) {
-        self.update_images(name, None);
         let Some(i) = self.index.get(name).copied() else {
             return;
         };
+        if let Some(old) = self.list[i].node.clone() {
+            self.drop_images(name, &old);
+        }
         if self.list[i].pods.is_empty() {
             self.list.swap_remove(i);
             self.names.swap_remove(i);
@@ -99,52 +131,47 @@ impl Cache {
             }
             self.generation += 1;
         } else {
-            Arc::make_mut(&mut self.list[i]).node = None;
+            let ni = Arc::make_mut(&mut self.list[i]);
+            ni.node = None;
+            ni.image_states = Arc::default();
         }
     }
 
-    fn update_images(&mut self, name: &str, node: Option<&Node>) {
-        for (_, nodes) in self.images.values_mut() {
-            nodes.remove(name);
-        }
-        for img in node
-            .and_then(|n| n.status.as_ref())
-            .and_then(|s| s.images.as_ref())
-            .into_iter()
-            .flatten()
-        {
-            for n in img.names.iter().flatten() {
-                let e = self.images.entry(n.clone()).or_default();
-                e.0 = img.size_bytes.unwrap_or(0);
-                e.1.insert(name.to_owned());
-            }
-        }
-        self.images.retain(|_, (_, nodes)| !nodes.is_empty());
-    }
-
-    /// A node's images with their spread, for ImageLocality.
-    pub fn image_states(&self, node: &Node) -> HashMap<String, ImageState> {
+    /// Counts `node`'s images for `name`; its image states, sharing the counts.
+    fn take_images(&mut self, name: &str, node: &Node) -> HashMap<String, ImageState> {
         let mut out = HashMap::new();
-        for img in node
-            .status
-            .as_ref()
-            .and_then(|s| s.images.as_ref())
-            .into_iter()
-            .flatten()
-        {
+        for img in node_images(node).into_iter().flatten() {
             for n in img.names.iter().flatten() {
-                if let Some((size, nodes)) = self.images.get(n) {
-                    out.insert(
-                        n.clone(),
-                        ImageState {
-                            size: *size,
-                            num_nodes: nodes.len(),
-                        },
-                    );
-                }
+                let e = self.images.entry(n.clone()).or_insert_with(|| ImageEntry {
+                    size: img.size_bytes.unwrap_or(0),
+                    nodes: HashSet::new(),
+                    count: Arc::default(),
+                });
+                e.nodes.insert(name.to_owned());
+                e.count.store(e.nodes.len(), Ordering::Relaxed);
+                out.entry(n.clone()).or_insert_with(|| ImageState {
+                    size: e.size,
+                    nodes: e.count.clone(),
+                });
             }
         }
         out
+    }
+
+    /// Uncounts `node`'s images for `name`.
+    fn drop_images(&mut self, name: &str, node: &Node) {
+        for img in node_images(node).into_iter().flatten() {
+            for n in img.names.iter().flatten() {
+                let Some(e) = self.images.get_mut(n) else {
+                    continue;
+                };
+                e.nodes.remove(name);
+                e.count.store(e.nodes.len(), Ordering::Relaxed);
+                if e.nodes.is_empty() {
+                    self.images.remove(n);
+                }
+            }
+        }
     }
 
     fn place(&mut self, pod: Arc<Pod>, node: &str) {

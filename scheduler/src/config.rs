@@ -792,7 +792,8 @@ mod tests {
                 ("TaintToleration".to_owned(), 3),
                 ("NodeAffinity".to_owned(), 2),
                 ("NodeResourcesFit".to_owned(), 1),
-                ("NodeResourcesBalancedAllocation".to_owned(), 1)
+                ("NodeResourcesBalancedAllocation".to_owned(), 1),
+                ("ImageLocality".to_owned(), 1)
             ]
         );
         assert_eq!(b.points.bind, ["DefaultBinder"]);

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use k8s_openapi::api::core::v1::{Container, Node, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -261,12 +262,20 @@ pub fn pod_key(pod: &Pod) -> String {
 }
 
 /// An image present on a node, with how many nodes have it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct ImageState {
-    /// The image's size in bytes.
+    /// The image's size in bytes (as the first node reporting it said).
     pub size: i64,
-    /// How many nodes in the cluster have it.
-    pub num_nodes: usize,
+    /// How many nodes in the cluster have it: shared with the cache, which keeps
+    /// it current as nodes come and go (read it with [`ImageState::num_nodes`]).
+    pub nodes: Arc<AtomicUsize>,
+}
+
+impl ImageState {
+    /// How many nodes in the cluster have the image now.
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.load(Ordering::Relaxed)
+    }
 }
 
 /// A node and what is placed on it.
@@ -285,7 +294,7 @@ pub struct NodeInfo {
     /// Host ports in use.
     pub used_ports: HashMap<HostPort, usize>,
     /// Images on the node (by every name), with their spread across nodes.
-    pub image_states: HashMap<String, ImageState>,
+    pub image_states: Arc<HashMap<String, ImageState>>,
     /// Bumped on every change, for the incremental snapshot.
     pub generation: u64,
 }

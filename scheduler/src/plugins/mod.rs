@@ -2,6 +2,7 @@
 //! per plugin (or family), each built from its decoded args.
 
 pub mod helper;
+pub mod imagelocality;
 pub mod nodeaffinity;
 pub mod nodeports;
 pub mod noderesources;
@@ -58,6 +59,9 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
         Some("NodeResourcesBalancedAllocationArgs"),
         |a, _| Ok(Arc::new(noderesources::BalancedAllocation::new(args(a)?))),
     ),
+    ("ImageLocality", None, |_, _| {
+        Ok(Arc::new(imagelocality::ImageLocality))
+    }),
     ("DefaultBinder", None, |_, h| {
         Ok(Arc::new(simple::DefaultBinder::new(h.client.clone())))
     }),
@@ -67,7 +71,6 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
 /// configurations (so upstream's defaults and kubeadm's configs load) and
 /// skipped with a warning at start.
 pub const NOT_YET: &[&str] = &[
-    "ImageLocality",
     "PodTopologySpread",
     "InterPodAffinity",
     "VolumeBinding",
