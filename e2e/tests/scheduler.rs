@@ -144,7 +144,7 @@ fn pods_land_where_they_fit_and_unschedulable_pods_say_why() {
 
     // Too big for any untainted node: upstream's message, condition and event.
     pod(&s, "huge", "3", "");
-    let want = "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu.";
+    let want = "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.";
     let msg = wait_field(
         &s,
         &sched,
@@ -213,6 +213,96 @@ fn pods_land_where_they_fit_and_unschedulable_pods_say_why() {
     );
     let (code, body) = e2e::https_get(sched.port, "/healthz", &[]);
     assert_eq!((code, body.as_str()), (200, "ok"));
+}
+
+#[test]
+fn a_higher_priority_pod_preempts_a_lower_one() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let sched = Component::scheduler(&s, "scheduler", &["--leader-elect=false"]);
+    node(&s, "n1", "2", "zone: a", "");
+    for (name, value) in [("low", 100), ("high", 1000)] {
+        s.ok(
+            K,
+            &["create", "priorityclass", name, &format!("--value={value}")],
+        );
+    }
+    pod(&s, "victim", "1500m", "  priorityClassName: low\n");
+    assert_eq!(node_of(&s, &sched, "victim"), "n1");
+    pod(&s, "vip", "1", "  priorityClassName: high\n");
+    // The victim is marked and deleted gracefully; the preemptor is nominated.
+    let reason = wait_field(
+        &s,
+        &sched,
+        "victim",
+        "{.status.conditions[?(@.type==\"DisruptionTarget\")].reason}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(reason, "PreemptionByScheduler");
+    assert_eq!(
+        wait_field(
+            &s,
+            &sched,
+            "vip",
+            "{.status.nominatedNodeName}",
+            Duration::from_secs(30)
+        ),
+        "n1"
+    );
+    // No kubelet runs the victim: finish its graceful deletion as one would.
+    s.ok(
+        K,
+        &["delete", "pod", "victim", "--force", "--grace-period=0"],
+    );
+    assert_eq!(node_of(&s, &sched, "vip"), "n1");
+    let events = s.ok(
+        K,
+        &[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=Preempted",
+            "-o",
+            "jsonpath={.items[*].message}",
+        ],
+    );
+    assert!(events.starts_with("Preempted by pod "), "{events}");
+    assert!(events.ends_with(" on node n1"), "{events}");
+    // A pod that may not preempt says so. Its policy comes from its class: naming
+    // another in the pod is refused by the Priority admission plugin, as upstream's.
+    let refused = s.fails(
+        K,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Pod\nmetadata:\n  name: rude\nspec:\n  priorityClassName: high\n  preemptionPolicy: Never\n  containers:\n  - name: c\n    image: busybox\n"),
+    );
+    assert!(
+        refused.contains("the string value of PreemptionPolicy (Never) must not be provided in pod spec; priority admission controller computed PreemptLowerPriority from the given PriorityClass name"),
+        "{refused}"
+    );
+    s.ok(
+        K,
+        &[
+            "create",
+            "priorityclass",
+            "polite",
+            "--value=1000",
+            "--preemption-policy=Never",
+        ],
+    );
+    pod(&s, "polite", "2", "  priorityClassName: polite\n");
+    let msg = wait_field(
+        &s,
+        &sched,
+        "polite",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        msg,
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
+    );
 }
 
 #[test]

@@ -750,14 +750,20 @@ pub fn to_yaml(c: &Configuration) -> String {
 mod tests {
     use super::*;
 
-    fn handle() -> Handle {
+    pub(crate) fn handle() -> Handle {
         let svc = tower::service_fn(|_req: http::Request<kube::client::Body>| async {
             Err::<http::Response<kube::client::Body>, std::io::Error>(std::io::Error::other(
                 "offline",
             ))
         });
+        let client = kube::Client::new(svc, "default");
         Handle {
-            client: kube::Client::new(svc, "default"),
+            client: client.clone(),
+            factory: std::sync::Arc::new(client_base::informer::SharedInformerFactory::new(
+                client.clone(),
+            )),
+            recorder: client_base::events::Recorder::new(client, "default-scheduler", None),
+            metrics: crate::metrics::Metrics::unregistered(),
         }
     }
 

@@ -208,16 +208,28 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let election_client = client_base::config::client(kcfg, cc.qps, burst)?;
     let leader = Leader::new(election_client, cfg.leader_election.clone(), &registry)?;
 
-    // Profiles.
-    let handle = plugins::Handle {
-        client: client.clone(),
-    };
+    // Profiles, each with its plugins and its event recorder (reporting controller:
+    // the profile's scheduler name, instance: name-hostname, as upstream's).
+    let factory = Arc::new(SharedInformerFactory::new(client.clone()));
     let mut profiles = HashMap::new();
     let mut recorders = HashMap::new();
     let mut plugin_events: HashMap<String, Vec<ClusterEvent>> = HashMap::new();
     let mut percentages = HashMap::new();
-    let identity = client_base::leaderelection::identity();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
     for p in &cfg.profiles {
+        let recorder = client_base::events::Recorder::new(
+            client.clone(),
+            &p.scheduler_name,
+            Some(format!("{}-{host}", p.scheduler_name)),
+        );
+        let handle = plugins::Handle {
+            client: client.clone(),
+            factory: factory.clone(),
+            recorder: recorder.clone(),
+            metrics: metrics.clone(),
+        };
         let built = config::build_profile(p, &handle)?;
         for (name, plugin) in &built.plugins {
             plugin_events.insert(name.clone(), plugin.events().to_vec());
@@ -229,14 +241,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             metrics.clone(),
         );
         profiles.insert(p.scheduler_name.clone(), Arc::new(fwk));
-        recorders.insert(
-            p.scheduler_name.clone(),
-            client_base::events::Recorder::new(
-                client.clone(),
-                &p.scheduler_name,
-                Some(identity.clone()),
-            ),
-        );
+        recorders.insert(p.scheduler_name.clone(), recorder);
         if let Some(pct) = p.percentage_of_nodes_to_score {
             percentages.insert(p.scheduler_name.clone(), pct);
         }
@@ -267,7 +272,6 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     );
 
     // Informers: pods that have not ended, and nodes.
-    let factory = SharedInformerFactory::new(client.clone());
     let pods = factory.informer_with::<Pod>(
         watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
     );

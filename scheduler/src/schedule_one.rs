@@ -43,6 +43,9 @@ pub struct FitError {
     pub pre_filter_msg: String,
     /// PostFilter's message (preemption).
     pub post_filter_msg: String,
+    /// What to write to `status.nominatedNodeName`: a node preemption made room on,
+    /// or `""` to clear it; `None` leaves it.
+    pub nominated: Option<String>,
 }
 
 impl FitError {
@@ -76,7 +79,7 @@ impl std::fmt::Display for FitError {
             }
         }
         if !self.post_filter_msg.is_empty() {
-            write!(f, " {}.", self.post_filter_msg)?;
+            write!(f, " {}", self.post_filter_msg)?;
         }
         Ok(())
     }
@@ -245,6 +248,7 @@ impl Scheduler {
                         statuses: HashMap::from([(host.clone(), s.clone())]),
                         pre_filter_msg: String::new(),
                         post_filter_msg: String::new(),
+                        nominated: None,
                     });
                     self.fail(&fwk, qpi, cycle, s, fit).await;
                     return;
@@ -372,6 +376,7 @@ impl Scheduler {
                     statuses,
                     pre_filter_msg: s.message(),
                     post_filter_msg: String::new(),
+                    nominated: None,
                 };
                 return self.post_filter(fwk, state, pi, &mut fit).await;
             }
@@ -395,6 +400,18 @@ impl Scheduler {
         } else {
             1
         };
+        // The node preemption nominated is tried first; if the pod fits, it goes there.
+        if let Some(nominated) = pi
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+            && let Some(node) = candidates.iter().find(|n| n.name() == nominated)
+            && fwk.run_filter(state, pi, node).is_success()
+        {
+            return Outcome::Scheduled(nominated.to_owned());
+        }
         let mut feasible: Vec<Arc<NodeInfo>> = Vec::new();
         let mut statuses: NodeStatuses = HashMap::new();
         let n = candidates.len();
@@ -435,6 +452,7 @@ impl Scheduler {
                 statuses,
                 pre_filter_msg: String::new(),
                 post_filter_msg: String::new(),
+                nominated: None,
             };
             return self.post_filter(fwk, state, pi, &mut fit).await;
         }
@@ -482,7 +500,8 @@ impl Scheduler {
         fit: &mut FitError,
     ) -> Outcome {
         if fwk.has_post_filter() {
-            let (_nominated, rejections) = fwk.run_post_filter(state, pi, &fit.statuses).await;
+            let (nominated, rejections) = fwk.run_post_filter(state, pi, &fit.statuses).await;
+            fit.nominated = nominated;
             fit.post_filter_msg = rejections
                 .iter()
                 .map(Status::message)
@@ -539,25 +558,36 @@ impl Scheduler {
             "Scheduling",
             note,
         );
-        self.set_condition(&pod, reason, &message).await;
+        let nominated = fit.and_then(|f| f.nominated);
+        self.set_condition(&pod, reason, &message, nominated.as_deref())
+            .await;
     }
 
     /// Sets `PodScheduled=False` with `reason` and `message`, unless already so.
-    async fn set_condition(&self, pod: &Pod, reason: &str, message: &str) {
+    async fn set_condition(&self, pod: &Pod, reason: &str, message: &str, nominated: Option<&str>) {
         let current = pod
             .status
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"));
-        if current.is_some_and(|c| {
-            c.status == "False"
-                && c.reason.as_deref() == Some(reason)
-                && c.message.as_deref() == Some(message)
-        }) {
+        let nnn_changed = nominated.is_some_and(|n| {
+            pod.status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.as_deref())
+                .unwrap_or_default()
+                != n
+        });
+        if !nnn_changed
+            && current.is_some_and(|c| {
+                c.status == "False"
+                    && c.reason.as_deref() == Some(reason)
+                    && c.message.as_deref() == Some(message)
+            })
+        {
             return;
         }
         let now = k8s_openapi::jiff::Timestamp::now();
-        let patch = serde_json::json!({
+        let mut patch = serde_json::json!({
             "status": {"conditions": [{
                 "type": "PodScheduled",
                 "status": "False",
@@ -567,6 +597,13 @@ impl Scheduler {
                 "lastTransitionTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             }]}
         });
+        if let Some(n) = nominated {
+            patch["status"]["nominatedNodeName"] = if n.is_empty() {
+                serde_json::Value::Null
+            } else {
+                n.into()
+            };
+        }
         let api: Api<Pod> = Api::namespaced(
             self.client.clone(),
             pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -610,7 +647,8 @@ mod tests {
             num_all_nodes: 3,
             statuses,
             pre_filter_msg: String::new(),
-            post_filter_msg: "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod".into(),
+            nominated: None,
+            post_filter_msg: "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.".into(),
         };
         assert_eq!(
             fit.to_string(),

@@ -244,6 +244,18 @@ impl Plugin for Priority {
             }
             pod["spec"]["priority"] = json!(value);
             if let Some(p) = policy {
+                if let Some(given) = pod
+                    .pointer("/spec/preemptionPolicy")
+                    .and_then(Value::as_str)
+                    && given != p
+                {
+                    return Err(forbidden(
+                        req,
+                        &format!(
+                            "the string value of PreemptionPolicy ({given}) must not be provided in pod spec; priority admission controller computed {p} from the given PriorityClass name"
+                        ),
+                    ));
+                }
                 pod["spec"]["preemptionPolicy"] = json!(p);
             }
             Ok(obj)

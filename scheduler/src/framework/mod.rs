@@ -359,11 +359,13 @@ pub trait FilterPlugin: Send + Sync {
 /// Why each node was rejected, for PostFilter and the FitError message.
 pub type NodeStatuses = HashMap<String, Status>;
 
-/// Runs when no node fits (preemption).
+/// Runs when no node fits (preemption). It gets the profile's framework, to run
+/// the filters on what-if copies of nodes, as upstream's framework handle.
 pub trait PostFilterPlugin: Send + Sync {
     /// May nominate a node; the status explains why not.
     fn post_filter<'a>(
         &'a self,
+        fwk: &'a runtime::Framework,
         state: &'a CycleState,
         pod: &'a PodInfo,
         statuses: &'a NodeStatuses,

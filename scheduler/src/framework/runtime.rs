@@ -146,6 +146,46 @@ impl Framework {
         (result, s)
     }
 
+    /// PreFilter extensions: `victim` added to `node` in the precomputed state.
+    pub fn run_pre_filter_add_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        victim: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status {
+        for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
+            if state.skip_filter.contains(name) {
+                continue;
+            }
+            let s = (p as &dyn PreFilterPlugin).add_pod(state, pod, victim, node);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
+    /// PreFilter extensions: `victim` removed from `node` in the precomputed state.
+    pub fn run_pre_filter_remove_pod(
+        &self,
+        state: &mut CycleState,
+        pod: &PodInfo,
+        victim: &PodInfo,
+        node: &NodeInfo,
+    ) -> Status {
+        for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
+            if state.skip_filter.contains(name) {
+                continue;
+            }
+            let s = (p as &dyn PreFilterPlugin).remove_pod(state, pod, victim, node);
+            if !s.is_success() {
+                return s.with_plugin(name);
+            }
+        }
+        Status::success()
+    }
+
     /// Filter on one node: the first rejection, with its plugin.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for (name, p) in at!(self, self.points.filter, as_filter) {
@@ -176,14 +216,18 @@ impl Framework {
     ) -> (Option<String>, Vec<Status>) {
         let start = Instant::now();
         let mut rejections = Vec::new();
+        let mut clear = None;
         let plugins: Vec<_> = at!(self, self.points.post_filter, as_post_filter).collect();
         for (name, p) in plugins {
             let (nominated, s) = (p as &dyn PostFilterPlugin)
-                .post_filter(state, pod, statuses)
+                .post_filter(self, state, pod, statuses)
                 .await;
             if s.is_success() {
                 self.observe("PostFilter", start, &s);
                 return (nominated, Vec::new());
+            }
+            if nominated.is_some() {
+                clear = nominated;
             }
             rejections.push(s.with_plugin(name));
         }
@@ -192,7 +236,7 @@ impl Framework {
             start,
             &Status::new(Code::Unschedulable, Vec::<String>::new()),
         );
-        (None, rejections)
+        (clear, rejections)
     }
 
     /// PreScore.

@@ -1,6 +1,7 @@
 //! The in-tree plugins, registered by upstream's names in [`REGISTRY`]: one module
 //! per plugin (or family), each built from its decoded args.
 
+pub mod defaultpreemption;
 pub mod helper;
 pub mod imagelocality;
 pub mod nodeaffinity;
@@ -15,10 +16,16 @@ use serde_json::Value;
 
 use crate::framework::Plugin;
 
-/// What a plugin is built from.
+/// What a plugin is built from (one per profile).
 pub struct Handle {
     /// The scheduler's client (for binders and preemption).
     pub client: kube::Client,
+    /// The shared informers, for plugins that read other kinds (PDBs, namespaces).
+    pub factory: Arc<client_base::informer::SharedInformerFactory>,
+    /// The profile's event recorder.
+    pub recorder: client_base::events::Recorder,
+    /// The scheduler's metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// A plugin constructor: its args (as JSON, already defaulted) to the plugin.
@@ -65,6 +72,24 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
     ("DefaultBinder", None, |_, h| {
         Ok(Arc::new(simple::DefaultBinder::new(h.client.clone())))
     }),
+    (
+        "DefaultPreemption",
+        Some("DefaultPreemptionArgs"),
+        |a, h| {
+            let args: defaultpreemption::Args = args(a)?;
+            args.validate()?;
+            let evictor = defaultpreemption::ApiEvictor {
+                client: h.client.clone(),
+                pdbs: h.factory.informer(),
+                recorder: h.recorder.clone(),
+            };
+            Ok(Arc::new(defaultpreemption::DefaultPreemption::new(
+                args,
+                Arc::new(evictor),
+                h.metrics.clone(),
+            )))
+        },
+    ),
 ];
 
 /// Upstream's in-tree plugins Keelson does not have yet: accepted in
@@ -77,7 +102,6 @@ pub const NOT_YET: &[&str] = &[
     "VolumeRestrictions",
     "VolumeZone",
     "NodeVolumeLimits",
-    "DefaultPreemption",
     "DynamicResources",
 ];
 
