@@ -789,7 +789,8 @@ mod tests {
                 "TaintToleration",
                 "NodeAffinity",
                 "NodePorts",
-                "NodeResourcesFit"
+                "NodeResourcesFit",
+                "PodTopologySpread"
             ]
         );
         assert_eq!(
@@ -798,6 +799,7 @@ mod tests {
                 ("TaintToleration".to_owned(), 3),
                 ("NodeAffinity".to_owned(), 2),
                 ("NodeResourcesFit".to_owned(), 1),
+                ("PodTopologySpread".to_owned(), 2),
                 ("NodeResourcesBalancedAllocation".to_owned(), 1),
                 ("ImageLocality".to_owned(), 1)
             ]

@@ -2,12 +2,16 @@
 //! what the plugins precompute from it) and [`NodeInfo`] (a node with its pods and
 //! their summed requests), as upstream's `framework/types.go`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use k8s_openapi::api::core::v1::{Container, Node, Pod, ResourceRequirements};
+use component_base::selectors::LabelSelector as Selector;
+use k8s_openapi::api::core::v1::{
+    Container, Node, Pod, PodAffinityTerm, ResourceRequirements, WeightedPodAffinityTerm,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 /// The CPU (millicores) and memory (bytes) a container without requests counts
 /// for in scoring, upstream's `DefaultMilliCPURequest` and `DefaultMemoryRequest`.
@@ -234,6 +238,9 @@ pub struct PodInfo {
     pub requests: Resource,
     /// Its requests with the scoring defaults.
     pub non_zero_requests: Resource,
+    /// Its pod affinity and anti-affinity terms, parsed (`None` when it has
+    /// neither).
+    pub affinity: Option<Arc<PodAffinityTerms>>,
 }
 
 impl PodInfo {
@@ -242,6 +249,7 @@ impl PodInfo {
         PodInfo {
             requests: pod_requests(&pod, false),
             non_zero_requests: pod_requests(&pod, true),
+            affinity: PodAffinityTerms::of(&pod).map(Arc::new),
             pod,
         }
     }
@@ -259,6 +267,209 @@ pub fn pod_key(pod: &Pod) -> String {
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.name.as_deref().unwrap_or_default()
     )
+}
+
+/// The UID of a pod's controller (its owner reference with `controller: true`).
+pub fn controller_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+/// A `metav1.LabelSelector` as upstream's `LabelSelectorAsSelector` parses it:
+/// `None` (a missing selector) selects nothing, an empty one everything.
+pub fn parse_label_selector(sel: Option<&LabelSelector>) -> Result<Option<Selector>, String> {
+    let Some(sel) = sel else {
+        return Ok(None);
+    };
+    for e in sel.match_expressions.iter().flatten() {
+        let n = e.values.as_ref().map_or(0, Vec::len);
+        match e.operator.as_str() {
+            "In" | "NotIn" if n == 0 => {
+                return Err(
+                    "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
+                        .into(),
+                );
+            }
+            "Exists" | "DoesNotExist" if n > 0 => {
+                return Err(format!(
+                    "values: Invalid value: {:?}: values set must be empty for exists and does not exist",
+                    e.values.clone().unwrap_or_default()
+                ));
+            }
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            op => return Err(format!("{op:?} is not a valid label selector operator")),
+        }
+    }
+    Ok(client_base::selectors::label_selector(sel))
+}
+
+/// A pod (anti-)affinity term parsed once, as upstream's `framework.AffinityTerm`.
+#[derive(Clone, Debug, Default)]
+pub struct AffinityTerm {
+    /// The namespaces it selects by name (the pod's own when the term names
+    /// none and has no namespace selector).
+    pub namespaces: HashSet<String>,
+    /// The pods it selects (`None`: nothing).
+    pub selector: Option<Selector>,
+    /// The namespaces it selects by label (`None`: none).
+    pub namespace_selector: Option<Selector>,
+    /// The topology key.
+    pub topology_key: String,
+}
+
+fn empty_labels() -> &'static BTreeMap<String, String> {
+    static EMPTY: std::sync::OnceLock<BTreeMap<String, String>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(BTreeMap::new)
+}
+
+impl AffinityTerm {
+    fn parse(pod: &Pod, t: &PodAffinityTerm) -> Result<Self, String> {
+        let selector = parse_label_selector(t.label_selector.as_ref())?;
+        let namespace_selector = parse_label_selector(t.namespace_selector.as_ref())?;
+        let names = t.namespaces.as_deref().unwrap_or_default();
+        let namespaces = if names.is_empty() && t.namespace_selector.is_none() {
+            [pod.metadata.namespace.clone().unwrap_or_default()].into()
+        } else {
+            names.iter().cloned().collect()
+        };
+        Ok(AffinityTerm {
+            namespaces,
+            selector,
+            namespace_selector,
+            topology_key: t.topology_key.clone(),
+        })
+    }
+
+    /// Whether `pod` (whose namespace has `ns_labels`) is selected: its namespace
+    /// named or selected, and its labels matching.
+    pub fn matches(&self, pod: &Pod, ns_labels: Option<&BTreeMap<String, String>>) -> bool {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let in_ns = self.namespaces.contains(ns)
+            || self
+                .namespace_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(ns_labels.unwrap_or_else(|| empty_labels())));
+        in_ns
+            && self.selector.as_ref().is_some_and(|s| {
+                s.matches(
+                    pod.metadata
+                        .labels
+                        .as_ref()
+                        .unwrap_or_else(|| empty_labels()),
+                )
+            })
+    }
+}
+
+/// An affinity term with its weight.
+#[derive(Clone, Debug, Default)]
+pub struct WeightedAffinityTerm {
+    /// The term.
+    pub term: AffinityTerm,
+    /// Its weight.
+    pub weight: i32,
+}
+
+/// A pod's inter-pod affinity, parsed (upstream's `PodInfo` term fields).
+#[derive(Clone, Debug, Default)]
+pub struct PodAffinityTerms {
+    /// `podAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
+    pub required_affinity: Vec<AffinityTerm>,
+    /// `podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution`.
+    pub required_anti_affinity: Vec<AffinityTerm>,
+    /// `podAffinity.preferredDuringSchedulingIgnoredDuringExecution`.
+    pub preferred_affinity: Vec<WeightedAffinityTerm>,
+    /// `podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution`.
+    pub preferred_anti_affinity: Vec<WeightedAffinityTerm>,
+    /// Why a group of terms did not parse (that group is left empty), as
+    /// upstream's aggregated parse errors.
+    pub parse_error: Option<String>,
+}
+
+impl PodAffinityTerms {
+    /// A pod's terms; `None` when it has neither pod affinity nor anti-affinity.
+    pub fn of(pod: &Pod) -> Option<Self> {
+        let a = pod.spec.as_ref()?.affinity.as_ref()?;
+        if a.pod_affinity.is_none() && a.pod_anti_affinity.is_none() {
+            return None;
+        }
+        let mut errs = Vec::new();
+        let mut required = |what: &str, terms: Option<&Vec<PodAffinityTerm>>| {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|t| AffinityTerm::parse(pod, t))
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| {
+                    errs.push(format!("{what}: {e}"));
+                    Vec::new()
+                })
+        };
+        let pa = a.pod_affinity.as_ref();
+        let paa = a.pod_anti_affinity.as_ref();
+        let required_affinity = required(
+            "requiredAffinityTerms",
+            pa.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+        );
+        let required_anti_affinity = required(
+            "requiredAntiAffinityTerms",
+            paa.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+        );
+        let mut weighted = |what: &str, terms: Option<&Vec<WeightedPodAffinityTerm>>| {
+            terms
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    AffinityTerm::parse(pod, &t.pod_affinity_term).map(|term| {
+                        WeightedAffinityTerm {
+                            term,
+                            weight: t.weight,
+                        }
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap_or_else(|e| {
+                    errs.push(format!("{what}: {e}"));
+                    Vec::new()
+                })
+        };
+        let preferred_affinity = weighted(
+            "preferredAffinityTerms",
+            pa.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+        );
+        let preferred_anti_affinity = weighted(
+            "preferredAntiAffinityTerms",
+            paa.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            }),
+        );
+        let parse_error = match errs.len() {
+            0 => None,
+            1 => errs.pop(),
+            _ => Some(format!("[{}]", errs.join(", "))),
+        };
+        Some(PodAffinityTerms {
+            required_affinity,
+            required_anti_affinity,
+            preferred_affinity,
+            preferred_anti_affinity,
+            parse_error,
+        })
+    }
 }
 
 /// An image present on a node, with how many nodes have it.
@@ -295,6 +506,14 @@ pub struct NodeInfo {
     pub used_ports: HashMap<HostPort, usize>,
     /// Images on the node (by every name), with their spread across nodes.
     pub image_states: Arc<HashMap<String, ImageState>>,
+    /// How many of its pods have pod affinity or anti-affinity (upstream's
+    /// `PodsWithAffinity`).
+    pub pods_with_affinity: usize,
+    /// How many of its pods have required pod anti-affinity (upstream's
+    /// `PodsWithRequiredAntiAffinity`).
+    pub pods_with_required_anti_affinity: usize,
+    /// Its pods that are not terminating, counted by their controller's UID.
+    pub controlled_pods: HashMap<String, usize>,
     /// Bumped on every change, for the incremental snapshot.
     pub generation: u64,
 }
@@ -322,7 +541,36 @@ impl NodeInfo {
         for p in host_ports(&pi.pod) {
             *self.used_ports.entry(p).or_default() += 1;
         }
+        self.count_pod(&pi, true);
         self.pods.push(pi);
+    }
+
+    fn count_pod(&mut self, pi: &PodInfo, add: bool) {
+        let step = |n: &mut usize| {
+            if add {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+            }
+        };
+        if let Some(a) = pi.affinity.as_ref() {
+            step(&mut self.pods_with_affinity);
+            if !a.required_anti_affinity.is_empty() {
+                step(&mut self.pods_with_required_anti_affinity);
+            }
+        }
+        if pi.pod.metadata.deletion_timestamp.is_none()
+            && let Some(uid) = controller_uid(&pi.pod)
+        {
+            if add {
+                *self.controlled_pods.entry(uid.to_owned()).or_default() += 1;
+            } else if let Some(n) = self.controlled_pods.get_mut(uid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.controlled_pods.remove(uid);
+                }
+            }
+        }
     }
 
     /// Removes a pod (by namespace/name); whether it was there.
@@ -331,6 +579,7 @@ impl NodeInfo {
             return false;
         };
         let pi = self.pods.swap_remove(i);
+        self.count_pod(&pi, false);
         self.requested.sub(&pi.requests);
         self.non_zero_requested.sub(&pi.non_zero_requests);
         for p in host_ports(&pi.pod) {

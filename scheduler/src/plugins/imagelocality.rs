@@ -216,7 +216,8 @@ mod tests {
     #[test]
     fn image_locality_priority_as_upstream() {
         let min_max = pod(&["gcr.io/10", "gcr.io/4000"], &[]);
-        let cases: Vec<(&str, PodInfo, Vec<Arc<Node>>, Vec<i64>)> = vec![
+        type Case = (&'static str, PodInfo, Vec<Arc<Node>>, Vec<i64>);
+        let cases: Vec<Case> = vec![
             (
                 "two images spread on two nodes, prefer the larger image one",
                 pod(&["gcr.io/40", "gcr.io/250"], &[]),

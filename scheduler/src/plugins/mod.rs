@@ -7,8 +7,11 @@ pub mod imagelocality;
 pub mod nodeaffinity;
 pub mod nodeports;
 pub mod noderesources;
+pub mod podtopologyspread;
 pub mod simple;
 pub mod tainttoleration;
+#[cfg(test)]
+mod testutil;
 
 use std::sync::Arc;
 
@@ -69,6 +72,14 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
     ("ImageLocality", None, |_, _| {
         Ok(Arc::new(imagelocality::ImageLocality))
     }),
+    (
+        "PodTopologySpread",
+        Some("PodTopologySpreadArgs"),
+        |a, _| {
+            let pl = podtopologyspread::PodTopologySpread::new(args(a)?)?;
+            Ok(Arc::new(pl))
+        },
+    ),
     ("DefaultBinder", None, |_, h| {
         Ok(Arc::new(simple::DefaultBinder::new(h.client.clone())))
     }),
@@ -96,7 +107,6 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
 /// configurations (so upstream's defaults and kubeadm's configs load) and
 /// skipped with a warning at start.
 pub const NOT_YET: &[&str] = &[
-    "PodTopologySpread",
     "InterPodAffinity",
     "VolumeBinding",
     "VolumeRestrictions",
