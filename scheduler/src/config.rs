@@ -790,7 +790,8 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
-                "PodTopologySpread"
+                "PodTopologySpread",
+                "InterPodAffinity"
             ]
         );
         assert_eq!(
@@ -800,6 +801,7 @@ mod tests {
                 ("NodeAffinity".to_owned(), 2),
                 ("NodeResourcesFit".to_owned(), 1),
                 ("PodTopologySpread".to_owned(), 2),
+                ("InterPodAffinity".to_owned(), 2),
                 ("NodeResourcesBalancedAllocation".to_owned(), 1),
                 ("ImageLocality".to_owned(), 1)
             ]

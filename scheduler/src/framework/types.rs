@@ -280,31 +280,76 @@ pub fn controller_uid(pod: &Pod) -> Option<&str> {
 }
 
 /// A `metav1.LabelSelector` as upstream's `LabelSelectorAsSelector` parses it:
-/// `None` (a missing selector) selects nothing, an empty one everything.
+/// `None` (a missing selector) selects nothing, an empty one everything. An
+/// invalid requirement fails with upstream's message (`labels.NewRequirement`).
 pub fn parse_label_selector(sel: Option<&LabelSelector>) -> Result<Option<Selector>, String> {
     let Some(sel) = sel else {
         return Ok(None);
     };
+    for (k, v) in sel.match_labels.iter().flatten() {
+        requirement_errors(k, None, std::slice::from_ref(v))?;
+    }
     for e in sel.match_expressions.iter().flatten() {
-        let n = e.values.as_ref().map_or(0, Vec::len);
-        match e.operator.as_str() {
-            "In" | "NotIn" if n == 0 => {
-                return Err(
-                    "values: Invalid value: []string(nil): for 'in', 'notin' operators, values set can't be empty"
-                        .into(),
-                );
-            }
-            "Exists" | "DoesNotExist" if n > 0 => {
-                return Err(format!(
-                    "values: Invalid value: {:?}: values set must be empty for exists and does not exist",
-                    e.values.clone().unwrap_or_default()
-                ));
-            }
-            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
-            op => return Err(format!("{op:?} is not a valid label selector operator")),
+        if !matches!(
+            e.operator.as_str(),
+            "In" | "NotIn" | "Exists" | "DoesNotExist"
+        ) {
+            return Err(format!(
+                "{:?} is not a valid label selector operator",
+                e.operator
+            ));
         }
+        let values = e.values.as_deref().unwrap_or_default();
+        requirement_errors(&e.key, Some(&e.operator), values)?;
     }
     Ok(client_base::selectors::label_selector(sel))
+}
+
+/// Go's `%#v` of a `[]string`.
+fn go_strings(values: &[String]) -> String {
+    if values.is_empty() {
+        return "[]string(nil)".into();
+    }
+    let quoted: Vec<String> = values.iter().map(|v| format!("{v:?}")).collect();
+    format!("[]string{{{}}}", quoted.join(", "))
+}
+
+/// Upstream's `labels.NewRequirement` checks (`op` `None`: equality).
+fn requirement_errors(key: &str, op: Option<&str>, values: &[String]) -> Result<(), String> {
+    use component_base::validation::{label_value_errors, qualified_name_errors};
+    let mut errs = Vec::new();
+    let key_errs = qualified_name_errors(key);
+    if !key_errs.is_empty() {
+        errs.push(format!(
+            "key: Invalid value: {key:?}: {}",
+            key_errs.join("; ")
+        ));
+    }
+    match op {
+        Some("In" | "NotIn") if values.is_empty() => errs.push(format!(
+            "values: Invalid value: {}: for 'in', 'notin' operators, values set can't be empty",
+            go_strings(values)
+        )),
+        Some("Exists" | "DoesNotExist") if !values.is_empty() => errs.push(format!(
+            "values: Invalid value: {}: values set must be empty for exists and does not exist",
+            go_strings(values)
+        )),
+        _ => {}
+    }
+    for (i, v) in values.iter().enumerate() {
+        let e = label_value_errors(v);
+        if !e.is_empty() {
+            errs.push(format!(
+                "values[{i}][{key}]: Invalid value: {v:?}: {}",
+                e.join("; ")
+            ));
+        }
+    }
+    match errs.len() {
+        0 => Ok(()),
+        1 => Err(errs.remove(0)),
+        _ => Err(format!("[{}]", errs.join(", "))),
+    }
 }
 
 /// A pod (anti-)affinity term parsed once, as upstream's `framework.AffinityTerm`.

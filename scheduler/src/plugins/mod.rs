@@ -4,6 +4,7 @@
 pub mod defaultpreemption;
 pub mod helper;
 pub mod imagelocality;
+pub mod interpodaffinity;
 pub mod nodeaffinity;
 pub mod nodeports;
 pub mod noderesources;
@@ -80,6 +81,13 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
             Ok(Arc::new(pl))
         },
     ),
+    ("InterPodAffinity", Some("InterPodAffinityArgs"), |a, h| {
+        let namespaces: Arc<dyn interpodaffinity::Namespaces> =
+            h.factory
+                .informer::<k8s_openapi::api::core::v1::Namespace>();
+        let pl = interpodaffinity::InterPodAffinity::new(args(a)?, namespaces)?;
+        Ok(Arc::new(pl))
+    }),
     ("DefaultBinder", None, |_, h| {
         Ok(Arc::new(simple::DefaultBinder::new(h.client.clone())))
     }),
@@ -107,7 +115,6 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
 /// configurations (so upstream's defaults and kubeadm's configs load) and
 /// skipped with a warning at start.
 pub const NOT_YET: &[&str] = &[
-    "InterPodAffinity",
     "VolumeBinding",
     "VolumeRestrictions",
     "VolumeZone",

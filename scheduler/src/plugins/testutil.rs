@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
-    NodeSpec, Pod, PodSpec, Taint, TopologySpreadConstraint,
+    NodeSpec, Pod, PodAffinity, PodAffinityTerm, PodAntiAffinity, PodSpec, Taint,
+    TopologySpreadConstraint, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, OwnerReference, Time,
@@ -138,6 +139,54 @@ impl PodB {
     ) -> Self {
         self.spread(max_skew, key, action, selector, None, None, None, None)
     }
+    fn pod_affinity(&mut self) -> &mut PodAffinity {
+        self.affinity()
+            .pod_affinity
+            .get_or_insert_with(Default::default)
+    }
+    fn pod_anti_affinity(&mut self) -> &mut PodAntiAffinity {
+        self.affinity()
+            .pod_anti_affinity
+            .get_or_insert_with(Default::default)
+    }
+    /// A required pod affinity term.
+    pub(crate) fn affinity_required(mut self, term: PodAffinityTerm) -> Self {
+        self.pod_affinity()
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Default::default)
+            .push(term);
+        self
+    }
+    /// A required pod anti-affinity term.
+    pub(crate) fn anti_affinity_required(mut self, term: PodAffinityTerm) -> Self {
+        self.pod_anti_affinity()
+            .required_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Default::default)
+            .push(term);
+        self
+    }
+    /// A preferred pod affinity term.
+    pub(crate) fn affinity_preferred(mut self, weight: i32, term: PodAffinityTerm) -> Self {
+        self.pod_affinity()
+            .preferred_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Default::default)
+            .push(WeightedPodAffinityTerm {
+                weight,
+                pod_affinity_term: term,
+            });
+        self
+    }
+    /// A preferred pod anti-affinity term.
+    pub(crate) fn anti_affinity_preferred(mut self, weight: i32, term: PodAffinityTerm) -> Self {
+        self.pod_anti_affinity()
+            .preferred_during_scheduling_ignored_during_execution
+            .get_or_insert_with(Default::default)
+            .push(WeightedPodAffinityTerm {
+                weight,
+                pod_affinity_term: term,
+            });
+        self
+    }
     /// The pod.
     pub(crate) fn obj(self) -> Arc<Pod> {
         Arc::new(self.0)
@@ -201,6 +250,18 @@ pub(crate) fn exists(keys: &[&str]) -> LabelSelector {
                 })
                 .collect(),
         ),
+        ..Default::default()
+    }
+}
+
+/// A selector with `key op values`.
+pub(crate) fn expr(key: &str, op: &str, values: &[&str]) -> LabelSelector {
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: (!values.is_empty()).then(|| values.iter().map(|v| (*v).to_owned()).collect()),
+        }]),
         ..Default::default()
     }
 }
