@@ -97,6 +97,8 @@ kubeconfig kubernetes-admin admin >"$base/admin.conf"
 kubeconfig system:kube-controller-manager controller-manager >"$base/controller-manager.conf"
 "$bindir/kube-controller-manager" \
   --kubeconfig "$base/controller-manager.conf" --use-service-account-credentials \
+  --authentication-kubeconfig "$base/controller-manager.conf" \
+  --authorization-kubeconfig "$base/controller-manager.conf" --client-ca-file "$pki/ca.crt" \
   --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
   --bind-address 127.0.0.1 --secure-port "${KEELSON_KCM_PORT:-10257}" \
   >"$base/controller-manager.log" 2>&1 &
@@ -105,6 +107,7 @@ kubeconfig system:kube-scheduler scheduler >"$base/scheduler.conf"
 "$bindir/kube-scheduler" \
   --kubeconfig "$base/scheduler.conf" \
   --authentication-kubeconfig "$base/scheduler.conf" --authorization-kubeconfig "$base/scheduler.conf" \
+  --client-ca-file "$pki/ca.crt" \
   --bind-address 127.0.0.1 --secure-port "${KEELSON_SCHEDULER_PORT:-10259}" \
   >"$base/scheduler.log" 2>&1 &
 sched=$!

@@ -5,6 +5,7 @@
 //!   `series.count` grows, for 6 minutes) are kube-runtime's `Recorder`.
 //! - Recording is a non-blocking send into a queue of 1000 (client-go's
 //!   `maxQueuedEvents`); a full queue drops the event with a log line, as upstream.
+//!   Up to 16 writes are in flight at once.
 //! - A spam filter per regarding object and type, as client-go's
 //!   `EventSourceObjectSpamFilter`: a bucket of 25 events refilled at one per five
 //!   minutes, so that a hot loop cannot flood the apiserver.
@@ -110,8 +111,13 @@ fn spam_key(r: &ObjectReference, t: EventType) -> String {
     )
 }
 
+/// How many event writes may be in flight at once: one slow write must not hold
+/// the others back (a scheduler records one event per pod it binds).
+const IN_FLIGHT: usize = 16;
+
 async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
     let mut spam: HashMap<String, TokenBucket> = HashMap::new();
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(item) = rx.recv().await {
         let bucket = spam
             .entry(spam_key(&item.regarding, item.event.type_))
@@ -125,8 +131,15 @@ async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
             // Forget full buckets now and then, as client-go's LRU of 4096.
             spam.retain(|_, b| !b.is_full());
         }
-        if let Err(e) = recorder.publish(&item.event, &item.regarding).await {
-            tracing::info!(reason = %item.event.reason, error = %e, "unable to write event");
-        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            if let Err(e) = recorder.publish(&item.event, &item.regarding).await {
+                tracing::info!(reason = %item.event.reason, error = %e, "unable to write event");
+            }
+            drop(permit);
+        });
     }
 }

@@ -225,6 +225,7 @@ mod go_duration {
 /// the component's [`Config`] (its defaults, or its config file's
 /// `leaderElection`), as upstream's `ApplyLeaderElectionTo`.
 #[derive(Clone, Debug, Default, clap::Args)]
+#[group(id = "leader-election")]
 pub struct Flags {
     /// Start a leader election client and gain leadership before executing the main
     /// loop. Enable this when running replicated components for high availability.

@@ -25,6 +25,8 @@
 //!   metrics, and the worker runner.
 //! - [`leaderelection`]: Lease-based leader election and its flags.
 //! - [`events`]: the event recorder.
+//! - [`delegated`]: the secure port's delegated authentication and authorization
+//!   (TokenReview, SubjectAccessReview) and their flags.
 //! - [`selectors`]: label selectors, node selectors and tolerations on k8s-openapi
 //!   types, over [`component_base::selectors`] (the one matcher, shared with the
 //!   apiserver). Quantities are [`component_base::quantity`].
@@ -34,6 +36,7 @@
 
 pub mod clientbuilder;
 pub mod config;
+pub mod delegated;
 pub mod events;
 pub mod informer;
 pub mod leaderelection;

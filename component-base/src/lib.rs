@@ -19,6 +19,7 @@
 //! - [`bench`]: statistics and reporting shared by the bench binaries.
 //! - [`serve`]: the HTTPS accept loop (TLS, HTTP/1.1 and HTTP/2, upgrades).
 //! - [`status`]: the components' secure `/healthz` and `/metrics` endpoint.
+//! - [`x509`]: client certificates verified against a CA, and their subjects.
 
 pub mod bench;
 pub mod duration;
@@ -33,6 +34,7 @@ pub mod status;
 pub mod time;
 pub mod tls;
 pub mod validation;
+pub mod x509;
 
 /// Installs the one rustls crypto provider (aws-lc-rs) and a tracing subscriber that
 /// reads `RUST_LOG` (default `info`). Safe to call more than once.

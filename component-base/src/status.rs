@@ -3,10 +3,11 @@
 //! `/healthz`, `/livez` and `/readyz` with named checks in upstream's format, and
 //! `/metrics` in the Prometheus text format.
 //!
-//! Upstream delegates authentication and authorization of `/metrics` to the
-//! apiserver (TokenReview, SubjectAccessReview); until those APIs exist the endpoint
-//! is open, and the health paths are open as upstream's
-//! `--authorization-always-allow-paths` default makes them.
+//! Who may read what is a [`Guard`]'s decision, asked before every request: the
+//! components delegate it to the apiserver (TokenReview, SubjectAccessReview; see
+//! `client_base::delegated`). Refusals are upstream's `Status` bodies (401
+//! `Unauthorized`, 403 `forbidden: User ... cannot get path ...`). Without a guard
+//! everything is open.
 
 use std::sync::Arc;
 
@@ -19,6 +20,37 @@ use tokio::net::TcpListener;
 /// A named health check: `Ok` when healthy, else the reason (logged, never served).
 pub type Check = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
+/// A request, as a [`Guard`] sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    /// The HTTP method.
+    pub method: &'a str,
+    /// The path.
+    pub path: &'a str,
+    /// The bearer token, if one was sent.
+    pub bearer: Option<&'a str>,
+    /// The client certificate chain (unverified), if one was presented.
+    pub certs: &'a [rustls::pki_types::CertificateDer<'static>],
+}
+
+/// Why a request is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Credentials were presented and are not valid (401).
+    Unauthorized,
+    /// The caller may not do this (403), with upstream's message.
+    Forbidden(String),
+}
+
+/// Decides who may read the endpoint.
+pub trait Guard: Send + Sync {
+    /// `Ok` to serve the request.
+    fn admit<'a>(
+        &'a self,
+        caller: Caller<'a>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Refusal>> + Send + 'a>>;
+}
+
 /// What the endpoint serves.
 #[derive(Clone)]
 pub struct Status {
@@ -26,6 +58,33 @@ pub struct Status {
     pub registry: Registry,
     /// Run for `/healthz` (and `/livez`, `/readyz`), in order.
     pub checks: Vec<(&'static str, Check)>,
+    /// Asked before every request; `None` serves everyone.
+    pub guard: Option<Arc<dyn Guard>>,
+}
+
+/// Upstream's `Status` body for a refusal.
+pub fn refusal_body(r: &Refusal) -> (StatusCode, String) {
+    let (code, reason, message) = match r {
+        Refusal::Unauthorized => (
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".to_owned(),
+        ),
+        Refusal::Forbidden(m) => (StatusCode::FORBIDDEN, "Forbidden", m.clone()),
+    };
+    let mut body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    if code == StatusCode::FORBIDDEN {
+        body["details"] = serde_json::json!({});
+    }
+    (code, format!("{body}\n"))
 }
 
 impl Status {
@@ -107,7 +166,34 @@ pub async fn serve(
         move |req: Request<hyper::body::Incoming>| {
             let status = status.clone();
             async move {
-                let (code, body) = if req.method() == http::Method::GET {
+                let refused = match &status.guard {
+                    None => None,
+                    Some(guard) => {
+                        let certs = req
+                            .extensions()
+                            .get::<crate::serve::PeerInfo>()
+                            .map(|p| p.certs.clone())
+                            .unwrap_or_default();
+                        let bearer = req
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .map(str::trim)
+                            .filter(|t| !t.is_empty());
+                        let caller = Caller {
+                            method: req.method().as_str(),
+                            path: req.uri().path(),
+                            bearer,
+                            certs: &certs,
+                        };
+                        guard.admit(caller).await.err()
+                    }
+                };
+                let json = refused.is_some();
+                let (code, body) = if let Some(r) = refused {
+                    refusal_body(&r)
+                } else if req.method() == http::Method::GET {
                     status.reply(req.uri().path(), req.uri().query().unwrap_or(""))
                 } else {
                     (
@@ -115,7 +201,9 @@ pub async fn serve(
                         "Method Not Allowed\n".into(),
                     )
                 };
-                let ctype = if req.uri().path() == "/metrics" {
+                let ctype = if json {
+                    "application/json"
+                } else if req.uri().path() == "/metrics" {
                     "text/plain; version=0.0.4; charset=utf-8"
                 } else {
                     "text/plain; charset=utf-8"
@@ -148,6 +236,7 @@ mod tests {
         let flag = ok.clone();
         let s = Status {
             registry: Registry::new(),
+            guard: None,
             checks: vec![(
                 "leaderElection",
                 Arc::new(move || {

@@ -352,6 +352,15 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), Error> {
 /// A server config with a self-signed certificate for `sans` generated in memory, as
 /// upstream's components do when neither `--tls-cert-file` nor `--cert-dir` is set.
 pub fn self_signed_config(sans: &[String]) -> Result<Arc<ServerConfig>, Error> {
+    self_signed_requesting(sans, &[])
+}
+
+/// [`self_signed_config`] that also requests (never requires) client certificates,
+/// hinting `client_cas`, as [`request_client_cert_config`].
+pub fn self_signed_requesting(
+    sans: &[String],
+    client_cas: &[&Path],
+) -> Result<Arc<ServerConfig>, Error> {
     let params =
         rcgen::CertificateParams::new(sans.to_vec()).map_err(|e| Error::Generate(e.to_string()))?;
     let kp = rcgen::KeyPair::generate().map_err(|e| Error::Generate(e.to_string()))?;
@@ -360,8 +369,54 @@ pub fn self_signed_config(sans: &[String]) -> Result<Arc<ServerConfig>, Error> {
         .map_err(|e| Error::Generate(e.to_string()))?;
     let key =
         PrivateKeyDer::try_from(kp.serialize_der()).map_err(|e| Error::Generate(e.to_owned()))?;
-    let config = ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], key)?;
+    let builder = ServerConfig::builder();
+    let builder = if client_cas.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder.with_client_cert_verifier(RequestClientCert::new(client_cas)?)
+    };
+    let mut config = builder.with_single_cert(vec![cert.der().clone()], key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The serving certificate flags of the components' secure port (upstream's
+/// `SecureServingOptions`, minus the port and address, whose defaults differ).
+#[derive(Clone, Debug, Default, clap::Args)]
+#[group(id = "serving-certs")]
+pub struct ServingCertFlags {
+    /// The directory where the TLS certs are located. If --tls-cert-file and
+    /// --tls-private-key-file are provided, this flag will be ignored. Empty (the
+    /// default): a self-signed certificate is generated in memory.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    /// File containing the default x509 Certificate for HTTPS.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// File containing the default x509 private key matching --tls-cert-file.
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+}
+
+impl ServingCertFlags {
+    /// The secure port's TLS config for component `name` (the file stem under
+    /// --cert-dir), requesting client certificates from `client_cas`.
+    pub fn server_config(
+        &self,
+        name: &str,
+        client_cas: &[&Path],
+    ) -> Result<Arc<ServerConfig>, Error> {
+        let alpn: &[&[u8]] = &[b"h2", b"http/1.1"];
+        if let (Some(c), Some(k)) = (&self.tls_cert_file, &self.tls_private_key_file) {
+            return request_client_cert_config(c, k, client_cas, alpn);
+        }
+        let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        match &self.cert_dir {
+            None => self_signed_requesting(&sans, client_cas),
+            Some(dir) => {
+                let (c, k) = self_signed_files(dir, name, &sans)?;
+                request_client_cert_config(&c, &k, client_cas, alpn)
+            }
+        }
+    }
 }

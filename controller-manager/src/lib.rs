@@ -76,6 +76,9 @@ pub enum Error {
     /// The root CA bundle could not be read.
     #[error("{0}")]
     RootCa(String),
+    /// Delegated authentication or authorization could not be set up.
+    #[error("{0}")]
+    Delegation(#[from] client_base::delegated::Error),
     /// Leadership was lost: exit so that only one leader acts.
     #[error("{0}")]
     LeaderElection(#[from] client_base::leaderelection::Error),
@@ -205,26 +208,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         &registry,
     )?;
 
-    // The secure port: health (with the leader-election check) and metrics.
-    let tls = match (&opts.tls_cert_file, &opts.tls_private_key_file) {
-        (Some(c), Some(k)) => {
-            component_base::tls::server_config(c, k, None, false, &[b"h2", b"http/1.1"])?
-        }
-        _ => {
-            let sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-            match &opts.cert_dir {
-                None => component_base::tls::self_signed_config(&sans)?,
-                Some(dir) => {
-                    let (c, k) = component_base::tls::self_signed_files(
-                        dir,
-                        "kube-controller-manager",
-                        &sans,
-                    )?;
-                    component_base::tls::server_config(&c, &k, None, false, &[b"h2", b"http/1.1"])?
-                }
-            }
-        }
-    };
+    // The secure port: health (with the leader-election check) and metrics, behind
+    // delegated authentication and authorization.
+    let client_cas = client_base::delegated::Delegated::client_cas(&opts.delegation);
+    let tls = opts
+        .serving
+        .server_config("kube-controller-manager", &client_cas)?;
+    let guard = client_base::delegated::guard(&opts.delegation).await?;
     let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -237,6 +227,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let status = component_base::status::Status {
         registry: registry.clone(),
         checks,
+        guard: Some(guard),
     };
     tracing::info!(%addr, "serving securely");
     tokio::spawn(component_base::status::serve(

@@ -207,17 +207,12 @@ pub struct Options {
     /// The IP address on which to listen for the --secure-port port.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// The directory where the TLS certs are located. If --tls-cert-file and
-    /// --tls-private-key-file are provided, this flag will be ignored. Empty (the
-    /// default): a self-signed certificate is generated in memory.
-    #[arg(long)]
-    pub cert_dir: Option<PathBuf>,
-    /// File containing the default x509 Certificate for HTTPS.
-    #[arg(long)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// File containing the default x509 private key matching --tls-cert-file.
-    #[arg(long)]
-    pub tls_private_key_file: Option<PathBuf>,
+    /// The serving certificate flags.
+    #[command(flatten)]
+    pub serving: component_base::tls::ServingCertFlags,
+    /// Delegated authentication and authorization of the secure port.
+    #[command(flatten)]
+    pub delegation: client_base::delegated::Flags,
 
     /// Flags kubeadm's manifest and common deployments pass for controllers and
     /// delegated authentication Keelson does not have yet: accepted, so that those
@@ -238,15 +233,6 @@ pub struct Options {
 /// Upstream flags accepted for compatibility; see [`Options::accepted`].
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Accepted {
-    /// kubeconfig for delegated authentication (TokenReview).
-    #[arg(long)]
-    pub authentication_kubeconfig: Option<PathBuf>,
-    /// kubeconfig for delegated authorization (SubjectAccessReview).
-    #[arg(long)]
-    pub authorization_kubeconfig: Option<PathBuf>,
-    /// CA bundle for client certificates on the secure port.
-    #[arg(long)]
-    pub client_ca_file: Option<PathBuf>,
     /// CA bundle for request-header (front-proxy) client certificates.
     #[arg(long)]
     pub requestheader_client_ca_file: Option<PathBuf>,

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use crate::apiserver::ApiServer;
 use crate::process::{binary, free_port};
 
-/// A daemon against an [`ApiServer`], with its secure port on 127.0.0.1. Stopped
-/// (SIGKILL) on drop.
+/// A daemon against an [`ApiServer`], with its secure port on 127.0.0.1 behind
+/// delegated authentication and authorization (its own kubeconfig for both; read
+/// `/metrics` with [`crate::ADMIN_TOKEN`]). Stopped (SIGKILL) on drop.
 pub struct Component {
     child: Option<Child>,
     log: PathBuf,
@@ -64,6 +65,16 @@ impl Component {
                 "127.0.0.1",
                 "--secure-port",
                 &port.to_string(),
+            ])
+            // Delegated authentication and authorization of the secure port, as
+            // kubeadm's manifests set them up.
+            .args([
+                "--authentication-kubeconfig",
+                &kubeconfig.display().to_string(),
+            ])
+            .args([
+                "--authorization-kubeconfig",
+                &kubeconfig.display().to_string(),
             ])
             .args(extra)
             .env("RUST_LOG", "info,kube=warn,scheduler=debug")

@@ -532,7 +532,8 @@ fn service_accounts_are_created_defaulted_and_mounted() {
     let token = s.ok(K, &["create", "token", "default", "-n", "team"]);
     assert_eq!(token.trim().split('.').count(), 3, "{token}");
     // upstream's publisher metrics.
-    let (_, metrics) = e2e::https_get(kcm.port, "/metrics", &[]);
+    let auth = format!("Bearer {}", e2e::ADMIN_TOKEN);
+    let (_, metrics) = e2e::https_get(kcm.port, "/metrics", &[("Authorization", &auth)]);
     assert!(
         metrics.contains("root_ca_cert_publisher_sync_total{code=\"200\"}"),
         "{metrics}"

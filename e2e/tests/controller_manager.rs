@@ -16,6 +16,7 @@ const FAST: [&str; 3] = [
 fn curl(port: u16, path: &str) -> String {
     let out = Command::new("curl")
         .args(["-sk", &format!("https://127.0.0.1:{port}{path}")])
+        .args(["-H", &format!("Authorization: Bearer {}", e2e::ADMIN_TOKEN)])
         .output()
         .expect("run curl");
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -199,7 +199,19 @@ fn pods_land_where_they_fit_and_unschedulable_pods_say_why() {
     );
 
     // Metrics and health on the secure port.
-    let (code, metrics) = e2e::https_get(sched.port, "/metrics", &[]);
+    // Delegated authentication and authorization: health is open, metrics are not.
+    let (code, body) = e2e::https_get(sched.port, "/metrics", &[]);
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains(
+            r#""message":"forbidden: User \"system:anonymous\" cannot get path \"/metrics\"""#
+        ),
+        "{body}"
+    );
+    let (code, _) = e2e::https_get(sched.port, "/metrics", &[("Authorization", "Bearer wrong")]);
+    assert_eq!(code, 401);
+    let auth = format!("Bearer {}", e2e::ADMIN_TOKEN);
+    let (code, metrics) = e2e::https_get(sched.port, "/metrics", &[("Authorization", &auth)]);
     assert_eq!(code, 200);
     assert!(
         metrics.contains(
@@ -303,6 +315,45 @@ fn a_higher_priority_pod_preempts_a_lower_one() {
         msg,
         "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never."
     );
+}
+
+#[test]
+fn two_profiles_in_one_scheduler() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    // The default profile spreads (LeastAllocated); "packer" packs (MostAllocated).
+    let config = s.write(
+        "profiles.yaml",
+        &format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nclientConnection:\n  kubeconfig: {}\nleaderElection:\n  leaderElect: false\nprofiles:\n- schedulerName: default-scheduler\n- schedulerName: packer\n  plugins:\n    score:\n      disabled:\n      - name: NodeResourcesBalancedAllocation\n  pluginConfig:\n  - name: NodeResourcesFit\n    args:\n      scoringStrategy:\n        type: MostAllocated\n",
+            s.kubeconfig().display()
+        ),
+    );
+    let sched = Component::scheduler(&s, "scheduler", &["--config", &config]);
+    sched.wait_log("caches populated", Duration::from_secs(60));
+    node(&s, "big", "8", "zone: a", "");
+    node(&s, "small", "2", "zone: b", "");
+    pod(&s, "seed", "1", "  nodeName: small\n");
+    // Packing prefers the fuller node; spreading the emptier one.
+    pod(&s, "packed", "500m", "  schedulerName: packer\n");
+    assert_eq!(node_of(&s, &sched, "packed"), "small");
+    pod(&s, "spread", "500m", "");
+    assert_eq!(node_of(&s, &sched, "spread"), "big");
+    // Each profile reports as itself.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = s.ok(K, &["describe", "pod", "packed"]);
+        if d.contains("packer") && d.contains("Successfully assigned default/packed to small") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no Scheduled event from packer:\n{d}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -54,27 +54,12 @@ pub struct Options {
     /// The IP address on which to listen for the --secure-port port.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// The directory where the TLS certs are located. If --tls-cert-file and
-    /// --tls-private-key-file are provided, this flag will be ignored.
-    #[arg(long)]
-    pub cert_dir: Option<PathBuf>,
-    /// File containing the default x509 Certificate for HTTPS.
-    #[arg(long)]
-    pub tls_cert_file: Option<PathBuf>,
-    /// File containing the default x509 private key matching --tls-cert-file.
-    #[arg(long)]
-    pub tls_private_key_file: Option<PathBuf>,
-
-    /// kubeconfig file pointing at the 'core' kubernetes server with enough rights
-    /// to create tokenreviews.authentication.k8s.io. Accepted; delegated
-    /// authentication of the secure port is not built yet.
-    #[arg(long)]
-    pub authentication_kubeconfig: Option<PathBuf>,
-    /// kubeconfig file pointing at the 'core' kubernetes server with enough rights
-    /// to create subjectaccessreviews.authorization.k8s.io. Accepted; delegated
-    /// authorization of the secure port is not built yet.
-    #[arg(long)]
-    pub authorization_kubeconfig: Option<PathBuf>,
+    /// The serving certificate flags.
+    #[command(flatten)]
+    pub serving: component_base::tls::ServingCertFlags,
+    /// Delegated authentication and authorization of the secure port.
+    #[command(flatten)]
+    pub delegation: client_base::delegated::Flags,
     /// Log verbosity (klog's `-v`); use RUST_LOG for Keelson's levels.
     #[arg(long = "v", short = 'v')]
     pub verbosity: Option<u32>,

@@ -47,6 +47,10 @@ struct Inner {
     backoff: BTreeMap<(Instant, u64), String>,
     /// Every queued pod, with where it is.
     pods: HashMap<String, (QueuedPodInfo, Place)>,
+    /// The keys in `Place::Unschedulable` and `Place::Gated`, so that events and
+    /// gauges never walk every queued pod.
+    unschedulable: HashSet<String>,
+    gated: HashSet<String>,
     seq: u64,
     scheduling_cycle: u64,
     move_request_cycle: u64,
@@ -107,22 +111,35 @@ impl SchedulingQueue {
     }
 
     fn gauges(&self, inner: &Inner) {
-        let mut counts = [0i64; 4];
-        for (_, place) in inner.pods.values() {
-            match place {
-                Place::Active(_) => counts[0] += 1,
-                Place::Backoff(_) => counts[1] += 1,
-                Place::Unschedulable(_) => counts[2] += 1,
-                Place::Gated => counts[3] += 1,
-                Place::InFlight => {}
-            }
-        }
+        let counts = [
+            inner.active.len(),
+            inner.backoff.len(),
+            inner.unschedulable.len(),
+            inner.gated.len(),
+        ];
         for (q, n) in ["active", "backoff", "unschedulable", "gated"]
             .iter()
             .zip(counts)
         {
-            self.metrics.pending_pods.with_label_values(&[q]).set(n);
+            self.metrics
+                .pending_pods
+                .with_label_values(&[q])
+                .set(n as i64);
         }
+    }
+
+    /// Files `qpi` under `key` at `place`, keeping the place indexes.
+    fn place(inner: &mut Inner, key: String, qpi: QueuedPodInfo, place: Place) {
+        match place {
+            Place::Unschedulable(_) => {
+                inner.unschedulable.insert(key.clone());
+            }
+            Place::Gated => {
+                inner.gated.insert(key.clone());
+            }
+            _ => {}
+        }
+        inner.pods.insert(key, (qpi, place));
     }
 
     fn incoming(&self, queue: &str, event: &str) {
@@ -142,7 +159,13 @@ impl SchedulingQueue {
             Place::Backoff(k) => {
                 inner.backoff.remove(&k);
             }
-            _ => {}
+            Place::Unschedulable(_) => {
+                inner.unschedulable.remove(key);
+            }
+            Place::Gated => {
+                inner.gated.remove(key);
+            }
+            Place::InFlight => {}
         }
         Some(qpi)
     }
@@ -152,7 +175,7 @@ impl SchedulingQueue {
             let key = qpi.info.key();
             let mut qpi = qpi;
             qpi.gating_plugin = Some(plugin);
-            inner.pods.insert(key, (qpi, Place::Gated));
+            Self::place(inner, key, qpi, Place::Gated);
             self.incoming("gated", event);
             return;
         }
@@ -310,7 +333,7 @@ impl SchedulingQueue {
         if error || inner.move_request_cycle >= cycle {
             self.to_backoff(&mut inner, qpi, now, "ScheduleAttemptFailure");
         } else {
-            inner.pods.insert(key, (qpi, Place::Unschedulable(now)));
+            Self::place(&mut inner, key, qpi, Place::Unschedulable(now));
             self.incoming("unschedulable", "ScheduleAttemptFailure");
         }
         self.gauges(&inner);
@@ -333,10 +356,10 @@ impl SchedulingQueue {
         let mut inner = self.inner.lock();
         inner.move_request_cycle = inner.scheduling_cycle;
         let keys: Vec<(String, Instant)> = inner
-            .pods
+            .unschedulable
             .iter()
-            .filter_map(|(k, (qpi, place))| match place {
-                Place::Unschedulable(since) if self.relevant(qpi, event) => {
+            .filter_map(|k| match inner.pods.get(k) {
+                Some((qpi, Place::Unschedulable(since))) if self.relevant(qpi, event) => {
                     Some((k.clone(), *since))
                 }
                 _ => None,
@@ -376,10 +399,10 @@ impl SchedulingQueue {
         let mut inner = self.inner.lock();
         let now = Instant::now();
         let old: Vec<(String, Instant)> = inner
-            .pods
+            .unschedulable
             .iter()
-            .filter_map(|(k, (_, p))| match p {
-                Place::Unschedulable(since)
+            .filter_map(|k| match inner.pods.get(k) {
+                Some((_, Place::Unschedulable(since)))
                     if now.duration_since(*since) > MAX_IN_UNSCHEDULABLE =>
                 {
                     Some((k.clone(), *since))
