@@ -11,12 +11,12 @@
 //!   only the nodes that changed since are ever copied.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 
-use crate::framework::types::{ImageState, NodeInfo, PodInfo, pod_key};
+use crate::framework::types::{ImageState, NodeInfo, PodAffinityTerms, PodInfo, pod_key};
 
 /// Cache failures (each one a bug upstream logs and skips).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -45,6 +45,11 @@ pub struct Cache {
     generation: u64,
     /// image name → the nodes that have it.
     images: HashMap<String, ImageEntry>,
+    /// Parsed inter-pod affinity shared by pods with the same terms (the replicas
+    /// of a workload), so plugins can work per distinct term set.
+    affinity: HashMap<String, Weak<PodAffinityTerms>>,
+    /// When to drop the dead entries of `affinity`.
+    affinity_sweep_at: usize,
 }
 
 /// An image's spread: the nodes that have it, and their count, shared with the
@@ -175,7 +180,35 @@ impl Cache {
     }
 
     fn place(&mut self, pod: Arc<Pod>, node: &str) {
-        self.slot(node).add_pod(PodInfo::new(pod));
+        let mut pi = PodInfo::new(pod);
+        self.share_affinity(&mut pi);
+        self.slot(node).add_pod(pi);
+    }
+
+    /// Replaces the pod's parsed affinity with an identical one already held by
+    /// another pod, if any.
+    fn share_affinity(&mut self, pi: &mut PodInfo) {
+        let Some(terms) = pi.affinity.as_ref() else {
+            return;
+        };
+        let Some(a) = pi.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
+            return;
+        };
+        let key = format!(
+            "{}\n{}\n{}",
+            pi.pod.metadata.namespace.as_deref().unwrap_or_default(),
+            serde_json::to_string(&a.pod_affinity).unwrap_or_default(),
+            serde_json::to_string(&a.pod_anti_affinity).unwrap_or_default()
+        );
+        if let Some(shared) = self.affinity.get(&key).and_then(Weak::upgrade) {
+            pi.affinity = Some(shared);
+            return;
+        }
+        self.affinity.insert(key, Arc::downgrade(terms));
+        if self.affinity.len() >= self.affinity_sweep_at {
+            self.affinity.retain(|_, w| w.strong_count() > 0);
+            self.affinity_sweep_at = (self.affinity.len() * 2).max(1024);
+        }
     }
 
     fn unplace(&mut self, key: &str, node: &str) {
@@ -336,5 +369,42 @@ mod tests {
         c.remove_pod(&pod("p", "a"));
         c.remove_node("a");
         assert_eq!(c.node_count(), 1);
+    }
+
+    #[test]
+    fn replicas_share_their_parsed_affinity() {
+        use k8s_openapi::api::core::v1::{Affinity, PodAffinityTerm, PodAntiAffinity};
+        let with_anti = |name: &str, ns: &str| {
+            let mut p = (*pod(name, "a")).clone();
+            p.metadata.namespace = Some(ns.into());
+            p.spec.as_mut().unwrap().affinity = Some(Affinity {
+                pod_anti_affinity: Some(PodAntiAffinity {
+                    required_during_scheduling_ignored_during_execution: Some(vec![
+                        PodAffinityTerm {
+                            topology_key: "kubernetes.io/hostname".into(),
+                            ..Default::default()
+                        },
+                    ]),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            Arc::new(p)
+        };
+        let mut c = Cache::new();
+        c.set_node(node("a"));
+        c.add_pod(with_anti("p1", "default"));
+        c.add_pod(with_anti("p2", "default"));
+        c.add_pod(with_anti("p3", "other"));
+        let (s, _) = c.snapshot();
+        let terms: Vec<_> = s[0]
+            .pods
+            .iter()
+            .map(|p| p.affinity.clone().unwrap())
+            .collect();
+        assert!(Arc::ptr_eq(&terms[0], &terms[1]));
+        // The terms' default namespace is the pod's own: not shared across them.
+        assert!(!Arc::ptr_eq(&terms[0], &terms[2]));
+        assert_eq!(s[0].pods_with_required_anti_affinity, 3);
     }
 }

@@ -557,8 +557,9 @@ pub struct NodeInfo {
     /// How many of its pods have required pod anti-affinity (upstream's
     /// `PodsWithRequiredAntiAffinity`).
     pub pods_with_required_anti_affinity: usize,
-    /// Its pods that are not terminating, counted by their controller's UID.
-    pub controlled_pods: HashMap<String, usize>,
+    /// Its pods that are not terminating, counted by their controller's UID (a
+    /// node holds few controllers' pods: a short list scans faster than a map).
+    pub controlled_pods: Vec<(String, usize)>,
     /// Bumped on every change, for the incremental snapshot.
     pub generation: u64,
 }
@@ -607,15 +608,28 @@ impl NodeInfo {
         if pi.pod.metadata.deletion_timestamp.is_none()
             && let Some(uid) = controller_uid(&pi.pod)
         {
-            if add {
-                *self.controlled_pods.entry(uid.to_owned()).or_default() += 1;
-            } else if let Some(n) = self.controlled_pods.get_mut(uid) {
-                *n -= 1;
-                if *n == 0 {
-                    self.controlled_pods.remove(uid);
+            let i = self.controlled_pods.iter().position(|(u, _)| u == uid);
+            match (i, add) {
+                (Some(i), true) => self.controlled_pods[i].1 += 1,
+                (None, true) => self.controlled_pods.push((uid.to_owned(), 1)),
+                (Some(i), false) => {
+                    self.controlled_pods[i].1 -= 1;
+                    if self.controlled_pods[i].1 == 0 {
+                        self.controlled_pods.swap_remove(i);
+                    }
                 }
+                (None, false) => {}
             }
         }
+    }
+
+    /// How many of its pods that are not terminating the controller with `uid`
+    /// owns.
+    pub fn controlled_by(&self, uid: &str) -> usize {
+        self.controlled_pods
+            .iter()
+            .find(|(u, _)| u == uid)
+            .map_or(0, |(_, n)| *n)
     }
 
     /// Removes a pod (by namespace/name); whether it was there.

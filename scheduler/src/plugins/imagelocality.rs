@@ -6,6 +6,8 @@
 //! ([`NodeInfo::image_states`]), which keeps each image's node count current as
 //! nodes come and go; the cluster's size is the cycle's snapshot.
 
+use std::borrow::Cow;
+
 use k8s_openapi::api::core::v1::Pod;
 
 use crate::framework::types::{ImageState, NodeInfo, PodInfo};
@@ -31,13 +33,13 @@ impl Plugin for ImageLocality {
 
 /// An image name as the container runtime reports it: `:latest` added when the
 /// reference has no tag (upstream's `normalizedImageName`).
-pub fn normalized_image_name(name: &str) -> String {
+pub fn normalized_image_name(name: &str) -> Cow<'_, str> {
     let colon = name.rfind(':').map_or(-1, |i| i as i64);
     let slash = name.rfind('/').map_or(-1, |i| i as i64);
     if colon <= slash {
-        format!("{name}:latest")
+        Cow::Owned(format!("{name}:latest"))
     } else {
-        name.to_owned()
+        Cow::Borrowed(name)
     }
 }
 
@@ -58,9 +60,8 @@ fn sum_image_scores(node: &NodeInfo, pod: &Pod, total_nodes: usize) -> i64 {
         .flatten()
         .chain(&spec.containers)
         .filter_map(|c| {
-            node.image_states.get(&normalized_image_name(
-                c.image.as_deref().unwrap_or_default(),
-            ))
+            node.image_states
+                .get(normalized_image_name(c.image.as_deref().unwrap_or_default()).as_ref())
         })
         .map(|s| scaled_image_score(s, total_nodes))
         .sum()

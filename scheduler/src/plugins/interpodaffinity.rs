@@ -389,22 +389,31 @@ impl PreFilterPlugin for InterPodAffinity {
         }
         let ns_labels = self.namespace_labels(&pod.pod);
 
-        // Existing pods' required anti-affinity matching the pod.
+        // Existing pods' required anti-affinity matching the pod: which terms of a
+        // term set match is worked out once per set (replicas share theirs).
         let mut existing = Counts::default();
+        let mut matched: HashMap<usize, Vec<&str>> = HashMap::new();
         for ni in nodes
             .iter()
             .filter(|n| n.pods_with_required_anti_affinity > 0)
         {
             let labels = node_labels(ni);
             for p in &ni.pods {
-                if let Some(a) = p.affinity.as_ref() {
-                    existing.update_with_anti_affinity_terms(
-                        &a.required_anti_affinity,
-                        &pod.pod,
-                        Some(&ns_labels),
-                        labels,
-                        1,
-                    );
+                let Some(a) = p.affinity.as_ref() else {
+                    continue;
+                };
+                if a.required_anti_affinity.is_empty() {
+                    continue;
+                }
+                let keys = matched.entry(Arc::as_ptr(a) as usize).or_insert_with(|| {
+                    a.required_anti_affinity
+                        .iter()
+                        .filter(|t| t.matches(&pod.pod, Some(&ns_labels)))
+                        .map(|t| t.topology_key.as_str())
+                        .collect()
+                });
+                for k in keys.iter() {
+                    existing.update(labels, k, 1);
                 }
             }
         }
@@ -507,101 +516,70 @@ struct PreScoreState {
     topology_score: ScoreMap,
 }
 
-/// Adds `weight` to the node's pair of `term` when `pod` matches it; whether an
-/// entry was touched.
-fn process_term(
-    scores: &mut ScoreMap,
-    term: &AffinityTerm,
-    weight: i64,
-    pod: &Pod,
-    ns_labels: Option<&BTreeMap<String, String>>,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    if !term.matches(pod, ns_labels) {
-        return false;
+/// A node's contributions to the topology scores: (topology key, summed weight),
+/// applied to the node's pair of each key once all its pods are seen.
+#[derive(Default)]
+struct NodeScores<'a>(Vec<(&'a str, i64)>);
+
+impl<'a> NodeScores<'a> {
+    fn add(&mut self, key: &'a str, weight: i64) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, w)) => *w += weight,
+            None => self.0.push((key, weight)),
+        }
     }
-    let Some(v) = labels.get(&term.topology_key) else {
-        return false;
-    };
-    *scores
-        .entry(term.topology_key.clone())
-        .or_default()
-        .entry(v.clone())
-        .or_default() += weight;
-    true
+
+    /// Adds the sums to the node's pairs (creating them, as upstream's
+    /// `processTerm`, even when a sum is zero); whether any pair was touched.
+    fn apply(&self, scores: &mut ScoreMap, labels: &BTreeMap<String, String>) -> bool {
+        for (key, weight) in &self.0 {
+            let value = &labels[*key];
+            let values = match scores.get_mut(*key) {
+                Some(m) => m,
+                None => scores.entry((*key).to_owned()).or_default(),
+            };
+            match values.get_mut(value) {
+                Some(n) => *n += weight,
+                None => {
+                    values.insert(value.clone(), *weight);
+                }
+            }
+        }
+        !self.0.is_empty()
+    }
 }
 
 impl InterPodAffinity {
-    /// Upstream's `processExistingPod`: what `existing` (on a node with
-    /// `labels`) contributes to the incoming pod's scores.
-    #[allow(clippy::too_many_arguments)]
-    fn process_existing_pod(
+    /// What an existing pod's own terms give the incoming pod (whose namespace
+    /// has `ns_labels`) wherever the existing pod runs: its required affinity
+    /// (`hardPodAffinityWeight`), preferred affinity (+weight) and preferred
+    /// anti-affinity (−weight) terms the incoming pod matches, by topology key.
+    fn existing_terms_score<'a>(
         &self,
-        scores: &mut ScoreMap,
+        terms: &'a PodAffinityTerms,
         incoming: &Pod,
-        preferred: &[crate::framework::types::WeightedAffinityTerm],
-        preferred_anti: &[crate::framework::types::WeightedAffinityTerm],
         ns_labels: &BTreeMap<String, String>,
-        existing: &PodInfo,
-        labels: &BTreeMap<String, String>,
-    ) -> bool {
-        if labels.is_empty() {
-            return false;
-        }
-        let mut touched = false;
-        // The incoming pod's preferred terms, matched by the existing pod (their
-        // namespace selectors are unrolled: no namespace labels needed).
-        for t in preferred {
-            touched |= process_term(
-                scores,
-                &t.term,
-                i64::from(t.weight),
-                &existing.pod,
-                None,
-                labels,
-            );
-        }
-        for t in preferred_anti {
-            touched |= process_term(
-                scores,
-                &t.term,
-                -i64::from(t.weight),
-                &existing.pod,
-                None,
-                labels,
-            );
-        }
-        let Some(a) = existing.affinity.as_ref() else {
-            return touched;
-        };
-        // The existing pod's terms, matched by the incoming pod.
+    ) -> Vec<(&'a str, i64)> {
+        let mut out = Vec::new();
         let hard = i64::from(self.args.hard_pod_affinity_weight);
         if hard > 0 {
-            for t in &a.required_affinity {
-                touched |= process_term(scores, t, hard, incoming, Some(ns_labels), labels);
+            for t in &terms.required_affinity {
+                if t.matches(incoming, Some(ns_labels)) {
+                    out.push((t.topology_key.as_str(), hard));
+                }
             }
         }
-        for t in &a.preferred_affinity {
-            touched |= process_term(
-                scores,
-                &t.term,
-                i64::from(t.weight),
-                incoming,
-                Some(ns_labels),
-                labels,
-            );
+        for (list, sign) in [
+            (&terms.preferred_affinity, 1),
+            (&terms.preferred_anti_affinity, -1),
+        ] {
+            for t in list {
+                if t.term.matches(incoming, Some(ns_labels)) {
+                    out.push((t.term.topology_key.as_str(), sign * i64::from(t.weight)));
+                }
+            }
         }
-        for t in &a.preferred_anti_affinity {
-            touched |= process_term(
-                scores,
-                &t.term,
-                -i64::from(t.weight),
-                incoming,
-                Some(ns_labels),
-                labels,
-            );
-        }
-        touched
+        out
     }
 }
 
@@ -642,26 +620,53 @@ impl PreScorePlugin for InterPodAffinity {
         let all = state.snapshot.clone();
         let mut scores = ScoreMap::new();
         let mut touched = false;
+        // Existing pods' term sets (shared by replicas) scored once each.
+        let mut by_terms: HashMap<usize, Vec<(&str, i64)>> = HashMap::new();
         for ni in all.iter() {
             // Without preferred terms of its own, only pods with affinity count.
             if !has_constraints && ni.pods_with_affinity == 0 {
                 continue;
             }
             let labels = node_labels(ni);
-            for p in &ni.pods {
-                if !has_constraints && p.affinity.is_none() {
-                    continue;
-                }
-                touched |= self.process_existing_pod(
-                    &mut scores,
-                    &pod.pod,
-                    &preferred,
-                    &preferred_anti,
-                    &ns_labels,
-                    p,
-                    labels,
-                );
+            if labels.is_empty() {
+                continue;
             }
+            let mut node = NodeScores::default();
+            // The node's pods with affinity, counted per term set.
+            let mut sets: Vec<(&Arc<PodAffinityTerms>, i64)> = Vec::new();
+            for p in &ni.pods {
+                if has_constraints {
+                    // The incoming pod's preferred terms matched by the existing
+                    // pod (namespace selectors unrolled: no namespace labels).
+                    for (list, sign) in [(&preferred, 1), (&preferred_anti, -1)] {
+                        for t in list.iter() {
+                            if labels.contains_key(&t.term.topology_key)
+                                && t.term.matches(&p.pod, None)
+                            {
+                                node.add(&t.term.topology_key, sign * i64::from(t.weight));
+                            }
+                        }
+                    }
+                }
+                let Some(a) = p.affinity.as_ref() else {
+                    continue;
+                };
+                match sets.iter_mut().rev().find(|(s, _)| Arc::ptr_eq(s, a)) {
+                    Some((_, n)) => *n += 1,
+                    None => sets.push((a, 1)),
+                }
+            }
+            for (a, n) in sets {
+                let contributions = by_terms
+                    .entry(Arc::as_ptr(a) as usize)
+                    .or_insert_with(|| self.existing_terms_score(a, &pod.pod, &ns_labels));
+                for &(key, weight) in contributions.iter() {
+                    if labels.contains_key(key) {
+                        node.add(key, weight * n);
+                    }
+                }
+            }
+            touched |= node.apply(&mut scores, labels);
         }
         if !touched {
             return Status::skip();

@@ -250,9 +250,7 @@ impl PodSelector {
                         && s.matches(pod_labels(&p.pod))
                 })
                 .count() as i64,
-            PodSelector::Controller(uid) => {
-                node.controlled_pods.get(uid).copied().unwrap_or(0) as i64
-            }
+            PodSelector::Controller(uid) => node.controlled_by(uid) as i64,
         }
     }
 }
@@ -772,10 +770,19 @@ impl PreScorePlugin for PodTopologySpread {
             })
             .collect();
         let ns = pod.pod.metadata.namespace.as_deref().unwrap_or_default();
+        // Default constraints (all with the same selector) count a controller's
+        // pods from each node's index: a node without any adds nothing, so it is
+        // passed over before its labels are read.
+        let indexed = constraints
+            .iter()
+            .all(|c| matches!(c.selector, PodSelector::Controller(_)));
         for ni in all.iter() {
             let Some(n) = ni.node.as_ref() else {
                 continue;
             };
+            if indexed && constraints[0].selector.count(ni, ns) == 0 {
+                continue;
+            }
             let labels = client_base::selectors::node_labels(n);
             if require_all && !has_all_keys(labels, &constraints) {
                 continue;
