@@ -194,12 +194,17 @@ impl Cache {
         let Some(a) = pi.pod.spec.as_ref().and_then(|s| s.affinity.as_ref()) else {
             return;
         };
-        let key = format!(
+        let mut key = format!(
             "{}\n{}\n{}",
             pi.pod.metadata.namespace.as_deref().unwrap_or_default(),
             serde_json::to_string(&a.pod_affinity).unwrap_or_default(),
             serde_json::to_string(&a.pod_anti_affinity).unwrap_or_default()
         );
+        // matchLabelKeys / mismatchLabelKeys make the terms depend on the pod's labels.
+        if key.contains("atchLabelKeys") {
+            key.push('\n');
+            key.push_str(&serde_json::to_string(&pi.pod.metadata.labels).unwrap_or_default());
+        }
         if let Some(shared) = self.affinity.get(&key).and_then(Weak::upgrade) {
             pi.affinity = Some(shared);
             return;

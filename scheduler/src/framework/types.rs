@@ -373,7 +373,28 @@ fn empty_labels() -> &'static BTreeMap<String, String> {
 
 impl AffinityTerm {
     fn parse(pod: &Pod, t: &PodAffinityTerm) -> Result<Self, String> {
-        let selector = parse_label_selector(t.label_selector.as_ref())?;
+        let mut selector = parse_label_selector(t.label_selector.as_ref())?;
+        // `matchLabelKeys` / `mismatchLabelKeys`: upstream's API server adds the
+        // pod's values to the selector when the pod is created; Keelson's does not,
+        // so they are added here (a second copy of a requirement changes nothing).
+        if let Some(sel) = selector.as_mut() {
+            let labels = pod.metadata.labels.as_ref();
+            for (keys, in_) in [(&t.match_label_keys, true), (&t.mismatch_label_keys, false)] {
+                for key in keys.iter().flatten() {
+                    if let Some(v) = labels.and_then(|l| l.get(key)) {
+                        let values = vec![v.clone()];
+                        sel.0.push(component_base::selectors::Requirement {
+                            key: key.clone(),
+                            op: if in_ {
+                                component_base::selectors::Op::In(values)
+                            } else {
+                                component_base::selectors::Op::NotIn(values)
+                            },
+                        });
+                    }
+                }
+            }
+        }
         let namespace_selector = parse_label_selector(t.namespace_selector.as_ref())?;
         let names = t.namespaces.as_deref().unwrap_or_default();
         let namespaces = if names.is_empty() && t.namespace_selector.is_none() {

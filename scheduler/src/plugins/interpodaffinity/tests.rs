@@ -1194,3 +1194,34 @@ fn args_decode_default_and_validate_as_upstream() {
         "hardPodAffinityWeight: Invalid value: 101: not in valid range [0, 100]"
     );
 }
+
+/// `matchLabelKeys` / `mismatchLabelKeys` (merged into the selector by upstream's
+/// API server at pod creation; by the scheduler here).
+#[test]
+fn match_and_mismatch_label_keys() {
+    let ns = nodes(&[("nodeA", &[("zone", "z1")]), ("nodeB", &[("zone", "z2")])]);
+    let pods = vec![
+        labelled("a1", &[("app", "a"), ("version", "v1")])
+            .node("nodeA")
+            .obj(),
+        labelled("b1", &[("app", "a"), ("version", "v2")])
+            .node("nodeB")
+            .obj(),
+    ];
+    // Stay away from the pods of the same version only.
+    let p = labelled("p", &[("app", "a"), ("version", "v2")])
+        .anti_affinity_required(PodAffinityTerm {
+            match_label_keys: Some(vec!["version".into()]),
+            ..ex("app", "zone")
+        })
+        .info();
+    assert_eq!(run_filter(&p, &ns, &pods).1, want(&[OK, ANTI]));
+    // Join the pods of the app, but not of the pod's own version.
+    let p = labelled("p", &[("app", "a"), ("version", "v2")])
+        .affinity_required(PodAffinityTerm {
+            mismatch_label_keys: Some(vec!["version".into()]),
+            ..ex("app", "zone")
+        })
+        .info();
+    assert_eq!(run_filter(&p, &ns, &pods).1, want(&[OK, AFF]));
+}
