@@ -17,8 +17,10 @@
 //!   range of the scores.
 //! - Terms select pods by label in `namespaces` (the pod's own when none are named
 //!   and there is no `namespaceSelector`) and in namespaces matching
-//!   `namespaceSelector`, read from the namespace informer. (`matchLabelKeys` of
-//!   affinity terms are merged by the API server at pod creation, as upstream.)
+//!   `namespaceSelector`, read from the namespace informer. `matchLabelKeys` and
+//!   `mismatchLabelKeys` add the pod's own label values to a term's selector when
+//!   the terms are parsed (upstream's API server does it at pod creation; Keelson's
+//!   does not).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
