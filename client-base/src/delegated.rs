@@ -51,6 +51,17 @@ pub enum Error {
         /// Why.
         message: String,
     },
+    /// The serving certificate could not be loaded or generated.
+    #[error("unable to load server certificate: {0}")]
+    Tls(#[from] component_base::tls::Error),
+    /// The secure port could not be bound.
+    #[error("failed to listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// The delegation flags, by upstream's names and defaults.
@@ -345,6 +356,37 @@ impl Guard for Delegated {
 /// A guard for `flags`, ready for [`component_base::status::Status::guard`].
 pub async fn guard(flags: &Flags) -> Result<Arc<dyn Guard>, Error> {
     Ok(Arc::new(Delegated::new(flags).await?))
+}
+
+/// Binds a component's secure port at `addr` and serves its health `checks` and
+/// `registry` there in the background, behind delegated authentication and
+/// authorization; `name` names the self-signed certificate under `--cert-dir`.
+pub async fn serve_secure(
+    name: &str,
+    addr: std::net::SocketAddr,
+    serving: &component_base::tls::ServingCertFlags,
+    delegation: &Flags,
+    registry: prometheus::Registry,
+    checks: Vec<(&'static str, component_base::status::Check)>,
+) -> Result<(), Error> {
+    let tls = serving.server_config(name, &Delegated::client_cas(delegation))?;
+    let guard = guard(delegation).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Listen { addr, source })?;
+    let status = component_base::status::Status {
+        registry,
+        checks,
+        guard: Some(guard),
+    };
+    tracing::info!(%addr, "serving securely");
+    tokio::spawn(component_base::status::serve(
+        listener,
+        tls,
+        status,
+        std::future::pending(),
+    ));
+    Ok(())
 }
 
 #[cfg(test)]

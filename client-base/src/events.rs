@@ -24,6 +24,8 @@ const QUEUE: usize = 1000;
 /// client-go's spam filter: burst 25, then one per 300 s.
 const SPAM_BURST: u32 = 25;
 const SPAM_QPS: f32 = 1.0 / 300.0;
+/// How many objects' buckets the spam filter keeps (client-go's LRU size).
+const SPAM_KEYS: usize = 4096;
 
 /// `Normal` or `Warning`.
 pub use kube::runtime::events::EventType as Type;
@@ -127,9 +129,14 @@ async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
             tracing::debug!(reason = %item.event.reason, "event dropped by the spam filter");
             continue;
         }
-        if spam.len() > 4096 {
-            // Forget full buckets now and then, as client-go's LRU of 4096.
+        if spam.len() > SPAM_KEYS {
+            // Forget the buckets that refilled, as client-go's LRU of 4096 forgets
+            // the least recent; if every one is in use, forget them all rather than
+            // walk the map on every event.
             spam.retain(|_, b| !b.is_full());
+            if spam.len() > SPAM_KEYS / 2 {
+                spam.clear();
+            }
         }
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;

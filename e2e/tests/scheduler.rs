@@ -357,6 +357,77 @@ fn two_profiles_in_one_scheduler() {
 }
 
 #[test]
+fn topology_spread_over_zones_and_anti_affinity() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let sched = Component::scheduler(&s, "scheduler", &["--leader-elect=false"]);
+    for (name, zone) in [("a1", "a"), ("a2", "a"), ("b1", "b"), ("c1", "c")] {
+        node(
+            &s,
+            name,
+            "8",
+            &format!("topology.kubernetes.io/zone: {zone}, kubernetes.io/hostname: {name}"),
+            "",
+        );
+    }
+    // Six pods spread over three zones with maxSkew 1: two per zone, whatever the
+    // zones' node counts.
+    let spread = "  topologySpreadConstraints:\n  - maxSkew: 1\n    topologyKey: topology.kubernetes.io/zone\n    whenUnsatisfiable: DoNotSchedule\n    labelSelector: {matchLabels: {group: spread}}\n";
+    let mut zones = std::collections::BTreeMap::new();
+    for i in 0..6 {
+        let name = format!("spread-{i}");
+        s.ok_stdin(
+            K,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{group: spread}}\nspec:\n{spread}  containers:\n  - name: c\n    image: busybox\n"
+            )),
+        );
+        let n = node_of(&s, &sched, &name);
+        *zones.entry(n.chars().next().unwrap_or('?')).or_insert(0) += 1;
+    }
+    assert_eq!(
+        zones.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{zones:?}"
+    );
+
+    // Required anti-affinity on the hostname: one pod per node, the fifth waits with
+    // upstream's reason.
+    let anti = "  affinity:\n    podAntiAffinity:\n      requiredDuringSchedulingIgnoredDuringExecution:\n      - topologyKey: kubernetes.io/hostname\n        labelSelector: {matchLabels: {group: solo}}\n";
+    let mut hosts = std::collections::BTreeSet::new();
+    for i in 0..5 {
+        let name = format!("solo-{i}");
+        s.ok_stdin(
+            K,
+            &["apply", "-f", "-"],
+            Some(&format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{group: solo}}\nspec:\n{anti}  containers:\n  - name: c\n    image: busybox\n"
+            )),
+        );
+        if i < 4 {
+            assert!(
+                hosts.insert(node_of(&s, &sched, &name)),
+                "two solo pods on one node"
+            );
+        }
+    }
+    let msg = wait_field(
+        &s,
+        &sched,
+        "solo-4",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert!(
+        msg.starts_with("0/4 nodes are available: 4 node(s) didn't match pod anti-affinity rules."),
+        "{msg}"
+    );
+}
+
+#[test]
 fn the_standby_takes_over_when_the_leader_dies() {
     if !have_kubectl() {
         return;

@@ -69,17 +69,6 @@ pub enum Error {
         /// Why.
         message: String,
     },
-    /// The serving certificate could not be loaded or generated.
-    #[error("unable to load server certificate: {0}")]
-    Tls(#[from] component_base::tls::Error),
-    /// The secure port could not be bound.
-    #[error("failed to listen on {addr}: {source}")]
-    Listen {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: std::io::Error,
-    },
     /// A metric could not be registered.
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -292,30 +281,20 @@ pub async fn run(opts: Options) -> Result<(), Error> {
 
     // The secure port.
     if opts.secure_port != 0 {
-        let client_cas = client_base::delegated::Delegated::client_cas(&opts.delegation);
-        let tls = opts.serving.server_config("kube-scheduler", &client_cas)?;
-        let guard = client_base::delegated::guard(&opts.delegation).await?;
-        let addr = SocketAddr::new(opts.bind_address, opts.secure_port);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| Error::Listen { addr, source })?;
-        let checks: Vec<(&'static str, component_base::status::Check)> = leader
+        let checks = leader
             .health_check()
             .map(|c| ("leaderElection", c))
             .into_iter()
             .collect();
-        let status = component_base::status::Status {
-            registry: registry.clone(),
+        client_base::delegated::serve_secure(
+            "kube-scheduler",
+            SocketAddr::new(opts.bind_address, opts.secure_port),
+            &opts.serving,
+            &opts.delegation,
+            registry.clone(),
             checks,
-            guard: Some(guard),
-        };
-        tracing::info!(%addr, "serving securely");
-        tokio::spawn(component_base::status::serve(
-            listener,
-            tls,
-            status,
-            std::future::pending(),
-        ));
+        )
+        .await?;
     }
 
     factory.start();

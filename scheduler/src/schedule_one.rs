@@ -359,8 +359,8 @@ impl Scheduler {
 
     /// The scheduling algorithm: a host, or why none.
     async fn schedule_pod(&self, fwk: &Framework, state: &mut CycleState, pi: &PodInfo) -> Outcome {
-        let (nodes, _) = self.cache.lock().snapshot();
-        state.snapshot = Arc::new(nodes.clone());
+        let nodes = Arc::new(self.cache.lock().snapshot().0);
+        state.snapshot = nodes.clone();
         if nodes.is_empty() {
             return Outcome::Failed(Status::unresolvable(NO_NODES), None);
         }
@@ -382,13 +382,17 @@ impl Scheduler {
             }
             return Outcome::Failed(s, None);
         }
-        let candidates: Vec<Arc<NodeInfo>> = match &pre.node_names {
-            Some(names) => nodes
-                .iter()
-                .filter(|n| names.contains(n.name()))
-                .cloned()
-                .collect(),
-            None => nodes.clone(),
+        let narrowed: Vec<Arc<NodeInfo>>;
+        let candidates: &[Arc<NodeInfo>] = match &pre.node_names {
+            Some(names) => {
+                narrowed = nodes
+                    .iter()
+                    .filter(|n| names.contains(n.name()))
+                    .cloned()
+                    .collect();
+                &narrowed
+            }
+            None => &nodes,
         };
         let pct = self
             .profile_percentage
@@ -442,7 +446,7 @@ impl Scheduler {
         }
         if feasible.is_empty() {
             // Nodes PreFilter ruled out are rejected by it.
-            for node in &nodes {
+            for node in nodes.iter() {
                 statuses.entry(node.name().to_owned()).or_insert_with(|| {
                     Status::unresolvable("node(s) didn't satisfy plugin(s) [PreFilter]")
                 });

@@ -127,7 +127,7 @@ fn pod(i: usize, workload: &str, priority_class: Option<&str>, cpu: &str) -> Pod
     }
     serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": format!("pod-{i}"), "namespace": "default", "labels": {"app": "bench"}},
+        "metadata": {"name": if i >= 1_000_000 { format!("low-{}", i - 1_000_000) } else { format!("pod-{i}") }, "namespace": "default", "labels": {"app": "bench"}},
         "spec": spec,
     }))
     .expect("pod")
@@ -143,7 +143,8 @@ fn quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
         if !rest.contains("result=\"scheduled\"") {
             continue;
         }
-        let le = rest.split("le=\"").nth(1)?.split('"').next()?;
+        // The last `le="`: `profile="` ends in `le="` too.
+        let le = rest.rsplit("le=\"").next()?.split('"').next()?;
         let le = if le == "+Inf" {
             f64::INFINITY
         } else {
@@ -175,6 +176,16 @@ fn quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
         prev_count = count;
     }
     None
+}
+
+/// A process's user+system CPU time in seconds (`/proc/<pid>/stat`, 100 Hz ticks).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at state (3).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 fn percentile(sorted: &[f64], q: f64) -> f64 {
@@ -216,7 +227,7 @@ async fn main() {
     .expect("tokens");
     let port = component_base::bench::free_port();
     let log = std::fs::File::create(dir.path().join("apiserver.log")).expect("log");
-    let _apiserver = Proc(
+    let apiserver = Proc(
         Command::new(exe_dir().join("kube-apiserver"))
             .arg("--data-dir")
             .arg(dir.path().join("data"))
@@ -239,6 +250,7 @@ async fn main() {
             .spawn()
             .expect("start kube-apiserver (build it with --release first)"),
     );
+    let api_pid = apiserver.0.id();
     let kc = kubeconfig(dir.path(), port);
     let config = client_base::config::load(Some(&kc), None)
         .await
@@ -364,6 +376,10 @@ async fn main() {
                 "--secure-port",
                 &sport.to_string(),
             ])
+            .arg("--authentication-kubeconfig")
+            .arg(&kc)
+            .arg("--authorization-kubeconfig")
+            .arg(&kc)
             .args([
                 "--kube-api-qps",
                 &args.qps.to_string(),
@@ -377,6 +393,7 @@ async fn main() {
             .expect("start kube-scheduler"),
     );
     let start = Instant::now();
+    let cpu_start = (cpu_seconds(api_pid), cpu_seconds(sched.0.id()));
     let mut samples = Vec::new();
     let mut last = 0;
     let mut first_bind: Option<Instant> = None;
@@ -398,17 +415,25 @@ async fn main() {
         }
     }
     let scheduled = bound.load(Ordering::Relaxed);
-    let mut sconf = kube::Config::new(format!("https://127.0.0.1:{sport}").parse().expect("url"));
-    sconf.accept_invalid_certs = true;
-    let metrics = kube::Client::try_from(sconf)
-        .expect("metrics client")
-        .request_text(
-            http::Request::get("/metrics")
-                .body(Vec::new())
-                .expect("req"),
-        )
-        .await
+    let metrics = Command::new("curl")
+        .args(["-sk", "-H", &format!("Authorization: Bearer {TOKEN}")])
+        .arg(format!("https://127.0.0.1:{sport}/metrics"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
+    let cpu_end = (cpu_seconds(api_pid), cpu_seconds(sched.0.id()));
+    if quantile(
+        &metrics,
+        "scheduler_scheduling_attempt_duration_seconds",
+        0.5,
+    )
+    .is_none()
+    {
+        let _ = std::fs::write("/tmp/kube-scheduler-bench.metrics", &metrics);
+        eprintln!(
+            "no attempt histogram in the scheduler's metrics (saved to /tmp/kube-scheduler-bench.metrics)"
+        );
+    }
     let rss = component_base::bench::rss_kib(sched.0.id());
     let window = first_bind.map_or(0.0, |f| last_bind.duration_since(f).as_secs_f64().max(1.0));
     samples.sort_by(f64::total_cmp);
@@ -426,6 +451,12 @@ async fn main() {
         quantile(&metrics, name, 0.9).unwrap_or(0.0) * 1000.0,
         quantile(&metrics, name, 0.99).unwrap_or(0.0) * 1000.0,
         rss as f64 / 1024.0,
+    );
+    eprintln!(
+        "CPU over the run: kube-apiserver {:.1} s, kube-scheduler {:.1} s, of {:.1} s wall on 2 cores",
+        cpu_end.0 - cpu_start.0,
+        cpu_end.1 - cpu_start.1,
+        start.elapsed().as_secs_f64()
     );
     if scheduled < expected {
         eprintln!(

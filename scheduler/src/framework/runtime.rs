@@ -42,21 +42,36 @@ pub struct Points {
     pub post_bind: Vec<String>,
 }
 
+/// The plugins of each extension point, resolved once from [`Points`] so that the
+/// per-node calls never look a plugin up by name.
+#[derive(Default)]
+struct Resolved {
+    pre_enqueue: Vec<Arc<dyn Plugin>>,
+    queue_sort: Vec<Arc<dyn Plugin>>,
+    pre_filter: Vec<Arc<dyn Plugin>>,
+    filter: Vec<Arc<dyn Plugin>>,
+    post_filter: Vec<Arc<dyn Plugin>>,
+    pre_score: Vec<Arc<dyn Plugin>>,
+    score: Vec<(Arc<dyn Plugin>, i64)>,
+    reserve: Vec<Arc<dyn Plugin>>,
+    permit: Vec<Arc<dyn Plugin>>,
+    pre_bind: Vec<Arc<dyn Plugin>>,
+    bind: Vec<Arc<dyn Plugin>>,
+    post_bind: Vec<Arc<dyn Plugin>>,
+}
+
 /// One profile's runtime.
 pub struct Framework {
     /// The profile's `schedulerName`.
     pub profile: String,
     plugins: HashMap<String, Arc<dyn Plugin>>,
-    points: Points,
+    points: Resolved,
     metrics: Metrics,
 }
 
 macro_rules! at {
     ($self:ident, $list:expr, $as:ident) => {
-        $list
-            .iter()
-            .filter_map(|n| $self.plugins.get(n.as_str()))
-            .filter_map(|p| p.$as().map(|x| (p.name(), x)))
+        $list.iter().filter_map(|p| p.$as().map(|x| (p.name(), x)))
     };
 }
 
@@ -68,10 +83,34 @@ impl Framework {
         points: Points,
         metrics: Metrics,
     ) -> Self {
+        let get = |names: &[String]| -> Vec<Arc<dyn Plugin>> {
+            names
+                .iter()
+                .filter_map(|n| plugins.get(n).cloned())
+                .collect()
+        };
+        let resolved = Resolved {
+            pre_enqueue: get(&points.pre_enqueue),
+            queue_sort: get(&points.queue_sort),
+            pre_filter: get(&points.pre_filter),
+            filter: get(&points.filter),
+            post_filter: get(&points.post_filter),
+            pre_score: get(&points.pre_score),
+            score: points
+                .score
+                .iter()
+                .filter_map(|(n, w)| plugins.get(n).map(|p| (p.clone(), *w)))
+                .collect(),
+            reserve: get(&points.reserve),
+            permit: get(&points.permit),
+            pre_bind: get(&points.pre_bind),
+            bind: get(&points.bind),
+            post_bind: get(&points.post_bind),
+        };
         Framework {
             profile,
             plugins,
-            points,
+            points: resolved,
             metrics,
         }
     }
@@ -189,7 +228,7 @@ impl Framework {
     /// Filter on one node: the first rejection, with its plugin.
     pub fn run_filter(&self, state: &CycleState, pod: &PodInfo, node: &NodeInfo) -> Status {
         for (name, p) in at!(self, self.points.filter, as_filter) {
-            if state.skip_filter.contains(name) {
+            if !state.skip_filter.is_empty() && state.skip_filter.contains(name) {
                 continue;
             }
             let s = (p as &dyn FilterPlugin).filter(state, pod, node);
@@ -284,13 +323,11 @@ impl Framework {
                 score: 0,
             })
             .collect();
-        for (name, weight) in &self.points.score {
-            if state.skip_score.contains(name) {
+        for (p, weight) in &self.points.score {
+            let name = p.name();
+            if !state.skip_score.is_empty() && state.skip_score.contains(name) {
                 continue;
             }
-            let Some(p) = self.plugins.get(name) else {
-                continue;
-            };
             let Some(scorer) = p.as_score() else {
                 continue;
             };
