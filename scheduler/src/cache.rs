@@ -50,6 +50,13 @@ pub struct Cache {
     affinity: HashMap<String, Weak<PodAffinityTerms>>,
     /// When to drop the dead entries of `affinity`.
     affinity_sweep_at: usize,
+    /// The last snapshot handed out (nodes with a node object), kept and patched
+    /// in place: [`Cache::snapshot_shared`] replaces only the entries of nodes
+    /// changed since (`dirty`), and rebuilds it when nodes came or went.
+    snap: Arc<Vec<Arc<NodeInfo>>>,
+    snap_pos: HashMap<String, usize>,
+    dirty: HashSet<String>,
+    structural: bool,
 }
 
 /// An image's spread: the nodes that have it, and their count, shared with the
@@ -90,6 +97,9 @@ impl Cache {
         };
         self.generation += 1;
         let gen_ = self.generation;
+        if !self.dirty.contains(name) {
+            self.dirty.insert(name.to_owned());
+        }
         let ni = Arc::make_mut(&mut self.list[i]);
         ni.generation = gen_;
         ni
@@ -112,6 +122,9 @@ impl Cache {
                 Some(Arc::new(self.take_images(&name, &node)))
             }
         };
+        if old.is_none() {
+            self.structural = true;
+        }
         let ni = self.slot(&name);
         ni.set_node(node);
         if let Some(images) = images {
@@ -124,6 +137,7 @@ impl Cache {
         let Some(i) = self.index.get(name).copied() else {
             return;
         };
+        self.structural = true;
         if let Some(old) = self.list[i].node.clone() {
             self.drop_images(name, &old);
         }
@@ -304,6 +318,34 @@ impl Cache {
         )
     }
 
+    /// The nodes for one cycle (those with a node object), shared: only the entries
+    /// of nodes changed since the last call are replaced, in place when no earlier
+    /// snapshot is still held. Callers should drop it before the next call.
+    pub fn snapshot_shared(&mut self) -> Arc<Vec<Arc<NodeInfo>>> {
+        if self.structural {
+            let mut pos = HashMap::with_capacity(self.list.len());
+            let mut v = Vec::with_capacity(self.list.len());
+            for (i, n) in self.list.iter().enumerate() {
+                if n.node.is_some() {
+                    pos.insert(self.names[i].clone(), v.len());
+                    v.push(n.clone());
+                }
+            }
+            self.snap = Arc::new(v);
+            self.snap_pos = pos;
+            self.structural = false;
+            self.dirty.clear();
+        } else if !self.dirty.is_empty() {
+            let v = Arc::make_mut(&mut self.snap);
+            for name in self.dirty.drain() {
+                if let (Some(&p), Some(&j)) = (self.snap_pos.get(&name), self.index.get(&name)) {
+                    v[p] = self.list[j].clone();
+                }
+            }
+        }
+        self.snap.clone()
+    }
+
     /// How many node objects are cached.
     pub fn node_count(&self) -> usize {
         self.list.iter().filter(|n| n.node.is_some()).count()
@@ -411,5 +453,37 @@ mod tests {
         // The terms' default namespace is the pod's own: not shared across them.
         assert!(!Arc::ptr_eq(&terms[0], &terms[2]));
         assert_eq!(s[0].pods_with_required_anti_affinity, 3);
+    }
+
+    #[test]
+    fn shared_snapshots_follow_changes_and_keep_old_views() {
+        let mut c = Cache::new();
+        c.set_node(node("a"));
+        c.set_node(node("b"));
+        let first = c.snapshot_shared();
+        assert_eq!(first.len(), 2);
+        c.assume(pod("p", "a")).unwrap();
+        let second = c.snapshot_shared();
+        let pods = |s: &[Arc<NodeInfo>], n: &str| {
+            s.iter().find(|x| x.name() == n).map_or(0, |x| x.pods.len())
+        };
+        assert_eq!(
+            (pods(&first, "a"), pods(&second, "a")),
+            (0, 1),
+            "the old view is kept"
+        );
+        drop(first);
+        c.add_pod(pod("q", "b"));
+        let third = c.snapshot_shared();
+        assert_eq!((pods(&third, "a"), pods(&third, "b")), (1, 1));
+        drop((second, third));
+        c.set_node(node("c"));
+        c.remove_node("b");
+        let fourth = c.snapshot_shared();
+        let mut names: Vec<&str> = fourth.iter().map(|n| n.name()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["a", "c"], "b keeps a pod but has no node object");
+        // Agrees with the full copy.
+        assert_eq!(c.snapshot().0.len(), fourth.len());
     }
 }

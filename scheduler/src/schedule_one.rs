@@ -253,7 +253,9 @@ impl Scheduler {
                     self.fail(&fwk, qpi, cycle, s, fit).await;
                     return;
                 }
-                // The binding cycle runs beside the next scheduling cycle.
+                // The binding cycle runs beside the next scheduling cycle; it does not
+                // need the snapshot, and holding it would make the cache copy it.
+                state.snapshot = Arc::default();
                 let this = self.clone();
                 tokio::spawn(async move {
                     this.bind(fwk, state, qpi, pi, host, cycle, start).await;
@@ -359,7 +361,7 @@ impl Scheduler {
 
     /// The scheduling algorithm: a host, or why none.
     async fn schedule_pod(&self, fwk: &Framework, state: &mut CycleState, pi: &PodInfo) -> Outcome {
-        let nodes = Arc::new(self.cache.lock().snapshot().0);
+        let nodes = self.cache.lock().snapshot_shared();
         state.snapshot = nodes.clone();
         if nodes.is_empty() {
             return Outcome::Failed(Status::unresolvable(NO_NODES), None);
