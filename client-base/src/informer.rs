@@ -129,6 +129,15 @@ impl<K> Handler<K> for Funcs<K> {
 /// An index function: the values an object is found under.
 pub type IndexFn<K> = Arc<dyn Fn(&K) -> Vec<String> + Send + Sync>;
 
+/// A transform applied to objects before they are stored.
+pub type Transform<K> = Arc<dyn Fn(&mut K) + Send + Sync>;
+
+/// Drops `metadata.managedFields`, which no controller reads and which can be most
+/// of an object's size (upstream's components install the same transform).
+pub fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
 /// The index of objects by namespace.
 pub const NAMESPACE: &str = "namespace";
 /// The index of objects by owner reference UID.
@@ -147,6 +156,8 @@ pub struct Informer<K: Object> {
     store: RwLock<Store<K>>,
     indexers: RwLock<Vec<(&'static str, IndexFn<K>)>>,
     handlers: RwLock<Vec<Arc<dyn Handler<K>>>>,
+    /// Applied to every object before it is stored (client-go's `SetTransform`).
+    transform: RwLock<Option<Transform<K>>>,
     /// Serialises handler calls with [`Informer::add_handler`]'s replay.
     dispatch: Mutex<()>,
     synced: tokio::sync::watch::Sender<bool>,
@@ -173,6 +184,7 @@ impl<K: Object> Informer<K> {
             }),
             indexers: RwLock::new(vec![(NAMESPACE, namespace), (OWNER_UID, owners)]),
             handlers: RwLock::new(Vec::new()),
+            transform: RwLock::new(None),
             dispatch: Mutex::new(()),
             synced: tokio::sync::watch::channel(false).0,
         }
@@ -195,6 +207,12 @@ impl<K: Object> Informer<K> {
         }
         store.indices.insert(name, index);
         self.indexers.write().push((name, f));
+    }
+
+    /// Transforms every object before it is stored and handed to handlers (set it
+    /// before the factory starts), e.g. [`strip_managed_fields`].
+    pub fn set_transform(&self, f: impl Fn(&mut K) + Send + Sync + 'static) {
+        *self.transform.write() = Some(Arc::new(f));
     }
 
     /// Adds a handler. Once synced, it is first told of every stored object.
@@ -303,7 +321,10 @@ impl<K: Object> Informer<K> {
     }
 
     /// Applies one upsert and tells the handlers.
-    fn apply(&self, obj: K, initial: bool) {
+    fn apply(&self, mut obj: K, initial: bool) {
+        if let Some(t) = self.transform.read().as_ref() {
+            t(&mut obj);
+        }
         let k = key(&obj);
         let obj = Arc::new(obj);
         let _serial = self.dispatch.lock();
@@ -549,6 +570,15 @@ mod tests {
         );
         assert!(inf.by_index("nodeName", "n1").is_empty());
         assert_eq!(inf.get("ns/c").unwrap().metadata.name.as_deref(), Some("c"));
+        // A transform applies to what is stored from then on.
+        inf.set_transform(strip_managed_fields::<Pod>);
+        let mut p = pod("m", "n1", "9");
+        p.metadata.managed_fields = Some(vec![Default::default()]);
+        inf.apply(p, false);
+        assert!(inf.get("ns/m").unwrap().metadata.managed_fields.is_none());
+        inf.delete(&pod("m", "n1", "9"));
+        log.lock()
+            .retain(|l| !l.ends_with("ns/m") && !l.contains("ns/m "));
         // A late handler hears of every stored object first.
         let late = Arc::new(Mutex::new(0));
         let l = late.clone();

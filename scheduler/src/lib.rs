@@ -277,6 +277,13 @@ pub async fn run(opts: Options) -> Result<(), Error> {
         percentages,
         pods,
     );
+    // No plugin reads managedFields: drop them, as upstream's scheduler does.
+    sched
+        .pods
+        .set_transform(client_base::informer::strip_managed_fields::<Pod>);
+    factory
+        .informer::<Node>()
+        .set_transform(client_base::informer::strip_managed_fields::<Node>);
     add_handlers(&factory, &sched);
 
     // The secure port.
