@@ -215,8 +215,10 @@ where
     .await;
 }
 
+/// Exits non-zero when pods were not all bound or the scheduler's metrics could
+/// not be read: a bench never reports figures from a failed run.
 #[tokio::main]
-async fn main() {
+async fn main() -> std::process::ExitCode {
     component_base::init();
     let args = Args::parse();
     let dir = tempfile::tempdir().expect("tempdir");
@@ -433,6 +435,15 @@ async fn main() {
         eprintln!(
             "no attempt histogram in the scheduler's metrics (saved to /tmp/kube-scheduler-bench.metrics)"
         );
+        return std::process::ExitCode::FAILURE;
+    }
+    if scheduled < expected {
+        eprintln!(
+            "only {scheduled} of {expected} pods were bound; scheduler log: {}",
+            slog.display()
+        );
+        let _ = std::fs::copy(&slog, "/tmp/kube-scheduler-bench.log");
+        return std::process::ExitCode::FAILURE;
     }
     let rss = component_base::bench::rss_kib(sched.0.id());
     let window = first_bind.map_or(0.0, |f| last_bind.duration_since(f).as_secs_f64().max(1.0));
@@ -458,11 +469,5 @@ async fn main() {
         cpu_end.1 - cpu_start.1,
         start.elapsed().as_secs_f64()
     );
-    if scheduled < expected {
-        eprintln!(
-            "only {scheduled} of {expected} pods were bound; scheduler log: {}",
-            slog.display()
-        );
-        let _ = std::fs::copy(&slog, "/tmp/kube-scheduler-bench.log");
-    }
+    std::process::ExitCode::SUCCESS
 }
