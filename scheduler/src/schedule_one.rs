@@ -200,6 +200,9 @@ impl Scheduler {
         let cycle = self.queue.scheduling_cycle();
         let start = Instant::now();
         let mut state = CycleState::default();
+        // Plugin durations are recorded for one cycle in ten, as upstream's
+        // pluginMetricsSamplePercent.
+        state.record_plugin_metrics = rand::rng().random_range(0..100) < 10;
         let pi = PodInfo::new(pod.clone());
         let outcome = self.schedule_pod(&fwk, &mut state, &pi).await;
         match outcome {

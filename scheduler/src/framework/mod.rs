@@ -145,6 +145,9 @@ pub struct CycleState {
     pub skip_filter: HashSet<String>,
     /// Score plugins whose PreScore answered Skip.
     pub skip_score: HashSet<String>,
+    /// Whether this cycle records `scheduler_plugin_execution_duration_seconds`
+    /// (upstream samples 10% of cycles).
+    pub record_plugin_metrics: bool,
 }
 
 impl CycleState {

@@ -134,6 +134,17 @@ impl Framework {
         );
     }
 
+    /// Records one plugin call in `scheduler_plugin_execution_duration_seconds`
+    /// when this cycle is sampled (`start` is set).
+    fn observe_plugin(&self, start: Option<Instant>, plugin: &str, point: &str, code: Code) {
+        if let Some(start) = start {
+            self.metrics
+                .plugin_duration
+                .with_label_values(&[plugin, point, code.as_str()])
+                .observe(start.elapsed().as_secs_f64());
+        }
+    }
+
     /// The QueueSort plugin's order.
     pub fn less(&self, a: &QueuedPodInfo, b: &QueuedPodInfo) -> bool {
         match at!(self, self.points.queue_sort, as_queue_sort).next() {
@@ -163,7 +174,9 @@ impl Framework {
         let start = Instant::now();
         let mut result = PreFilterResult::default();
         for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
+            let t = state.record_plugin_metrics.then(Instant::now);
             let (r, s) = (p as &dyn PreFilterPlugin).pre_filter(state, pod, nodes);
+            self.observe_plugin(t, name, "PreFilter", s.code);
             if s.code == Code::Skip {
                 state.skip_filter.insert(name.to_owned());
                 continue;
@@ -231,7 +244,9 @@ impl Framework {
             if !state.skip_filter.is_empty() && state.skip_filter.contains(name) {
                 continue;
             }
+            let t = state.record_plugin_metrics.then(Instant::now);
             let s = (p as &dyn FilterPlugin).filter(state, pod, node);
+            self.observe_plugin(t, name, "Filter", s.code);
             if !s.is_success() {
                 return s.with_plugin(name);
             }
@@ -287,7 +302,9 @@ impl Framework {
     ) -> Status {
         let start = Instant::now();
         for (name, p) in at!(self, self.points.pre_score, as_pre_score) {
+            let t = state.record_plugin_metrics.then(Instant::now);
             let s = (p as &dyn PreScorePlugin).pre_score(state, pod, nodes);
+            self.observe_plugin(t, name, "PreScore", s.code);
             if s.code == Code::Skip {
                 state.skip_score.insert(name.to_owned());
                 continue;
@@ -333,7 +350,9 @@ impl Framework {
             };
             let mut scores = Vec::with_capacity(nodes.len());
             for n in nodes {
+                let t = state.record_plugin_metrics.then(Instant::now);
                 let (score, s) = scorer.score(state, pod, n);
+                self.observe_plugin(t, name, "Score", s.code);
                 if !s.is_success() {
                     let s = s.with_plugin(name);
                     self.observe("Score", start, &s);
@@ -438,5 +457,44 @@ impl Framework {
         for (_, p) in at!(self, self.points.post_bind, as_post_bind) {
             (p as &dyn PostBindPlugin).post_bind(state, pod, node);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sampled_cycles_record_plugin_durations() {
+        let metrics = Metrics::unregistered();
+        let fit: Arc<dyn Plugin> =
+            Arc::new(crate::plugins::noderesources::Fit::new(Default::default()));
+        let fwk = Framework::new(
+            "default-scheduler".into(),
+            HashMap::from([("NodeResourcesFit".to_owned(), fit)]),
+            Points {
+                filter: vec!["NodeResourcesFit".into()],
+                ..Default::default()
+            },
+            metrics.clone(),
+        );
+        let pod = PodInfo::new(Arc::new(Default::default()));
+        let node = NodeInfo::default();
+        let count = || {
+            metrics
+                .plugin_duration
+                .with_label_values(&["NodeResourcesFit", "Filter", "Unschedulable"])
+                .get_sample_count()
+        };
+        let mut state = CycleState::default();
+        fwk.run_filter(&state, &pod, &node);
+        assert_eq!(count(), 0, "not sampled");
+        state.record_plugin_metrics = true;
+        // An empty node allows no pods: "Too many pods".
+        assert_eq!(
+            fwk.run_filter(&state, &pod, &node).code,
+            Code::Unschedulable
+        );
+        assert_eq!(count(), 1);
     }
 }
