@@ -286,12 +286,17 @@ impl Flags {
     }
 }
 
+/// This machine's hostname (`localhost` when it cannot be read).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// This candidate's identity: the hostname and a random UUID, as upstream's
 /// `id + "_" + uuid`.
 pub fn identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = hostname();
     let r: u128 = rand::random();
     let h = format!("{r:032x}");
     format!(

@@ -207,9 +207,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let mut recorders = HashMap::new();
     let mut plugin_events: HashMap<String, Vec<ClusterEvent>> = HashMap::new();
     let mut percentages = HashMap::new();
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into());
+    let host = client_base::leaderelection::hostname();
     for p in &cfg.profiles {
         let recorder = client_base::events::Recorder::new(
             client.clone(),

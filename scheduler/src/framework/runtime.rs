@@ -206,16 +206,7 @@ impl Framework {
         victim: &PodInfo,
         node: &NodeInfo,
     ) -> Status {
-        for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
-            if state.skip_filter.contains(name) {
-                continue;
-            }
-            let s = (p as &dyn PreFilterPlugin).add_pod(state, pod, victim, node);
-            if !s.is_success() {
-                return s.with_plugin(name);
-            }
-        }
-        Status::success()
+        self.run_pre_filter_extension(state, |p, st| p.add_pod(st, pod, victim, node))
     }
 
     /// PreFilter extensions: `victim` removed from `node` in the precomputed state.
@@ -226,11 +217,20 @@ impl Framework {
         victim: &PodInfo,
         node: &NodeInfo,
     ) -> Status {
+        self.run_pre_filter_extension(state, |p, st| p.remove_pod(st, pod, victim, node))
+    }
+
+    /// Calls `f` on each PreFilter plugin that did not skip; the first failure wins.
+    fn run_pre_filter_extension(
+        &self,
+        state: &mut CycleState,
+        f: impl Fn(&dyn PreFilterPlugin, &mut CycleState) -> Status,
+    ) -> Status {
         for (name, p) in at!(self, self.points.pre_filter, as_pre_filter) {
             if state.skip_filter.contains(name) {
                 continue;
             }
-            let s = (p as &dyn PreFilterPlugin).remove_pod(state, pod, victim, node);
+            let s = f(p, state);
             if !s.is_success() {
                 return s.with_plugin(name);
             }
