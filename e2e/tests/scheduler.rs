@@ -520,3 +520,208 @@ fn a_bad_config_fails_at_start_in_upstreams_words() {
         assert!(err.contains(want), "want {want:?} in:\n{err}");
     }
 }
+
+/// `kubectl wait` for `jsonpath` of `what` to equal `value` (a watch, not a poll).
+fn wait_for(s: &ApiServer, sched: &Component, what: &str, jsonpath: &str, value: &str) {
+    let out = s.kubectl(
+        K,
+        &[
+            "wait",
+            what,
+            &format!("--for=jsonpath={jsonpath}={value}"),
+            "--timeout=30s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{what}: {jsonpath} never became {value}: {}\nscheduler log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        sched.log()
+    );
+}
+
+/// A claim of `class` for 1Gi.
+fn claim(s: &ApiServer, name: &str, class: &str) {
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: {name}\nspec:\n  storageClassName: {class}\n  accessModes: [ReadWriteOnce]\n  resources:\n    requests:\n      storage: 1Gi\n"
+        )),
+    );
+}
+
+/// Completes the binding of claim `name` to `pv`, as the PV controller does.
+fn complete_binding(s: &ApiServer, name: &str, pv: &str) {
+    let patch = format!(
+        r#"{{"metadata":{{"annotations":{{"pv.kubernetes.io/bind-completed":"yes"}}}},"spec":{{"volumeName":"{pv}"}}}}"#
+    );
+    s.ok(K, &["patch", "pvc", name, "--type=merge", "-p", &patch]);
+    let status = r#"{"status":{"phase":"Bound"}}"#;
+    s.ok(
+        K,
+        &[
+            "patch",
+            "pvc",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            status,
+        ],
+    );
+}
+
+#[test]
+fn volumes_steer_pods_and_are_bound_before_them() {
+    if !have_kubectl() {
+        return;
+    }
+    let s = ApiServer::start();
+    let sched = Component::scheduler(&s, "scheduler", &["--leader-elect=false"]);
+    sched.wait_log("caches populated", Duration::from_secs(60));
+    node(
+        &s,
+        "node-a",
+        "2",
+        "kubernetes.io/hostname: node-a, zone: a",
+        "",
+    );
+    node(
+        &s,
+        "node-b",
+        "2",
+        "kubernetes.io/hostname: node-b, zone: b",
+        "",
+    );
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: local\nprovisioner: kubernetes.io/no-provisioner\nvolumeBindingMode: WaitForFirstConsumer\n---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: fast\nprovisioner: example.com/fake\nvolumeBindingMode: WaitForFirstConsumer\n---\napiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: local-a\nspec:\n  capacity: {storage: 5Gi}\n  accessModes: [ReadWriteOnce]\n  storageClassName: local\n  local: {path: /mnt/disks/a}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n      - matchExpressions:\n        - {key: kubernetes.io/hostname, operator: In, values: [node-a]}\n",
+        ),
+    );
+    // The PV controller (not built yet) makes new volumes Available; the test does.
+    s.ok(
+        K,
+        &[
+            "patch",
+            "pv",
+            "local-a",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Available"}}"#,
+        ],
+    );
+
+    // Static binding: the only fitting volume is on node-a. The scheduler binds
+    // the volume to the claim, then waits for the binding to complete before it
+    // binds the pod.
+    claim(&s, "data-local", "local");
+    pod(
+        &s,
+        "local-user",
+        "100m",
+        "  volumes: [{name: d, persistentVolumeClaim: {claimName: data-local}}]\n",
+    );
+    wait_for(
+        &s,
+        &sched,
+        "pv/local-a",
+        "{.spec.claimRef.name}",
+        "data-local",
+    );
+    let pv = s.ok(
+        K,
+        &[
+            "get",
+            "pv",
+            "local-a",
+            "-o",
+            "jsonpath={.metadata.annotations}",
+        ],
+    );
+    assert!(
+        pv.contains(r#""pv.kubernetes.io/bound-by-controller":"yes""#),
+        "{pv}"
+    );
+    assert_eq!(
+        s.ok(
+            K,
+            &[
+                "get",
+                "pod",
+                "local-user",
+                "-o",
+                "jsonpath={.spec.nodeName}"
+            ]
+        ),
+        "",
+        "the pod waits for its volume"
+    );
+    complete_binding(&s, "data-local", "local-a");
+    assert_eq!(node_of(&s, &sched, "local-user"), "node-a");
+
+    // No volume left and no provisioner: upstream's message.
+    claim(&s, "orphan", "local");
+    pod(
+        &s,
+        "stuck",
+        "100m",
+        "  volumes: [{name: d, persistentVolumeClaim: {claimName: orphan}}]\n",
+    );
+    let msg = wait_field(
+        &s,
+        &sched,
+        "stuck",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        msg,
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+
+    // A missing claim: unschedulable until it is created; then dynamic
+    // provisioning on the node the pod's selector allows.
+    pod(
+        &s,
+        "fast-user",
+        "100m",
+        "  nodeSelector: {zone: b}\n  volumes: [{name: d, persistentVolumeClaim: {claimName: data-fast}}]\n",
+    );
+    let msg = wait_field(
+        &s,
+        &sched,
+        "fast-user",
+        "{.status.conditions[?(@.type==\"PodScheduled\")].message}",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        msg,
+        "0/2 nodes are available: persistentvolumeclaim \"data-fast\" not found. preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling."
+    );
+    claim(&s, "data-fast", "fast");
+    wait_for(
+        &s,
+        &sched,
+        "pvc/data-fast",
+        "{.metadata.annotations.volume\\.kubernetes\\.io/selected-node}",
+        "node-b",
+    );
+    // As the external provisioner: a volume on the selected node, bound.
+    let uid = s.ok(
+        K,
+        &["get", "pvc", "data-fast", "-o", "jsonpath={.metadata.uid}"],
+    );
+    s.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(&format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: pvc-fast\nspec:\n  capacity: {{storage: 1Gi}}\n  accessModes: [ReadWriteOnce]\n  storageClassName: fast\n  claimRef: {{namespace: default, name: data-fast, uid: {uid}}}\n  csi: {{driver: example.com/fake, volumeHandle: vol-1}}\n  nodeAffinity:\n    required:\n      nodeSelectorTerms:\n      - matchExpressions:\n        - {{key: kubernetes.io/hostname, operator: In, values: [node-b]}}\n"
+        )),
+    );
+    complete_binding(&s, "data-fast", "pvc-fast");
+    assert_eq!(node_of(&s, &sched, "fast-user"), "node-b");
+}

@@ -790,6 +790,10 @@ mod tests {
                 "NodeAffinity",
                 "NodePorts",
                 "NodeResourcesFit",
+                "VolumeRestrictions",
+                "NodeVolumeLimits",
+                "VolumeBinding",
+                "VolumeZone",
                 "PodTopologySpread",
                 "InterPodAffinity"
             ]
@@ -800,12 +804,15 @@ mod tests {
                 ("TaintToleration".to_owned(), 3),
                 ("NodeAffinity".to_owned(), 2),
                 ("NodeResourcesFit".to_owned(), 1),
+                ("VolumeBinding".to_owned(), 1),
                 ("PodTopologySpread".to_owned(), 2),
                 ("InterPodAffinity".to_owned(), 2),
                 ("NodeResourcesBalancedAllocation".to_owned(), 1),
                 ("ImageLocality".to_owned(), 1)
             ]
         );
+        assert_eq!(b.points.reserve, ["VolumeBinding"]);
+        assert_eq!(b.points.pre_bind, ["VolumeBinding"]);
         assert_eq!(b.points.bind, ["DefaultBinder"]);
     }
 

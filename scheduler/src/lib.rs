@@ -7,12 +7,13 @@
 //!    pods without spec.nodeName, for one of our profiles ─▶ [queue] active/backoff/
 //!                                                            unschedulable/gated
 //!    bound pods and nodes ─────────────────────────────────▶ [cache] NodeInfos
-//!    node and bound-pod changes ─▶ queue.move_all(event): unschedulable pods retried
+//!    node, bound-pod and storage (PVC, PV, StorageClass, CSINode, ...) changes
+//!      ─▶ queue.move_all(event): unschedulable pods retried
 //!
 //!  leading (Lease kube-system/kube-scheduler):
 //!    loop { queue.pop ─▶ [schedule_one] with the pod's profile [framework::runtime]
-//!                      ─▶ plugins ([plugins]) ─▶ assume in cache ─▶ bind (async)
-//!                      ─▶ POST pods/binding, event `Scheduled`;
+//!                      ─▶ plugins ([plugins]) ─▶ assume in cache ─▶ bind (async):
+//!                         PreBind (volume binding) ─▶ POST pods/binding, event `Scheduled`;
 //!           failure ─▶ event `FailedScheduling`, PodScheduled=False, requeue }
 //!
 //!  --secure-port (10259): /healthz, /livez, /readyz (leaderElection check), /metrics
@@ -78,6 +79,12 @@ pub enum Error {
     /// Leadership was lost.
     #[error("{0}")]
     LeaderElection(#[from] client_base::leaderelection::Error),
+}
+
+/// The pods the scheduler watches: those that have not ended (one informer,
+/// shared by the queue, the cache and the plugins).
+pub fn pods_watch() -> watcher::Config {
+    watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed")
 }
 
 fn assigned(pod: &Pod) -> bool {
@@ -172,9 +179,66 @@ fn add_handlers(
                 n3.cache
                     .lock()
                     .remove_node(n.metadata.name.as_deref().unwrap_or_default());
+                n3.queue.move_all(ClusterEvent::NodeDelete);
             }),
     );
+    // The storage objects the volume plugins read, when a plugin waits on them.
+    let wanted: HashSet<ClusterEvent> = sched
+        .profiles
+        .values()
+        .flat_map(|f| f.plugins().flat_map(|p| p.events().iter().copied()))
+        .collect();
+    use ClusterEvent as E;
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, CSIStorageCapacity, StorageClass};
+    if wanted.contains(&E::PvcAdd) || wanted.contains(&E::PvcUpdate) {
+        requeue_on::<PersistentVolumeClaim>(factory, sched, Some(E::PvcAdd), Some(E::PvcUpdate));
+    }
+    if wanted.contains(&E::PvAdd) || wanted.contains(&E::PvUpdate) {
+        requeue_on::<PersistentVolume>(factory, sched, Some(E::PvAdd), Some(E::PvUpdate));
+    }
+    if wanted.contains(&E::StorageClassAdd) || wanted.contains(&E::StorageClassUpdate) {
+        let (add, update) = (Some(E::StorageClassAdd), Some(E::StorageClassUpdate));
+        requeue_on::<StorageClass>(factory, sched, add, update);
+    }
+    if wanted.contains(&E::CsiNodeAdd) || wanted.contains(&E::CsiNodeUpdate) {
+        requeue_on::<CSINode>(factory, sched, Some(E::CsiNodeAdd), Some(E::CsiNodeUpdate));
+    }
+    if wanted.contains(&E::CsiDriverUpdate) {
+        requeue_on::<CSIDriver>(factory, sched, None, Some(E::CsiDriverUpdate));
+    }
+    if wanted.contains(&E::CsiStorageCapacityChange) {
+        let e = Some(E::CsiStorageCapacityChange);
+        requeue_on::<CSIStorageCapacity>(factory, sched, e, e);
+    }
     pods
+}
+
+/// Moves unschedulable pods when a `K` is added or changed (not on the initial
+/// list, which happens before scheduling starts).
+fn requeue_on<K: client_base::informer::Object>(
+    factory: &SharedInformerFactory,
+    sched: &Arc<Scheduler>,
+    add: Option<ClusterEvent>,
+    update: Option<ClusterEvent>,
+) {
+    let (s1, s2) = (sched.clone(), sched.clone());
+    let mut funcs = Funcs::new();
+    if let Some(e) = add {
+        funcs = funcs.on_add(move |_: &Arc<K>, initial| {
+            if !initial {
+                s1.queue.move_all(e);
+            }
+        });
+    }
+    if let Some(e) = update {
+        funcs = funcs.on_update(move |old: &Arc<K>, new: &Arc<K>| {
+            if old.meta().resource_version != new.meta().resource_version {
+                s2.queue.move_all(e);
+            }
+        });
+    }
+    factory.informer::<K>().add_handler(funcs);
 }
 
 /// Runs kube-scheduler until SIGTERM, or until leadership is lost.
@@ -262,9 +326,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     );
 
     // Informers: pods that have not ended, and nodes.
-    let pods = factory.informer_with::<Pod>(
-        watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed"),
-    );
+    let pods = factory.informer_with::<Pod>(pods_watch());
     let sched = Scheduler::new(
         client.clone(),
         queue.clone(),

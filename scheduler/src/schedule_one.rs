@@ -309,14 +309,7 @@ impl Scheduler {
             } else {
                 s
             };
-            self.fail(
-                &fwk,
-                qpi,
-                cycle,
-                Status::error(format!("binding rejected: {}", s.message())),
-                None,
-            )
-            .await;
+            self.fail(&fwk, qpi, cycle, s, None).await;
             return;
         }
         tracing::info!(pod = %key, node = %host, "Successfully bound pod to node");

@@ -209,8 +209,28 @@ pub enum ClusterEvent {
     AssignedPodUpdate,
     /// A pod bound to a node was deleted.
     AssignedPodDelete,
-    /// Volumes or claims changed.
-    StorageChange,
+    /// A node was deleted.
+    NodeDelete,
+    /// A PersistentVolumeClaim was added.
+    PvcAdd,
+    /// A PersistentVolumeClaim changed.
+    PvcUpdate,
+    /// A PersistentVolume was added.
+    PvAdd,
+    /// A PersistentVolume changed.
+    PvUpdate,
+    /// A StorageClass was added.
+    StorageClassAdd,
+    /// A StorageClass changed.
+    StorageClassUpdate,
+    /// A CSINode was added.
+    CsiNodeAdd,
+    /// A CSINode changed.
+    CsiNodeUpdate,
+    /// A CSIDriver changed.
+    CsiDriverUpdate,
+    /// A CSIStorageCapacity was added or changed.
+    CsiStorageCapacityChange,
     /// Anything (a flush of pods left unschedulable too long).
     Any,
 }
@@ -228,7 +248,17 @@ impl ClusterEvent {
             ClusterEvent::AssignedPodAdd => "AssignedPodAdd",
             ClusterEvent::AssignedPodUpdate => "AssignedPodUpdate",
             ClusterEvent::AssignedPodDelete => "AssignedPodDelete",
-            ClusterEvent::StorageChange => "StorageChange",
+            ClusterEvent::NodeDelete => "NodeDelete",
+            ClusterEvent::PvcAdd => "PersistentVolumeClaimAdd",
+            ClusterEvent::PvcUpdate => "PersistentVolumeClaimUpdate",
+            ClusterEvent::PvAdd => "PersistentVolumeAdd",
+            ClusterEvent::PvUpdate => "PersistentVolumeUpdate",
+            ClusterEvent::StorageClassAdd => "StorageClassAdd",
+            ClusterEvent::StorageClassUpdate => "StorageClassUpdate",
+            ClusterEvent::CsiNodeAdd => "CSINodeAdd",
+            ClusterEvent::CsiNodeUpdate => "CSINodeUpdate",
+            ClusterEvent::CsiDriverUpdate => "CSIDriverUpdate",
+            ClusterEvent::CsiStorageCapacityChange => "CSIStorageCapacityUpdate",
             ClusterEvent::Any => "UnschedulableTimeout",
         }
     }

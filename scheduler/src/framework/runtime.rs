@@ -429,8 +429,12 @@ impl Framework {
         let plugins: Vec<_> = at!(self, self.points.pre_bind, as_pre_bind).collect();
         for (name, p) in plugins {
             let s = (p as &dyn PreBindPlugin).pre_bind(state, pod, node).await;
-            if !s.is_success() {
+            if s.is_rejected() {
                 return s.with_plugin(name);
+            }
+            if !s.is_success() {
+                let msg = format!("running PreBind plugin {name:?}: {}", s.message());
+                return Status::error(msg).with_plugin(name);
             }
         }
         Status::success()
@@ -445,6 +449,11 @@ impl Framework {
             if s.code == Code::Skip {
                 continue;
             }
+            let s = if s.is_success() {
+                s
+            } else {
+                Status::error(format!("running Bind plugin {name:?}: {}", s.message()))
+            };
             let s = s.with_plugin(name);
             self.observe("Bind", start, &s);
             return s;

@@ -13,6 +13,7 @@ pub mod simple;
 pub mod tainttoleration;
 #[cfg(test)]
 mod testutil;
+pub mod volume;
 
 use std::sync::Arc;
 
@@ -30,6 +31,13 @@ pub struct Handle {
     pub recorder: client_base::events::Recorder,
     /// The scheduler's metrics.
     pub metrics: crate::metrics::Metrics,
+}
+
+impl Handle {
+    /// The storage objects, read through the shared informers.
+    pub fn storage(&self) -> Arc<dyn volume::Storage> {
+        Arc::new(volume::InformerStorage::new(&self.factory))
+    }
 }
 
 /// A plugin constructor: its args (as JSON, already defaulted) to the plugin.
@@ -88,6 +96,24 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
         let pl = interpodaffinity::InterPodAffinity::new(args(a)?, namespaces)?;
         Ok(Arc::new(pl))
     }),
+    ("VolumeRestrictions", None, |_, h| {
+        Ok(Arc::new(volume::restrictions::VolumeRestrictions::new(
+            h.storage(),
+        )))
+    }),
+    ("NodeVolumeLimits", None, |_, h| {
+        Ok(Arc::new(volume::limits::NodeVolumeLimits::new(h.storage())))
+    }),
+    ("VolumeBinding", Some("VolumeBindingArgs"), |a, h| {
+        let writer = Arc::new(volume::binding::ApiWriter {
+            client: h.client.clone(),
+        });
+        let pl = volume::binding::VolumeBinding::new(args(a)?, h.storage(), writer)?;
+        Ok(Arc::new(pl))
+    }),
+    ("VolumeZone", None, |_, h| {
+        Ok(Arc::new(volume::zone::VolumeZone::new(h.storage())))
+    }),
     ("DefaultBinder", None, |_, h| {
         Ok(Arc::new(simple::DefaultBinder::new(h.client.clone())))
     }),
@@ -114,13 +140,7 @@ pub const REGISTRY: &[(&str, Option<&str>, Factory)] = &[
 /// Upstream's in-tree plugins Keelson does not have yet: accepted in
 /// configurations (so upstream's defaults and kubeadm's configs load) and
 /// skipped with a warning at start.
-pub const NOT_YET: &[&str] = &[
-    "VolumeBinding",
-    "VolumeRestrictions",
-    "VolumeZone",
-    "NodeVolumeLimits",
-    "DynamicResources",
-];
+pub const NOT_YET: &[&str] = &["DynamicResources"];
 
 /// The factory of `name`.
 pub fn factory(name: &str) -> Option<Factory> {
