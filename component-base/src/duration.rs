@@ -1,4 +1,5 @@
-//! Go-style durations (`10m`, `1h30m`, `500ms`), as upstream's flags take them.
+//! Go-style durations (`10m`, `1h30m`, `500ms`), as upstream's flags take them
+//! and its messages print them.
 
 use std::time::Duration;
 
@@ -47,9 +48,55 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// Go's `time.Duration.String()` for nanoseconds: `1h2m3.5s`, `300ms`, `0s`.
+pub fn go_string(nanos: i64) -> String {
+    if nanos == 0 {
+        return "0s".into();
+    }
+    let neg = if nanos < 0 { "-" } else { "" };
+    let n = nanos.unsigned_abs();
+    let frac = |v: u64, unit: u64, width: usize| {
+        let whole = v / unit;
+        let rest = v % unit;
+        if rest == 0 {
+            whole.to_string()
+        } else {
+            let f = format!("{rest:0width$}");
+            format!("{whole}.{}", f.trim_end_matches('0'))
+        }
+    };
+    if n < 1_000 {
+        return format!("{neg}{n}ns");
+    }
+    if n < 1_000_000 {
+        return format!("{neg}{}µs", frac(n, 1_000, 3));
+    }
+    if n < 1_000_000_000 {
+        return format!("{neg}{}ms", frac(n, 1_000_000, 6));
+    }
+    let secs = n / 1_000_000_000;
+    let sub = n % 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let s = frac(s * 1_000_000_000 + sub, 1_000_000_000, 9);
+    match (h, m) {
+        (0, 0) => format!("{neg}{s}s"),
+        (0, m) => format!("{neg}{m}m{s}s"),
+        (h, m) => format!("{neg}{h}h{m}m{s}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_like_go() {
+        assert_eq!(go_string(0), "0s");
+        assert_eq!(go_string(1_500_000_000), "1.5s");
+        assert_eq!(go_string(300_000_000), "300ms");
+        assert_eq!(go_string(3_600_000_000_000), "1h0m0s");
+        assert_eq!(go_string(90_000_000_000), "1m30s");
+    }
 
     #[test]
     fn go_durations() {

@@ -764,6 +764,7 @@ mod tests {
             )),
             recorder: client_base::events::Recorder::new(client, "default-scheduler", None),
             metrics: crate::metrics::Metrics::unregistered(),
+            waiting: Default::default(),
         }
     }
 

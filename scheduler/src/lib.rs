@@ -157,6 +157,11 @@ fn add_handlers(
                     s3.queue.move_all(ClusterEvent::AssignedPodDelete);
                 } else {
                     s3.queue.delete(p);
+                    // Deleted while waiting at Permit: its binding cycle gives up.
+                    let uid = p.metadata.uid.as_deref().unwrap_or_default();
+                    for fwk in s3.profiles.values() {
+                        fwk.waiting_pods().reject(uid);
+                    }
                 }
             }),
     );
@@ -272,6 +277,9 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     let mut plugin_events: HashMap<String, Vec<ClusterEvent>> = HashMap::new();
     let mut percentages = HashMap::new();
     let host = client_base::leaderelection::hostname();
+    let parallelizer = Arc::new(framework::parallelize::Parallelizer::new(
+        cfg.parallelism.max(1) as usize,
+    ));
     for p in &cfg.profiles {
         let recorder = client_base::events::Recorder::new(
             client.clone(),
@@ -283,6 +291,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             factory: factory.clone(),
             recorder: recorder.clone(),
             metrics: metrics.clone(),
+            waiting: Arc::default(),
         };
         let built = config::build_profile(p, &handle)?;
         for (name, plugin) in &built.plugins {
@@ -293,7 +302,9 @@ pub async fn run(opts: Options) -> Result<(), Error> {
             built.plugins,
             built.points,
             metrics.clone(),
-        );
+        )
+        .with_waiting_pods(handle.waiting.clone())
+        .with_parallelizer(parallelizer.clone());
         profiles.insert(p.scheduler_name.clone(), Arc::new(fwk));
         recorders.insert(p.scheduler_name.clone(), recorder);
         if let Some(pct) = p.percentage_of_nodes_to_score {

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub preemption_attempts: prometheus::IntCounter,
     /// `scheduler_preemption_victims`.
     pub preemption_victims: Histogram,
+    /// `scheduler_permit_wait_duration_seconds{result}`.
+    pub permit_wait_duration: HistogramVec,
 }
 
 fn exp(start: f64, factor: f64, n: usize) -> Vec<f64> {
@@ -99,8 +101,17 @@ impl Metrics {
                 HistogramOpts::new("scheduler_preemption_victims", "Number of selected preemption victims")
                     .buckets(exp(1.0, 2.0, 7)),
             )?,
+            permit_wait_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "scheduler_permit_wait_duration_seconds",
+                    "Duration of waiting on permit.",
+                )
+                .buckets(exp(0.001, 2.0, 15)),
+                &["result"],
+            )?,
         };
         registry.register(Box::new(m.schedule_attempts.clone()))?;
+        registry.register(Box::new(m.permit_wait_duration.clone()))?;
         registry.register(Box::new(m.attempt_duration.clone()))?;
         registry.register(Box::new(m.sli_duration.clone()))?;
         registry.register(Box::new(m.pending_pods.clone()))?;

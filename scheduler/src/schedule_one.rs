@@ -230,11 +230,11 @@ impl Scheduler {
                 }
                 let s = fwk.run_reserve(&mut state, &pi, &host);
                 let s = if s.is_success() {
-                    fwk.run_permit(&mut state, &pi, &host).0
+                    fwk.run_permit(&mut state, &pi, &host)
                 } else {
                     s
                 };
-                if !s.is_success() {
+                if !s.is_success() && s.code != Code::Wait {
                     fwk.run_unreserve(&mut state, &pi, &host);
                     let _ = self.cache.lock().forget(&assumed);
                     self.observe_attempt(
@@ -290,7 +290,12 @@ impl Scheduler {
         start: Instant,
     ) {
         let key = qpi.info.key();
-        let mut s = fwk.run_pre_bind(&state, &pi, &host).await;
+        // A pod Permit parked waits here, off the scheduling cycle.
+        let mut s = fwk.wait_on_permit(&pi).await;
+        let rejected_at_permit = s.is_rejected();
+        if s.is_success() {
+            s = fwk.run_pre_bind(&state, &pi, &host).await;
+        }
         if s.is_success() {
             s = fwk.run_bind(&state, &pi, &host).await;
         }
@@ -303,13 +308,27 @@ impl Scheduler {
             let _ = self.cache.lock().forget(&assumed);
             self.queue
                 .move_all(crate::framework::ClusterEvent::AssignedPodDelete);
-            self.observe_attempt("error", &fwk.profile, start);
             let s = if s.code == Code::Skip {
                 Status::error("no bind plugin bound the pod")
             } else {
                 s
             };
-            self.fail(&fwk, qpi, cycle, s, None).await;
+            // A Permit rejection is the pod not fitting its node, as upstream's
+            // FitError over that one node.
+            let fit = rejected_at_permit.then(|| FitError {
+                num_all_nodes: 1,
+                statuses: HashMap::from([(host.clone(), s.clone())]),
+                pre_filter_msg: String::new(),
+                post_filter_msg: String::new(),
+                nominated: None,
+            });
+            let result = if rejected_at_permit {
+                "unschedulable"
+            } else {
+                "error"
+            };
+            self.observe_attempt(result, &fwk.profile, start);
+            self.fail(&fwk, qpi, cycle, s, fit).await;
             return;
         }
         tracing::info!(pod = %key, node = %host, "Successfully bound pod to node");
@@ -422,22 +441,31 @@ impl Scheduler {
         } else {
             self.next_start.load(Ordering::Relaxed) % n
         };
-        let mut processed = 0;
-        for i in 0..n {
-            if feasible.len() >= want {
-                break;
-            }
+        // Filter in parallel from the round-robin start, until `want` nodes fit
+        // (or a plugin fails); results are taken in node order.
+        let found = AtomicUsize::new(0);
+        let results = fwk.parallelizer().until(n, |i, stop| {
             let node = &candidates[(start + i) % n];
-            processed += 1;
             let s = fwk.run_filter(state, pi, node);
+            if (s.is_success() && found.fetch_add(1, Ordering::Relaxed) + 1 >= want)
+                || !(s.is_success() || s.is_rejected())
+            {
+                stop.store(true, Ordering::Relaxed);
+            }
+            Some((node, s))
+        });
+        for (node, s) in results.into_iter().flatten() {
             if s.is_success() {
-                feasible.push(node.clone());
+                if feasible.len() < want {
+                    feasible.push(node.clone());
+                }
             } else if s.is_rejected() {
                 statuses.insert(node.name().to_owned(), s);
             } else {
                 return Outcome::Failed(s, None);
             }
         }
+        let processed = feasible.len() + statuses.len();
         if n > 0 {
             self.next_start
                 .store((start + processed) % nodes.len(), Ordering::Relaxed);

@@ -417,7 +417,10 @@ mod tests {
         assert_eq!(parse_go_duration("0"), Some(0));
         assert_eq!(parse_go_duration("5x"), None);
         for n in [0_i64, 1, 999, 1_500, 2_000_000, 3_723_500_000_000] {
-            assert_eq!(parse_go_duration(&super::super::go_duration(n)), Some(n));
+            assert_eq!(
+                parse_go_duration(&component_base::duration::go_string(n)),
+                Some(n)
+            );
         }
     }
 }

@@ -346,7 +346,7 @@ fn decode_special(
             }
         }
         "io.k8s.apimachinery.pkg.apis.meta.v1.Duration" => {
-            Value::String(go_duration(int(&fields()?, 1)))
+            Value::String(component_base::duration::go_string(int(&fields()?, 1)))
         }
         "io.k8s.apimachinery.pkg.api.resource.Quantity" => {
             Value::String(utf8(bytes_of(&fields()?, 1))?)
@@ -469,43 +469,6 @@ fn is_zero(v: &Value) -> bool {
 
 fn utf8(b: &[u8]) -> Result<String, ProtoError> {
     String::from_utf8(b.to_vec()).map_err(|_| ProtoError::Malformed("string field is not UTF-8"))
-}
-
-/// Go's `time.Duration.String()` for nanoseconds: `1h2m3.5s`, `300ms`, `0s`.
-pub fn go_duration(nanos: i64) -> String {
-    if nanos == 0 {
-        return "0s".into();
-    }
-    let neg = if nanos < 0 { "-" } else { "" };
-    let n = nanos.unsigned_abs();
-    let frac = |v: u64, unit: u64, width: usize| {
-        let whole = v / unit;
-        let rest = v % unit;
-        if rest == 0 {
-            whole.to_string()
-        } else {
-            let f = format!("{rest:0width$}");
-            format!("{whole}.{}", f.trim_end_matches('0'))
-        }
-    };
-    if n < 1_000 {
-        return format!("{neg}{n}ns");
-    }
-    if n < 1_000_000 {
-        return format!("{neg}{}µs", frac(n, 1_000, 3));
-    }
-    if n < 1_000_000_000 {
-        return format!("{neg}{}ms", frac(n, 1_000_000, 6));
-    }
-    let secs = n / 1_000_000_000;
-    let sub = n % 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let s = frac(s * 1_000_000_000 + sub, 1_000_000_000, 9);
-    match (h, m) {
-        (0, 0) => format!("{neg}{s}s"),
-        (0, m) => format!("{neg}{m}m{s}s"),
-        (h, m) => format!("{neg}{h}h{m}m{s}s"),
-    }
 }
 
 /// A protobuf writer: enough to encode the few documents the server sends as protobuf
@@ -816,15 +779,6 @@ mod tests {
             decode_body(&unknown, &defs),
             Err(ProtoError::UnknownKind { .. })
         ));
-    }
-
-    #[test]
-    fn durations_print_like_go() {
-        assert_eq!(go_duration(0), "0s");
-        assert_eq!(go_duration(1_500_000_000), "1.5s");
-        assert_eq!(go_duration(300_000_000), "300ms");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(90_000_000_000), "1m30s");
     }
 
     proptest::proptest! {

@@ -9,8 +9,10 @@
 //! Plugins see the cluster only as [`types::NodeInfo`] snapshots and a
 //! [`CycleState`]; they never reach into the queue or the cache.
 
+pub mod parallelize;
 pub mod runtime;
 pub mod types;
+pub mod waiting;
 
 use std::any::Any;
 use std::collections::{HashMap, HashSet};

@@ -67,6 +67,15 @@ pub struct Framework {
     plugins: HashMap<String, Arc<dyn Plugin>>,
     points: Resolved,
     metrics: Metrics,
+    waiting: Arc<super::waiting::WaitingPods>,
+    parallelizer: Arc<super::parallelize::Parallelizer>,
+    /// The outcome channels of pods parked at Permit, until their binding cycle
+    /// takes them.
+    permits: parking_lot::Mutex<HashMap<String, tokio::sync::oneshot::Receiver<Status>>>,
+}
+
+fn pod_uid(pod: &PodInfo) -> String {
+    pod.pod.metadata.uid.clone().unwrap_or_default()
 }
 
 macro_rules! at {
@@ -112,7 +121,27 @@ impl Framework {
             plugins,
             points: resolved,
             metrics,
+            waiting: Arc::default(),
+            parallelizer: Arc::default(),
+            permits: parking_lot::Mutex::default(),
         }
+    }
+
+    /// With `p` spreading per-node work (the configuration's `parallelism`).
+    pub fn with_parallelizer(mut self, p: Arc<super::parallelize::Parallelizer>) -> Self {
+        self.parallelizer = p;
+        self
+    }
+
+    /// The parallelizer.
+    pub fn parallelizer(&self) -> &super::parallelize::Parallelizer {
+        &self.parallelizer
+    }
+
+    /// With `waiting` as its waiting pods (shared with its plugins' handle).
+    pub fn with_waiting_pods(mut self, waiting: Arc<super::waiting::WaitingPods>) -> Self {
+        self.waiting = waiting;
+        self
     }
 
     /// Every plugin of the profile.
@@ -325,7 +354,8 @@ impl Framework {
         !self.points.score.is_empty()
     }
 
-    /// Score and NormalizeScore: each node's weighted total.
+    /// Score and NormalizeScore: each node's weighted total. Nodes are scored in
+    /// parallel, every plugin per node; normalizing runs per plugin after.
     pub fn run_score(
         &self,
         state: &CycleState,
@@ -333,6 +363,46 @@ impl Framework {
         nodes: &[Arc<NodeInfo>],
     ) -> Result<Vec<NodeScore>, Status> {
         let start = Instant::now();
+        let scorers: Vec<(&'static str, &dyn super::ScorePlugin, i64)> = self
+            .points
+            .score
+            .iter()
+            .filter(|(p, _)| state.skip_score.is_empty() || !state.skip_score.contains(p.name()))
+            .filter_map(|(p, w)| p.as_score().map(|s| (p.name(), s, *w)))
+            .collect();
+        // Per node, each plugin's raw score, or the first failure.
+        let raw = self.parallelizer.until(nodes.len(), |i, stop| {
+            let n = &nodes[i];
+            let mut out = Vec::with_capacity(scorers.len());
+            for (name, scorer, _) in &scorers {
+                let t = state.record_plugin_metrics.then(Instant::now);
+                let (score, s) = scorer.score(state, pod, n);
+                self.observe_plugin(t, name, "Score", s.code);
+                if !s.is_success() {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    return Some(Err(s.with_plugin(name)));
+                }
+                out.push(score);
+            }
+            Some(Ok(out))
+        });
+        let mut per_node = Vec::with_capacity(nodes.len());
+        for r in raw {
+            match r {
+                Some(Ok(v)) => per_node.push(v),
+                Some(Err(s)) => {
+                    self.observe("Score", start, &s);
+                    return Err(s);
+                }
+                // Stopped after another node's failure, reported above or below.
+                None => {}
+            }
+        }
+        if per_node.len() != nodes.len() {
+            let s = Status::error("scoring was cancelled");
+            self.observe("Score", start, &s);
+            return Err(s);
+        }
         let mut totals: Vec<NodeScore> = nodes
             .iter()
             .map(|n| NodeScore {
@@ -340,29 +410,15 @@ impl Framework {
                 score: 0,
             })
             .collect();
-        for (p, weight) in &self.points.score {
-            let name = p.name();
-            if !state.skip_score.is_empty() && state.skip_score.contains(name) {
-                continue;
-            }
-            let Some(scorer) = p.as_score() else {
-                continue;
-            };
-            let mut scores = Vec::with_capacity(nodes.len());
-            for n in nodes {
-                let t = state.record_plugin_metrics.then(Instant::now);
-                let (score, s) = scorer.score(state, pod, n);
-                self.observe_plugin(t, name, "Score", s.code);
-                if !s.is_success() {
-                    let s = s.with_plugin(name);
-                    self.observe("Score", start, &s);
-                    return Err(s);
-                }
-                scores.push(NodeScore {
+        for (j, (name, scorer, weight)) in scorers.iter().enumerate() {
+            let mut scores: Vec<NodeScore> = nodes
+                .iter()
+                .zip(&per_node)
+                .map(|(n, v)| NodeScore {
                     name: n.name().to_owned(),
-                    score,
-                });
-            }
+                    score: v[j],
+                })
+                .collect();
             let s = scorer.normalize(state, pod, &mut scores);
             if !s.is_success() {
                 return Err(s.with_plugin(name));
@@ -404,24 +460,66 @@ impl Framework {
         }
     }
 
-    /// Permit: a rejection, or success (waiting is not used by the built-in plugins
-    /// and is treated as success after its timeout by the caller).
-    pub fn run_permit(
-        &self,
-        state: &mut CycleState,
-        pod: &PodInfo,
-        node: &str,
-    ) -> (Status, std::time::Duration) {
-        let mut wait = std::time::Duration::ZERO;
+    /// Permit: success, a rejection, or [`Code::Wait`] after parking the pod in
+    /// the profile's waiting pods (each plugin's timeout capped at 15 minutes).
+    pub fn run_permit(&self, state: &mut CycleState, pod: &PodInfo, node: &str) -> Status {
+        let start = Instant::now();
+        let mut waits = HashMap::new();
         for (name, p) in at!(self, self.points.permit, as_permit) {
             let (s, d) = (p as &dyn super::PermitPlugin).permit(state, pod, node);
             match s.code {
                 Code::Success => {}
-                Code::Wait => wait = wait.max(d),
-                _ => return (s.with_plugin(name), wait),
+                Code::Wait => {
+                    waits.insert(name.to_owned(), d.min(super::waiting::MAX_TIMEOUT));
+                }
+                _ if s.is_rejected() => {
+                    self.observe("Permit", start, &s);
+                    return s.with_plugin(name);
+                }
+                _ => {
+                    let s =
+                        Status::error(format!("running Permit plugin {name:?}: {}", s.message()));
+                    self.observe("Permit", start, &s);
+                    return s.with_plugin(name);
+                }
             }
         }
-        (Status::success(), wait)
+        if waits.is_empty() {
+            self.observe("Permit", start, &Status::success());
+            return Status::success();
+        }
+        let rx = self.waiting.add(pod.pod.clone(), node, waits);
+        self.permits.lock().insert(pod_uid(pod), rx);
+        let name = pod.pod.metadata.name.as_deref().unwrap_or_default();
+        let s = Status::new(
+            Code::Wait,
+            [format!(
+                "one or more plugins asked to wait and no plugin rejected pod {name:?}"
+            )],
+        );
+        self.observe("Permit", start, &s);
+        s
+    }
+
+    /// Upstream's `WaitOnPermit`: for a pod Permit parked, its outcome.
+    pub async fn wait_on_permit(&self, pod: &PodInfo) -> Status {
+        let uid = pod_uid(pod);
+        let Some(rx) = self.permits.lock().remove(&uid) else {
+            return Status::success();
+        };
+        let start = Instant::now();
+        let s = super::waiting::outcome(rx).await;
+        self.waiting.remove(&uid);
+        self.metrics
+            .permit_wait_duration
+            .with_label_values(&[s.code.as_str()])
+            .observe(start.elapsed().as_secs_f64());
+        s
+    }
+
+    /// The profile's pods waiting at Permit.
+    pub fn waiting_pods(&self) -> &Arc<super::waiting::WaitingPods> {
+        &self.waiting
     }
 
     /// PreBind.
@@ -505,5 +603,104 @@ mod tests {
             Code::Unschedulable
         );
         assert_eq!(count(), 1);
+    }
+
+    /// A Permit plugin that makes every pod wait for 30 s (a gang scheduler's
+    /// shape), or rejects pods named `reject-*`.
+    struct Gang;
+    impl Plugin for Gang {
+        fn name(&self) -> &'static str {
+            "Gang"
+        }
+        fn as_permit(&self) -> Option<&dyn super::super::PermitPlugin> {
+            Some(self)
+        }
+    }
+    impl super::super::PermitPlugin for Gang {
+        fn permit(
+            &self,
+            _: &mut CycleState,
+            pod: &PodInfo,
+            _: &str,
+        ) -> (Status, std::time::Duration) {
+            if pod
+                .pod
+                .metadata
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .starts_with("reject-")
+            {
+                return (Status::unschedulable("gang incomplete"), Default::default());
+            }
+            (
+                Status::new(Code::Wait, Vec::<String>::new()),
+                std::time::Duration::from_secs(30),
+            )
+        }
+    }
+
+    fn gang() -> (Framework, Metrics) {
+        let metrics = Metrics::unregistered();
+        let fwk = Framework::new(
+            "default-scheduler".into(),
+            HashMap::from([("Gang".to_owned(), Arc::new(Gang) as Arc<dyn Plugin>)]),
+            Points {
+                permit: vec!["Gang".into()],
+                ..Default::default()
+            },
+            metrics.clone(),
+        );
+        (fwk, metrics)
+    }
+
+    fn pod(name: &str) -> PodInfo {
+        let mut p = k8s_openapi::api::core::v1::Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.uid = Some(format!("uid-{name}"));
+        PodInfo::new(Arc::new(p))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permit_parks_pods_until_allowed_rejected_or_timed_out() {
+        let (fwk, metrics) = gang();
+        let mut state = CycleState::default();
+        // Allowed later by the plugin (through the waiting pods).
+        let p = pod("a");
+        let s = fwk.run_permit(&mut state, &p, "n1");
+        assert_eq!(s.code, Code::Wait);
+        assert_eq!(
+            s.message(),
+            "one or more plugins asked to wait and no plugin rejected pod \"a\""
+        );
+        let wp = fwk.waiting_pods().get("uid-a").unwrap();
+        assert_eq!(wp.pending_plugins(), ["Gang"]);
+        wp.allow("Gang");
+        assert!(fwk.wait_on_permit(&p).await.is_success());
+        assert!(fwk.waiting_pods().get("uid-a").is_none());
+        // Nobody allows it: the timeout rejects it in upstream's words.
+        let p = pod("b");
+        assert_eq!(fwk.run_permit(&mut state, &p, "n1").code, Code::Wait);
+        let s = fwk.wait_on_permit(&p).await;
+        assert_eq!(
+            s,
+            Status::unschedulable("rejected due to timeout after waiting 30s at plugin Gang")
+                .with_plugin("Gang")
+        );
+        // A plain rejection never waits.
+        let s = fwk.run_permit(&mut state, &pod("reject-c"), "n1");
+        assert_eq!(
+            s,
+            Status::unschedulable("gang incomplete").with_plugin("Gang")
+        );
+        // A pod Permit did not park does not wait.
+        assert!(fwk.wait_on_permit(&pod("d")).await.is_success());
+        let waited = |r: &str| {
+            metrics
+                .permit_wait_duration
+                .with_label_values(&[r])
+                .get_sample_count()
+        };
+        assert_eq!((waited("Success"), waited("Unschedulable")), (1, 1));
     }
 }

@@ -31,6 +31,9 @@ pub struct Handle {
     pub recorder: client_base::events::Recorder,
     /// The scheduler's metrics.
     pub metrics: crate::metrics::Metrics,
+    /// The profile's pods waiting at Permit (for Permit plugins that allow or
+    /// reject them later).
+    pub waiting: Arc<crate::framework::waiting::WaitingPods>,
 }
 
 impl Handle {
