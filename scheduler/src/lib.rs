@@ -47,8 +47,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::watcher;
 use prometheus::Registry;
 
-use crate::framework::ClusterEvent;
 use crate::framework::runtime::Framework;
+use crate::framework::{Changed, ClusterEvent, QueueingHint};
 use crate::options::Options;
 use crate::queue::{Gate, SchedulingQueue};
 use crate::schedule_one::Scheduler;
@@ -101,21 +101,25 @@ fn scheduler_name(pod: &Pod) -> &str {
         .unwrap_or("default-scheduler")
 }
 
-/// Which cluster event a node update is.
-pub fn node_event(old: &Node, new: &Node) -> ClusterEvent {
+/// The cluster events a node update is (several when it changed several
+/// things); empty when nothing the plugins look at changed.
+pub fn node_events(old: &Node, new: &Node) -> Vec<ClusterEvent> {
     let spec = |n: &Node| n.spec.clone().unwrap_or_default();
     let alloc = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    let mut out = Vec::new();
     if spec(old).unschedulable != spec(new).unschedulable {
-        ClusterEvent::NodeSpecUnschedulableChange
-    } else if old.metadata.labels != new.metadata.labels {
-        ClusterEvent::NodeLabelChange
-    } else if spec(old).taints != spec(new).taints {
-        ClusterEvent::NodeTaintChange
-    } else if alloc(old) != alloc(new) {
-        ClusterEvent::NodeAllocatableChange
-    } else {
-        ClusterEvent::NodeOtherChange
+        out.push(ClusterEvent::NodeSpecUnschedulableChange);
     }
+    if old.metadata.labels != new.metadata.labels {
+        out.push(ClusterEvent::NodeLabelChange);
+    }
+    if spec(old).taints != spec(new).taints {
+        out.push(ClusterEvent::NodeTaintChange);
+    }
+    if alloc(old) != alloc(new) {
+        out.push(ClusterEvent::NodeAllocatableChange);
+    }
+    out
 }
 
 /// Wires the informers' events to the cache and the queue.
@@ -133,7 +137,12 @@ fn add_handlers(
             .on_add(move |p: &Arc<Pod>, _| {
                 if assigned(p) {
                     s1.cache.lock().add_pod(p.clone());
-                    s1.queue.move_all(ClusterEvent::AssignedPodAdd);
+                    let changed = Changed::Pod {
+                        old: None,
+                        new: Some(p.clone()),
+                    };
+                    s1.queue
+                        .move_all_for(&[ClusterEvent::AssignedPodAdd], &changed);
                 } else if o1.contains(scheduler_name(p)) {
                     s1.queue.add(p.clone());
                 }
@@ -145,7 +154,21 @@ fn add_handlers(
                     }
                     s2.cache.lock().add_pod(new.clone());
                     if assigned(old) {
-                        s2.queue.move_all(ClusterEvent::AssignedPodUpdate);
+                        let changed = Changed::Pod {
+                            old: Some(old.clone()),
+                            new: Some(new.clone()),
+                        };
+                        s2.queue
+                            .move_all_for(&[ClusterEvent::AssignedPodUpdate], &changed);
+                    } else {
+                        // Newly bound: an added pod for the plugins that count pods
+                        // (upstream's assigned-pod informer sees an add).
+                        let changed = Changed::Pod {
+                            old: None,
+                            new: Some(new.clone()),
+                        };
+                        s2.queue
+                            .move_all_for(&[ClusterEvent::AssignedPodAdd], &changed);
                     }
                 } else if o2.contains(scheduler_name(new)) {
                     s2.queue.update(new.clone());
@@ -154,7 +177,12 @@ fn add_handlers(
             .on_delete(move |p: &Arc<Pod>| {
                 if assigned(p) {
                     s3.cache.lock().remove_pod(p);
-                    s3.queue.move_all(ClusterEvent::AssignedPodDelete);
+                    let changed = Changed::Pod {
+                        old: Some(p.clone()),
+                        new: None,
+                    };
+                    s3.queue
+                        .move_all_for(&[ClusterEvent::AssignedPodDelete], &changed);
                 } else {
                     s3.queue.delete(p);
                     // Deleted while waiting at Permit: its binding cycle gives up.
@@ -171,14 +199,20 @@ fn add_handlers(
         Funcs::new()
             .on_add(move |n: &Arc<Node>, _| {
                 n1.cache.lock().set_node(n.clone());
-                n1.queue.move_all(ClusterEvent::NodeAdd);
+                let changed = Changed::Node {
+                    old: None,
+                    new: n.clone(),
+                };
+                n1.queue.move_all_for(&[ClusterEvent::NodeAdd], &changed);
             })
             .on_update(move |old: &Arc<Node>, new: &Arc<Node>| {
                 n2.cache.lock().set_node(new.clone());
-                let ev = node_event(old, new);
-                if ev != ClusterEvent::NodeOtherChange {
-                    n2.queue.move_all(ev);
-                }
+                let events = node_events(old, new);
+                let changed = Changed::Node {
+                    old: Some(old.clone()),
+                    new: new.clone(),
+                };
+                n2.queue.move_all_for(&events, &changed);
             })
             .on_delete(move |n: &Arc<Node>| {
                 n3.cache
@@ -355,6 +389,16 @@ pub async fn run(opts: Options) -> Result<(), Error> {
     factory
         .informer::<Node>()
         .set_transform(client_base::informer::strip_managed_fields::<Node>);
+    // Queueing hints: the plugin of the pod's own profile answers.
+    let hint_profiles = sched.profiles.clone();
+    queue.set_hinter(Arc::new(move |plugin, event, pod, changed| {
+        hint_profiles
+            .get(scheduler_name(&pod.pod))
+            .and_then(|f| f.plugin(plugin))
+            .map_or(QueueingHint::Queue, |p| {
+                p.queueing_hint(event, pod, changed)
+            })
+    }));
     add_handlers(&factory, &sched);
 
     // The secure port.

@@ -28,7 +28,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::framework::types::{PodInfo, pod_key};
-use crate::framework::{ClusterEvent, QueuedPodInfo};
+use crate::framework::{Changed, ClusterEvent, QueuedPodInfo, QueueingHint};
 use crate::metrics::Metrics;
 use crate::plugins::simple::priority;
 
@@ -76,9 +76,13 @@ pub struct SchedulingQueue {
     max_backoff: Duration,
     /// plugin → the events that may resolve its rejections.
     plugin_events: HashMap<String, Vec<ClusterEvent>>,
+    hinter: std::sync::OnceLock<Hinter>,
     gate: Gate,
     metrics: Metrics,
 }
+
+/// Answers a plugin's queueing hint for a pod: `(plugin, event, pod, changed)`.
+pub type Hinter = Arc<dyn Fn(&str, ClusterEvent, &PodInfo, &Changed) -> QueueingHint + Send + Sync>;
 
 impl SchedulingQueue {
     /// A queue with the given backoffs, plugins' events and gate.
@@ -96,6 +100,7 @@ impl SchedulingQueue {
             initial_backoff,
             max_backoff,
             plugin_events,
+            hinter: std::sync::OnceLock::new(),
             gate,
             metrics,
         })
@@ -339,27 +344,51 @@ impl SchedulingQueue {
         self.gauges(&inner);
     }
 
-    fn relevant(&self, qpi: &QueuedPodInfo, event: ClusterEvent) -> bool {
-        event == ClusterEvent::Any
-            || qpi.unschedulable_plugins.is_empty()
-            || qpi.unschedulable_plugins.iter().any(|p| {
-                self.plugin_events
-                    .get(p)
-                    .is_some_and(|evs| evs.contains(&event))
+    /// Whether `events` (one change) may help `qpi`: one of the plugins that
+    /// rejected it registered one of the events, and its queueing hint agrees.
+    fn relevant(&self, qpi: &QueuedPodInfo, events: &[ClusterEvent], changed: &Changed) -> bool {
+        if events.contains(&ClusterEvent::Any) || qpi.unschedulable_plugins.is_empty() {
+            return true;
+        }
+        qpi.unschedulable_plugins.iter().any(|p| {
+            let Some(registered) = self.plugin_events.get(p) else {
+                return false;
+            };
+            events.iter().any(|e| {
+                registered.contains(e)
+                    && self
+                        .hinter
+                        .get()
+                        .is_none_or(|h| h(p, *e, &qpi.info, changed) == QueueingHint::Queue)
             })
+        })
     }
 
-    /// A cluster event: unschedulable pods it may help go to backoff (if still
-    /// backing off) or active.
+    /// Sets the queueing hints (the pod's profile's plugins answer them).
+    pub fn set_hinter(&self, h: Hinter) {
+        let _ = self.hinter.set(h);
+    }
+
+    /// A cluster event whose object is not known: unschedulable pods it may help
+    /// go to backoff (if still backing off) or active.
     pub fn move_all(&self, event: ClusterEvent) {
-        tracing::debug!(event = event.label(), "moving unschedulable pods");
+        self.move_all_for(&[event], &Changed::Nothing);
+    }
+
+    /// One change, which may be several events (a node update that changed labels
+    /// and allocatable), with its object for the plugins' queueing hints.
+    pub fn move_all_for(&self, events: &[ClusterEvent], changed: &Changed) {
+        let Some(label) = events.first().map(|e| e.label()) else {
+            return;
+        };
+        tracing::debug!(event = label, "moving unschedulable pods");
         let mut inner = self.inner.lock();
         inner.move_request_cycle = inner.scheduling_cycle;
         let keys: Vec<(String, Instant)> = inner
             .unschedulable
             .iter()
             .filter_map(|k| match inner.pods.get(k) {
-                Some((qpi, Place::Unschedulable(since))) if self.relevant(qpi, event) => {
+                Some((qpi, Place::Unschedulable(since))) if self.relevant(qpi, events, changed) => {
                     Some((k.clone(), *since))
                 }
                 _ => None,
@@ -367,7 +396,7 @@ impl SchedulingQueue {
             .collect();
         for (k, since) in keys {
             if let Some(qpi) = Self::unlink(&mut inner, &k) {
-                self.to_backoff(&mut inner, qpi, since, event.label());
+                self.to_backoff(&mut inner, qpi, since, label);
             }
         }
         self.gauges(&inner);
@@ -508,6 +537,43 @@ mod tests {
             .map(|p| p.unwrap().info.key())
             .collect();
         assert_eq!(order, ["default/high", "default/low", "default/low2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn queueing_hints_decide_which_events_move_a_pod() {
+        let q = queue();
+        // The plugin says only nodes named "big" can help.
+        q.set_hinter(Arc::new(|plugin, _, _, changed| match changed {
+            Changed::Node { new, .. }
+                if plugin == "NodeResourcesFit" && new.metadata.name.as_deref() != Some("big") =>
+            {
+                QueueingHint::Skip
+            }
+            _ => QueueingHint::Queue,
+        }));
+        q.add(pod("p", 0));
+        let p = q.pop().await.unwrap();
+        let cycle = q.scheduling_cycle();
+        q.requeue(p, cycle, HashSet::from(["NodeResourcesFit".to_owned()]), false);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let node = |name: &str| {
+            let mut n = k8s_openapi::api::core::v1::Node::default();
+            n.metadata.name = Some(name.into());
+            Changed::Node {
+                old: None,
+                new: Arc::new(n),
+            }
+        };
+        q.move_all_for(&[ClusterEvent::NodeAdd], &node("small"));
+        assert_eq!(q.counts(), (0, 0, 1, 0), "the hint skipped it");
+        q.move_all_for(&[ClusterEvent::NodeTaintChange], &node("big"));
+        assert_eq!(q.counts(), (0, 0, 1, 0), "not a registered event");
+        // One update that is several events: any registered one counts.
+        q.move_all_for(
+            &[ClusterEvent::NodeTaintChange, ClusterEvent::NodeAdd],
+            &node("big"),
+        );
+        assert_eq!(q.counts(), (1, 0, 0, 0));
     }
 
     #[test]

@@ -53,6 +53,9 @@ struct Args {
     /// Give up after this many seconds of scheduling.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// The scheduler's `parallelism` (upstream's default 16).
+    #[arg(long, default_value_t = 16)]
+    parallelism: u32,
 }
 
 struct Proc(Child);
@@ -364,15 +367,26 @@ async fn main() -> std::process::ExitCode {
         });
     }
 
-    // The scheduler.
+    // The scheduler, configured by file as a deployment would be.
+    let sched_config = dir.path().join("scheduler.yaml");
+    std::fs::write(
+        &sched_config,
+        format!(
+            "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nparallelism: {}\nleaderElection:\n  leaderElect: false\nclientConnection:\n  kubeconfig: {}\n  qps: {}\n  burst: {}\n",
+            args.parallelism,
+            kc.display(),
+            args.qps,
+            args.qps
+        ),
+    )
+    .expect("scheduler config");
     let sport = component_base::bench::free_port();
     let slog = dir.path().join("scheduler.log");
     let sched = Proc(
         Command::new(exe_dir().join("kube-scheduler"))
-            .arg("--kubeconfig")
-            .arg(&kc)
+            .arg("--config")
+            .arg(&sched_config)
             .args([
-                "--leader-elect=false",
                 "--bind-address",
                 "127.0.0.1",
                 "--secure-port",
@@ -382,12 +396,6 @@ async fn main() -> std::process::ExitCode {
             .arg(&kc)
             .arg("--authorization-kubeconfig")
             .arg(&kc)
-            .args([
-                "--kube-api-qps",
-                &args.qps.to_string(),
-                "--kube-api-burst",
-                &args.qps.to_string(),
-            ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&slog).expect("log"))
@@ -450,8 +458,9 @@ async fn main() -> std::process::ExitCode {
     samples.sort_by(f64::total_cmp);
     let name = "scheduler_scheduling_attempt_duration_seconds";
     println!(
-        "| {} | {} nodes, {} pods | {:.0} pods/s | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} ms | {:.0} MiB |",
+        "| {}, parallelism {} | {} nodes, {} pods | {:.0} pods/s | {:.0} / {:.0} / {:.0} | {:.1} / {:.1} / {:.1} ms | {:.0} MiB |",
         args.workload,
+        args.parallelism,
         args.nodes,
         scheduled,
         scheduled as f64 / window,

@@ -266,6 +266,37 @@ impl ClusterEvent {
     }
 }
 
+/// What a cluster event changed, for queueing hints: the object before and after.
+#[derive(Clone, Default)]
+pub enum Changed {
+    /// Not known (flushes, storage events).
+    #[default]
+    Nothing,
+    /// A node was added (`old` is `None`) or updated.
+    Node {
+        /// Before.
+        old: Option<Arc<k8s_openapi::api::core::v1::Node>>,
+        /// After.
+        new: Arc<k8s_openapi::api::core::v1::Node>,
+    },
+    /// A bound pod was added (`old` is `None`), updated, or deleted (`new` is `None`).
+    Pod {
+        /// Before.
+        old: Option<Arc<Pod>>,
+        /// After.
+        new: Option<Arc<Pod>>,
+    },
+}
+
+/// Upstream's `QueueingHint`: whether an event may make a rejected pod schedulable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueingHint {
+    /// Retry the pod.
+    Queue,
+    /// The event cannot help it.
+    Skip,
+}
+
 /// Every plugin: its name, the extension points it serves, and the cluster events
 /// that may make a pod it rejected schedulable.
 pub trait Plugin: Send + Sync {
@@ -274,6 +305,17 @@ pub trait Plugin: Send + Sync {
     /// Events that may resolve this plugin's rejections.
     fn events(&self) -> &'static [ClusterEvent] {
         &[]
+    }
+    /// Upstream's `QueueingHintFn`: whether `event` about `changed` may make
+    /// `pod`, which this plugin rejected, schedulable. Plugins without a hint (and
+    /// a hint unsure of the change) answer [`QueueingHint::Queue`].
+    fn queueing_hint(
+        &self,
+        _event: ClusterEvent,
+        _pod: &PodInfo,
+        _changed: &Changed,
+    ) -> QueueingHint {
+        QueueingHint::Queue
     }
     /// PreEnqueue.
     fn as_pre_enqueue(&self) -> Option<&dyn PreEnqueuePlugin> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-/// Runs per-node work on a pool of `parallelism` threads (none for 1).
+/// Runs per-node work on a pool of threads (none for 1).
 pub struct Parallelizer {
     pool: Option<rayon::ThreadPool>,
     parallelism: usize,
@@ -29,9 +29,13 @@ pub fn chunk_size(n: usize, parallelism: usize) -> usize {
 }
 
 impl Parallelizer {
-    /// A pool of `parallelism` threads (`sched-worker-N`).
+    /// Up to `parallelism` pieces at once on a pool of `parallelism` threads, but
+    /// no more threads than the machine has cores (`sched-worker-N`): upstream's
+    /// 16 goroutines run on GOMAXPROCS threads, and busy threads beyond the cores
+    /// only take CPU from the apiserver beside it.
     pub fn new(parallelism: usize) -> Self {
-        let parallelism = parallelism.max(1);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let parallelism = parallelism.clamp(1, cores.max(1));
         let pool = (parallelism > 1)
             .then(|| {
                 rayon::ThreadPoolBuilder::new()

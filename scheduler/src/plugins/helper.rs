@@ -1,6 +1,26 @@
 //! Helpers several plugins share, as upstream's `plugins/helper`.
 
-use crate::framework::NodeScore;
+use crate::framework::types::{NodeInfo, PodInfo};
+use crate::framework::{Changed, CycleState, FilterPlugin, NodeScore, QueueingHint};
+
+/// The queueing hint of a Filter plugin that looks only at the node (upstream's
+/// NodeAffinity and NodeUnschedulable hints): a node change helps when the
+/// filter now passes on the node and did not before (or the node is new).
+pub fn node_now_passes(f: &dyn FilterPlugin, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+    let Changed::Node { old, new } = changed else {
+        return QueueingHint::Queue;
+    };
+    let passes = |n: &std::sync::Arc<k8s_openapi::api::core::v1::Node>| {
+        let mut info = NodeInfo::default();
+        info.set_node(n.clone());
+        f.filter(&CycleState::default(), pod, &info).is_success()
+    };
+    if passes(new) && !old.as_ref().is_some_and(passes) {
+        QueueingHint::Queue
+    } else {
+        QueueingHint::Skip
+    }
+}
 
 /// Scales scores to `[0, max]` by the highest (all `max` when reversed and every
 /// score is zero), as upstream's `DefaultNormalizeScore`.

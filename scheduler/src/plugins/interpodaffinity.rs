@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::framework::types::{AffinityTerm, NodeInfo, PodAffinityTerms, PodInfo};
 use crate::framework::{
-    ClusterEvent, Code, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
-    PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin, Status,
+    Changed, ClusterEvent, Code, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
+    PreFilterPlugin, PreFilterResult, PreScorePlugin, QueueingHint, ScorePlugin, Status,
 };
 
 /// The pod's required affinity is not met on the node.
@@ -180,6 +180,80 @@ impl Plugin for InterPodAffinity {
             ClusterEvent::NodeLabelChange,
             ClusterEvent::NodeTaintChange,
         ]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        let terms = pod.affinity.as_deref();
+        let affinity = terms
+            .map(|t| t.required_affinity.as_slice())
+            .unwrap_or_default();
+        let anti = terms
+            .map(|t| t.required_anti_affinity.as_slice())
+            .unwrap_or_default();
+        let queue = |b: bool| {
+            if b {
+                QueueingHint::Queue
+            } else {
+                QueueingHint::Skip
+            }
+        };
+        match changed {
+            Changed::Pod { old, new } => {
+                let all = |p: &Pod| {
+                    let ns = self.namespace_labels(p);
+                    !affinity.is_empty() && affinity.iter().all(|t| t.matches(p, Some(&ns)))
+                };
+                let any_anti = |p: &Pod| {
+                    let ns = self.namespace_labels(p);
+                    anti.iter().any(|t| t.matches(p, Some(&ns)))
+                };
+                match (old, new) {
+                    // Upstream's hints: an added pod that satisfies the affinity, a
+                    // relabelled pod that starts to satisfy it or stops conflicting.
+                    (None, Some(n)) => queue(all(n)),
+                    (Some(o), Some(n)) => {
+                        queue((!all(o) && all(n)) || (any_anti(o) && !any_anti(n)))
+                    }
+                    // A deleted pod the anti-affinity matched; and (beyond upstream's
+                    // hint) a deleted pod with anti-affinity of its own, which may
+                    // have been what kept this pod out.
+                    (Some(o), None) => {
+                        let own_anti = PodAffinityTerms::of(o)
+                            .is_some_and(|t| !t.required_anti_affinity.is_empty());
+                        queue(any_anti(o) || own_anti)
+                    }
+                    (None, None) => QueueingHint::Queue,
+                }
+            }
+            Changed::Node {
+                old: Some(old),
+                new,
+            } => {
+                // A node update matters where a term's topology key appears or
+                // changes value (upstream's hint); pods kept out by other pods'
+                // anti-affinity (no terms of their own) are retried on any relabel.
+                if affinity.is_empty() && anti.is_empty() {
+                    return QueueingHint::Queue;
+                }
+                let (ol, nl) = (
+                    client_base::selectors::node_labels(old),
+                    client_base::selectors::node_labels(new),
+                );
+                let moved = |t: &AffinityTerm, appear: bool| match (
+                    ol.get(&t.topology_key),
+                    nl.get(&t.topology_key),
+                ) {
+                    (None, Some(_)) => appear,
+                    (Some(_), None) => !appear,
+                    (Some(a), Some(b)) => a != b,
+                    (None, None) => false,
+                };
+                queue(
+                    affinity.iter().any(|t| moved(t, true)) || anti.iter().any(|t| moved(t, false)),
+                )
+            }
+            // A new node, or an unknown change.
+            _ => QueueingHint::Queue,
+        }
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

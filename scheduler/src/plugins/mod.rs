@@ -3,6 +3,8 @@
 
 pub mod defaultpreemption;
 pub mod helper;
+#[cfg(test)]
+mod hints_tests;
 pub mod imagelocality;
 pub mod interpodaffinity;
 pub mod nodeaffinity;

@@ -7,9 +7,11 @@ use k8s_openapi::api::core::v1::{NodeAffinity as Affinity, PreferredSchedulingTe
 use serde::Deserialize;
 
 use super::helper::default_normalize_score;
+use super::helper::node_now_passes;
 use crate::framework::types::{NodeInfo, PodInfo};
 use crate::framework::{
-    ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, ScorePlugin, Status,
+    Changed, ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
+    QueueingHint, ScorePlugin, Status,
 };
 
 /// The reason for a pod's own affinity or selector.
@@ -73,6 +75,9 @@ impl Plugin for NodeAffinity {
     }
     fn events(&self) -> &'static [ClusterEvent] {
         &[ClusterEvent::NodeAdd, ClusterEvent::NodeLabelChange]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        node_now_passes(self, pod, changed)
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

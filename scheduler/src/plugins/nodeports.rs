@@ -2,7 +2,9 @@
 //! conflicts with every IP on the same protocol and port).
 
 use crate::framework::types::{HostPort, NodeInfo, PodInfo, host_ports};
-use crate::framework::{ClusterEvent, CycleState, FilterPlugin, Plugin, Status};
+use crate::framework::{
+    Changed, ClusterEvent, CycleState, FilterPlugin, Plugin, QueueingHint, Status,
+};
 
 /// The reason NodePorts gives.
 pub const ERR_REASON: &str = "node(s) didn't have free ports for the requested pod ports";
@@ -16,6 +18,25 @@ impl Plugin for NodePorts {
     }
     fn events(&self) -> &'static [ClusterEvent] {
         &[ClusterEvent::NodeAdd, ClusterEvent::AssignedPodDelete]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        // Upstream: a deleted pod helps only if it held a port this pod wants.
+        let Changed::Pod {
+            old: Some(deleted),
+            new: None,
+        } = changed
+        else {
+            return QueueingHint::Queue;
+        };
+        let freed = host_ports(deleted);
+        if host_ports(&pod.pod)
+            .iter()
+            .any(|w| freed.iter().any(|u| conflicts(w, u)))
+        {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

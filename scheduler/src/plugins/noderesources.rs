@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-use crate::framework::types::{NodeInfo, PodInfo, Resource, is_scalar};
+use crate::framework::types::{NodeInfo, PodInfo, Resource, is_scalar, pod_requests};
 use crate::framework::{
-    ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreScorePlugin, ScorePlugin,
-    Status,
+    Changed, ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, Plugin, PreScorePlugin,
+    QueueingHint, ScorePlugin, Status,
 };
 
 /// A resource and its weight in a score.
@@ -122,6 +122,34 @@ pub struct Insufficient {
     pub reason: String,
     /// Whether even an empty node could not hold it (preemption cannot help).
     pub unresolvable: bool,
+}
+
+fn hint(queue: bool) -> QueueingHint {
+    if queue {
+        QueueingHint::Queue
+    } else {
+        QueueingHint::Skip
+    }
+}
+
+/// Upstream's `isResourceScaleDown`: whether `old` → `new` released some of what
+/// `want` asks for.
+fn scaled_down(want: &Resource, old: &Resource, new: &Resource) -> bool {
+    (want.milli_cpu > 0 && new.milli_cpu < old.milli_cpu)
+        || (want.memory > 0 && new.memory < old.memory)
+        || (want.ephemeral_storage > 0 && new.ephemeral_storage < old.ephemeral_storage)
+        || want
+            .scalar
+            .iter()
+            .any(|(k, v)| *v > 0 && new.get(k) < old.get(k))
+}
+
+/// Upstream's `haveAnyRequestedResourcesIncreased`.
+fn allocatable_grew(want: &Resource, old: &Resource, new: &Resource) -> bool {
+    if new.allowed_pod_number > old.allowed_pod_number {
+        return true;
+    }
+    scaled_down(want, new, old)
 }
 
 /// What `pod` needs that `node` lacks, in upstream's order (pods, cpu, memory,
@@ -326,12 +354,70 @@ impl Plugin for Fit {
         "NodeResourcesFit"
     }
     fn events(&self) -> &'static [ClusterEvent] {
+        // Upstream: Pod Delete|UpdatePodScaleDown, Node Add|UpdateNodeAllocatable|
+        // UpdateNodeTaint|UpdateNodeLabel, each with a hint.
         &[
             ClusterEvent::NodeAdd,
             ClusterEvent::NodeAllocatableChange,
+            ClusterEvent::NodeTaintChange,
+            ClusterEvent::NodeLabelChange,
             ClusterEvent::AssignedPodDelete,
             ClusterEvent::AssignedPodUpdate,
         ]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        let req = &pod.requests;
+        match changed {
+            // A deleted pod frees room only if it was bound (or nominated).
+            Changed::Pod {
+                old: Some(old),
+                new: None,
+            } => {
+                let bound = old
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                let nominated = old
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.as_deref())
+                    .is_some_and(|n| !n.is_empty());
+                hint(bound || nominated)
+            }
+            // A pod resized down frees what it released, if the pod wants it.
+            Changed::Pod {
+                old: Some(old),
+                new: Some(new),
+            } => {
+                let (o, n) = (pod_requests(old, false), pod_requests(new, false));
+                hint(scaled_down(req, &o, &n))
+            }
+            // A node: only if the pod would fit it empty, and (for an update) it
+            // gained some of what the pod asks for.
+            Changed::Node { old, new } => {
+                let mut info = NodeInfo::default();
+                info.set_node(new.clone());
+                let ignored = (
+                    &self.args.ignored_resources,
+                    &self.args.ignored_resource_groups,
+                );
+                if !insufficient(req, &info, ignored.0, ignored.1).is_empty() {
+                    return QueueingHint::Skip;
+                }
+                let Some(old) = old else {
+                    return QueueingHint::Queue;
+                };
+                let mut before = NodeInfo::default();
+                before.set_node(old.clone());
+                hint(allocatable_grew(
+                    req,
+                    &before.allocatable,
+                    &info.allocatable,
+                ))
+            }
+            _ => QueueingHint::Queue,
+        }
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

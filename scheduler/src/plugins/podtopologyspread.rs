@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::framework::types::{NodeInfo, PodInfo, controller_uid, parse_label_selector};
 use crate::framework::{
-    ClusterEvent, Code, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
-    PreFilterPlugin, PreFilterResult, PreScorePlugin, ScorePlugin, Status,
+    Changed, ClusterEvent, Code, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
+    PreFilterPlugin, PreFilterResult, PreScorePlugin, QueueingHint, ScorePlugin, Status,
 };
 
 /// The Filter rejection when a node would break a constraint's skew.
@@ -462,16 +462,47 @@ impl Plugin for PodTopologySpread {
     }
     fn events(&self) -> &'static [ClusterEvent] {
         // Upstream: Pod Add|UpdatePodLabel|Delete, Node Add|Delete|UpdateNodeLabel|
-        // UpdateNodeTaint (Keelson has no node-deletion event: the periodic flush
-        // retries those pods).
+        // UpdateNodeTaint.
         &[
             ClusterEvent::AssignedPodAdd,
             ClusterEvent::AssignedPodUpdate,
             ClusterEvent::AssignedPodDelete,
             ClusterEvent::NodeAdd,
+            ClusterEvent::NodeDelete,
             ClusterEvent::NodeLabelChange,
             ClusterEvent::NodeTaintChange,
         ]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        // Upstream's pod hint: only a pod in the same namespace that one of the
+        // hard constraints selects (before or after) changes the counts. Node
+        // changes are always retried.
+        let Changed::Pod { old, new } = changed else {
+            return QueueingHint::Queue;
+        };
+        let Ok(constraints) = self.constraints(&pod.pod, DO_NOT_SCHEDULE) else {
+            return QueueingHint::Queue;
+        };
+        if constraints.is_empty() {
+            return QueueingHint::Queue;
+        }
+        let ns = pod.pod.metadata.namespace.as_deref();
+        let selected = |p: &Option<Arc<Pod>>| {
+            p.as_ref().is_some_and(|p| {
+                p.metadata.namespace.as_deref() == ns
+                    && constraints.iter().any(|c| c.selector.matches(p))
+            })
+        };
+        if let (Some(o), Some(n)) = (old, new)
+            && o.metadata.labels == n.metadata.labels
+        {
+            return QueueingHint::Skip;
+        }
+        if selected(old) || selected(new) {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
     }
     fn as_pre_filter(&self) -> Option<&dyn PreFilterPlugin> {
         Some(self)

@@ -9,8 +9,8 @@ use kube::api::{Api, PostParams};
 
 use crate::framework::types::{NodeInfo, PodInfo};
 use crate::framework::{
-    BindPlugin, ClusterEvent, CycleState, FilterPlugin, Plugin, PreEnqueuePlugin, QueueSortPlugin,
-    QueuedPodInfo, Status,
+    BindPlugin, Changed, ClusterEvent, CycleState, FilterPlugin, Plugin, PreEnqueuePlugin,
+    QueueSortPlugin, QueuedPodInfo, QueueingHint, Status,
 };
 
 /// A pod's priority (0 when unset).
@@ -90,6 +90,9 @@ impl Plugin for NodeUnschedulable {
             ClusterEvent::NodeSpecUnschedulableChange,
             ClusterEvent::NodeTaintChange,
         ]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        super::helper::node_now_passes(self, pod, changed)
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)

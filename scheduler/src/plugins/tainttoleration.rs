@@ -1,12 +1,13 @@
 //! TaintToleration: a node's NoSchedule and NoExecute taints keep out pods that
 //! do not tolerate them; PreferNoSchedule taints lower the score.
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, Taint, Toleration};
 
 use super::helper::default_normalize_score;
 use crate::framework::types::{NodeInfo, PodInfo};
 use crate::framework::{
-    ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin, ScorePlugin, Status,
+    Changed, ClusterEvent, CycleState, FilterPlugin, MAX_NODE_SCORE, NodeScore, Plugin,
+    QueueingHint, ScorePlugin, Status,
 };
 
 /// TaintToleration.
@@ -34,6 +35,29 @@ impl Plugin for TaintToleration {
     }
     fn events(&self) -> &'static [ClusterEvent] {
         &[ClusterEvent::NodeAdd, ClusterEvent::NodeTaintChange]
+    }
+    fn queueing_hint(&self, _: ClusterEvent, pod: &PodInfo, changed: &Changed) -> QueueingHint {
+        // Upstream: only a node whose taints the pod did not tolerate and now does.
+        let Changed::Node { old, new } = changed else {
+            return QueueingHint::Queue;
+        };
+        let untolerated = |n: &Node| {
+            let taints = n
+                .spec
+                .as_ref()
+                .and_then(|s| s.taints.as_deref())
+                .unwrap_or_default();
+            client_base::selectors::untolerated_taint(taints, tolerations(pod), |t| {
+                t.effect == "NoSchedule" || t.effect == "NoExecute"
+            })
+            .is_some()
+        };
+        let was = old.as_deref().is_none_or(untolerated);
+        if was && !untolerated(new) {
+            QueueingHint::Queue
+        } else {
+            QueueingHint::Skip
+        }
     }
     fn as_filter(&self) -> Option<&dyn FilterPlugin> {
         Some(self)
