@@ -55,6 +55,11 @@ struct Inner {
     scheduling_cycle: u64,
     move_request_cycle: u64,
     closed: bool,
+    /// Upstream's nominator: pending pods that preemption made room for, by the
+    /// node they were nominated to (the room is theirs while they wait).
+    nominated: HashMap<String, Vec<PodInfo>>,
+    /// pod key → its nominated node.
+    nominated_node: HashMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -217,6 +222,82 @@ impl SchedulingQueue {
         self.incoming("backoff", event);
     }
 
+    fn nominate_locked(inner: &mut Inner, pi: &PodInfo, node: &str) {
+        let key = pi.key();
+        Self::forget_nominated_locked(inner, &key);
+        if node.is_empty() {
+            return;
+        }
+        inner.nominated_node.insert(key, node.to_owned());
+        inner
+            .nominated
+            .entry(node.to_owned())
+            .or_default()
+            .push(pi.clone());
+    }
+
+    fn forget_nominated_locked(inner: &mut Inner, key: &str) {
+        if let Some(node) = inner.nominated_node.remove(key)
+            && let Some(list) = inner.nominated.get_mut(&node)
+        {
+            list.retain(|p| p.key() != key);
+            if list.is_empty() {
+                inner.nominated.remove(&node);
+            }
+        }
+    }
+
+    /// The pod's nomination from its status, if it has one (a restart, or another
+    /// scheduler instance's preemption).
+    fn nomination_from_status(inner: &mut Inner, pi: &PodInfo) {
+        if let Some(node) = pi
+            .pod
+            .status
+            .as_ref()
+            .and_then(|s| s.nominated_node_name.as_deref())
+            .filter(|n| !n.is_empty())
+        {
+            Self::nominate_locked(inner, pi, node);
+        } else if let Some(node) = inner.nominated_node.get(&pi.key()).cloned() {
+            // Keep the nomination, with the newer pod.
+            Self::nominate_locked(inner, pi, &node);
+        }
+    }
+
+    /// Preemption nominated `pi` to `node` (`""`: clears its nomination).
+    pub fn nominate(&self, pi: &PodInfo, node: &str) {
+        Self::nominate_locked(&mut self.inner.lock(), pi, node);
+    }
+
+    /// The pod is assumed on a node, bound, or gone: its nomination ends.
+    pub fn forget_nominated(&self, key: &str) {
+        Self::forget_nominated_locked(&mut self.inner.lock(), key);
+    }
+
+    /// Per node, the nominated pods whose priority is at least `pod`'s (other
+    /// than `pod`): the room Filter must leave them, as upstream's
+    /// `addGENominatedPods`.
+    pub fn nominated_for(&self, pod: &PodInfo) -> HashMap<String, Vec<PodInfo>> {
+        let inner = self.inner.lock();
+        if inner.nominated.is_empty() {
+            return HashMap::new();
+        }
+        let prio = priority(&pod.pod);
+        let key = pod.key();
+        inner
+            .nominated
+            .iter()
+            .filter_map(|(node, pods)| {
+                let v: Vec<PodInfo> = pods
+                    .iter()
+                    .filter(|p| p.key() != key && priority(&p.pod) >= prio)
+                    .cloned()
+                    .collect();
+                (!v.is_empty()).then(|| (node.clone(), v))
+            })
+            .collect()
+    }
+
     /// A new pending pod.
     pub fn add(&self, pod: Arc<Pod>) {
         let mut inner = self.inner.lock();
@@ -232,6 +313,7 @@ impl SchedulingQueue {
             unschedulable_plugins: HashSet::new(),
             gating_plugin: None,
         };
+        Self::nomination_from_status(&mut inner, &qpi.info);
         self.to_active(&mut inner, qpi, "PodAdd");
         self.gauges(&inner);
     }
@@ -250,6 +332,7 @@ impl SchedulingQueue {
             || qpi.info.pod.metadata.annotations != pod.metadata.annotations;
         let mut qpi = qpi;
         qpi.info = PodInfo::new(pod);
+        Self::nomination_from_status(&mut inner, &qpi.info);
         match place {
             Place::Gated | Place::Unschedulable(_) if spec_changed => {
                 Self::unlink(&mut inner, &key);
@@ -272,6 +355,7 @@ impl SchedulingQueue {
     /// A pending pod deleted (or bound elsewhere).
     pub fn delete(&self, pod: &Pod) {
         let mut inner = self.inner.lock();
+        Self::forget_nominated_locked(&mut inner, &pod_key(pod));
         Self::unlink(&mut inner, &pod_key(pod));
         self.gauges(&inner);
     }
@@ -554,7 +638,12 @@ mod tests {
         q.add(pod("p", 0));
         let p = q.pop().await.unwrap();
         let cycle = q.scheduling_cycle();
-        q.requeue(p, cycle, HashSet::from(["NodeResourcesFit".to_owned()]), false);
+        q.requeue(
+            p,
+            cycle,
+            HashSet::from(["NodeResourcesFit".to_owned()]),
+            false,
+        );
         tokio::time::advance(Duration::from_secs(2)).await;
         let node = |name: &str| {
             let mut n = k8s_openapi::api::core::v1::Node::default();
@@ -574,6 +663,42 @@ mod tests {
             &node("big"),
         );
         assert_eq!(q.counts(), (1, 0, 0, 0));
+    }
+
+    #[test]
+    fn nominated_pods_reserve_room_for_equal_or_higher_priority() {
+        let q = queue();
+        let high = PodInfo::new(pod("high", 100));
+        let low = PodInfo::new(pod("low", 1));
+        q.nominate(&high, "n1");
+        q.nominate(&low, "n2");
+        let seen = |p: &PodInfo| {
+            let mut v: Vec<(String, String)> = q
+                .nominated_for(p)
+                .into_iter()
+                .flat_map(|(n, ps)| ps.into_iter().map(move |p| (n.clone(), p.key())))
+                .collect();
+            v.sort();
+            v
+        };
+        let mid = PodInfo::new(pod("mid", 50));
+        assert_eq!(seen(&mid), [("n1".to_owned(), "default/high".to_owned())]);
+        assert_eq!(seen(&high), [], "not its own nomination, nor lower ones");
+        // A nomination moves, and ends when the pod is assumed or deleted.
+        q.nominate(&high, "n3");
+        assert_eq!(seen(&mid), [("n3".to_owned(), "default/high".to_owned())]);
+        q.forget_nominated("default/high");
+        assert!(seen(&mid).is_empty());
+        // A pending pod whose status carries a nomination (a restart) has it.
+        let mut p = (*pod("again", 100)).clone();
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            nominated_node_name: Some("n4".into()),
+            ..Default::default()
+        });
+        q.add(Arc::new(p.clone()));
+        assert_eq!(seen(&mid), [("n4".to_owned(), "default/again".to_owned())]);
+        q.delete(&p);
+        assert!(seen(&mid).is_empty());
     }
 
     #[test]

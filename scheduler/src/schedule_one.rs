@@ -222,6 +222,7 @@ impl Scheduler {
                     spec.node_name = Some(host.clone());
                 }
                 let assumed = Arc::new(assumed);
+                self.queue.forget_nominated(&key);
                 let assumed_ok = self.cache.lock().assume(assumed.clone());
                 if let Err(e) = assumed_ok {
                     self.observe_attempt("error", &fwk.profile, start);
@@ -421,6 +422,15 @@ impl Scheduler {
         } else {
             1
         };
+        // Room that preemption made for other pending pods of at least this pod's
+        // priority stays theirs: Filter sees them on their nominated nodes.
+        let nominated_pods = self.queue.nominated_for(pi);
+        let nominated_of = |n: &NodeInfo| {
+            nominated_pods
+                .get(n.name())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
+        };
         // The node preemption nominated is tried first; if the pod fits, it goes there.
         if let Some(nominated) = pi
             .pod
@@ -429,7 +439,9 @@ impl Scheduler {
             .and_then(|s| s.nominated_node_name.as_deref())
             .filter(|n| !n.is_empty())
             && let Some(node) = candidates.iter().find(|n| n.name() == nominated)
-            && fwk.run_filter(state, pi, node).is_success()
+            && fwk
+                .run_filter_with_nominated(state, pi, node, nominated_of(node))
+                .is_success()
         {
             return Outcome::Scheduled(nominated.to_owned());
         }
@@ -446,7 +458,7 @@ impl Scheduler {
         let found = AtomicUsize::new(0);
         let results = fwk.parallelizer().until(n, |i, stop| {
             let node = &candidates[(start + i) % n];
-            let s = fwk.run_filter(state, pi, node);
+            let s = fwk.run_filter_with_nominated(state, pi, node, nominated_of(node));
             if (s.is_success() && found.fetch_add(1, Ordering::Relaxed) + 1 >= want)
                 || !(s.is_success() || s.is_rejected())
             {
@@ -562,6 +574,9 @@ impl Scheduler {
         let message = status.message();
         let pod = qpi.info.pod.clone();
         let plugins = fit.as_ref().map(FitError::plugins).unwrap_or_default();
+        if let Some(node) = fit.as_ref().and_then(|f| f.nominated.as_deref()) {
+            self.queue.nominate(&qpi.info, node);
+        }
         let error = !status.is_rejected();
         self.queue.requeue(qpi, cycle, plugins, error);
         if self

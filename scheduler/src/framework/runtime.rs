@@ -283,6 +283,36 @@ impl Framework {
         Status::success()
     }
 
+    /// Upstream's `RunFilterPluginsWithNominatedPods`: with `nominated` (pending
+    /// pods of at least this priority that preemption made room for on the node)
+    /// counted on the node first, then, if that passes, without them (a filter
+    /// such as inter-pod affinity may pass only thanks to them).
+    pub fn run_filter_with_nominated(
+        &self,
+        state: &CycleState,
+        pod: &PodInfo,
+        node: &NodeInfo,
+        nominated: &[PodInfo],
+    ) -> Status {
+        if nominated.is_empty() {
+            return self.run_filter(state, pod, node);
+        }
+        let mut st = state.clone();
+        let mut ni = node.clone();
+        for p in nominated {
+            ni.add_pod(p.clone());
+            let s = self.run_pre_filter_add_pod(&mut st, pod, p, &ni);
+            if !s.is_success() {
+                return s;
+            }
+        }
+        let s = self.run_filter(&st, pod, &ni);
+        if !s.is_success() {
+            return s;
+        }
+        self.run_filter(state, pod, node)
+    }
+
     /// Whether any PostFilter plugin is enabled.
     pub fn has_post_filter(&self) -> bool {
         at!(self, self.points.post_filter, as_post_filter)
@@ -702,5 +732,69 @@ mod tests {
                 .get_sample_count()
         };
         assert_eq!((waited("Success"), waited("Unschedulable")), (1, 1));
+    }
+
+    #[test]
+    fn nominated_pods_take_their_room_first() {
+        use crate::plugins::testutil::{node, snapshot};
+        let fit: Arc<dyn Plugin> =
+            Arc::new(crate::plugins::noderesources::Fit::new(Default::default()));
+        let fwk = Framework::new(
+            "default-scheduler".into(),
+            HashMap::from([("NodeResourcesFit".to_owned(), fit)]),
+            Points {
+                filter: vec!["NodeResourcesFit".into()],
+                ..Default::default()
+            },
+            Metrics::unregistered(),
+        );
+        let mut n = node("n1").obj().as_ref().clone();
+        let alloc = std::collections::BTreeMap::from([
+            (
+                "cpu".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("2".into()),
+            ),
+            (
+                "pods".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("10".into()),
+            ),
+        ]);
+        n.status = Some(k8s_openapi::api::core::v1::NodeStatus {
+            allocatable: Some(alloc),
+            ..Default::default()
+        });
+        let infos = snapshot(&[Arc::new(n)], &[]);
+        let wants = |name: &str, cpu: &str| {
+            let mut p = k8s_openapi::api::core::v1::Pod::default();
+            p.metadata.name = Some(name.into());
+            p.metadata.namespace = Some("default".into());
+            p.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+                containers: vec![k8s_openapi::api::core::v1::Container {
+                    name: "c".into(),
+                    resources: Some(k8s_openapi::api::core::v1::ResourceRequirements {
+                        requests: Some(std::collections::BTreeMap::from([(
+                            "cpu".to_owned(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity(cpu.into()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            });
+            PodInfo::new(Arc::new(p))
+        };
+        let state = CycleState::default();
+        let me = wants("me", "1");
+        assert!(
+            fwk.run_filter_with_nominated(&state, &me, &infos[0], &[])
+                .is_success()
+        );
+        let s = fwk.run_filter_with_nominated(&state, &me, &infos[0], &[wants("preemptor", "2")]);
+        assert_eq!(s.message(), "Insufficient cpu");
+        assert!(
+            fwk.run_filter_with_nominated(&state, &me, &infos[0], &[wants("small", "1")])
+                .is_success()
+        );
     }
 }

@@ -14,7 +14,7 @@ pub mod podtopologyspread;
 pub mod simple;
 pub mod tainttoleration;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 pub mod volume;
 
 use std::sync::Arc;
