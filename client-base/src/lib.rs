@@ -27,6 +27,7 @@
 //! - [`events`]: the event recorder.
 //! - [`delegated`]: the secure port's delegated authentication and authorization
 //!   (TokenReview, SubjectAccessReview) and their flags.
+//! - [`errors`]: API errors' messages and kinds, as upstream's clients read them.
 //! - [`selectors`]: label selectors, node selectors and tolerations on k8s-openapi
 //!   types, over [`component_base::selectors`] (the one matcher, shared with the
 //!   apiserver). Quantities are [`component_base::quantity`].
@@ -37,6 +38,7 @@
 pub mod clientbuilder;
 pub mod config;
 pub mod delegated;
+pub mod errors;
 pub mod events;
 pub mod informer;
 pub mod leaderelection;

@@ -24,6 +24,13 @@
 //!   (the `kube-root-ca.crt` ConfigMap).
 //! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
 //!   namespace holds.
+//! - [`replicaset`]: each ReplicaSet's pods, with [`controller_utils`] (expectations,
+//!   readiness, deletion ranking, slow start) and [`controller_ref`] (adoption and
+//!   release), which the other workload controllers share.
+//!
+//! Controllers are registered in one table (`CONTROLLERS`, by upstream's
+//! `--controllers` name); each is started with a [`Context`] holding the shared
+//! informer factory, which lists and watches once for all of them.
 //! - [`garbagecollector`]: the dependency graph, its workers, and the monitors that
 //!   feed it from metadata watches.
 //!
@@ -32,17 +39,24 @@
 //! leaders acting at once.
 
 pub mod clusterroleaggregation;
+pub mod controller_ref;
+pub mod controller_utils;
 pub mod garbagecollector;
 pub mod options;
 pub mod pernamespace;
+pub mod replicaset;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use client_base::informer::SharedInformerFactory;
 use client_base::leaderelection::{Ended, Leader};
 use client_base::{clientbuilder, workqueue};
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use prometheus::Registry;
 
 use crate::options::Options;
@@ -96,79 +110,144 @@ fn root_ca(opts: &Options, config: &kube::Config) -> Result<String, Error> {
     ))
 }
 
+/// What a controller is started with.
+#[derive(Clone)]
+pub struct Context {
+    /// The flags.
+    pub opts: Arc<Options>,
+    /// Clients per controller (its own service account with
+    /// `--use-service-account-credentials`).
+    pub clients: Arc<clientbuilder::ClientBuilder>,
+    /// The metrics registry.
+    pub registry: Registry,
+    /// The workqueue families, registered once and shared by every queue.
+    pub metrics: workqueue::Metrics,
+    /// The informers every controller reads from (one list+watch per kind).
+    pub factory: Arc<SharedInformerFactory>,
+}
+
+/// A running controller.
+type Running = BoxFuture<'static, ()>;
+/// Starts a controller: what runs, or `None` when its flags turn it off.
+type Start = fn(Context) -> BoxFuture<'static, Result<Option<Running>, Error>>;
+
+/// Every controller Keelson has, by upstream's `--controllers` name.
+const CONTROLLERS: &[(&str, Start)] = &[
+    ("garbage-collector-controller", |c| {
+        start_garbage_collector(c).boxed()
+    }),
+    ("clusterrole-aggregation-controller", |c| {
+        start_clusterrole_aggregation(c).boxed()
+    }),
+    ("serviceaccount-controller", |c| {
+        start_serviceaccounts(c).boxed()
+    }),
+    ("root-ca-certificate-publisher-controller", |c| {
+        start_root_ca_publisher(c).boxed()
+    }),
+    ("resourcequota-controller", |c| {
+        start_resourcequota(c).boxed()
+    }),
+    (replicaset::NAME, |c| start_replicaset(c).boxed()),
+];
+
+async fn start_garbage_collector(c: Context) -> Result<Option<Running>, Error> {
+    if !c.opts.enable_garbage_collector {
+        tracing::info!("--enable-garbage-collector=false: not starting the garbage collector");
+        return Ok(None);
+    }
+    let client = c.clients.client_for("generic-garbage-collector").await?;
+    let run = garbagecollector::monitors::run(client, c.opts.concurrent_gc_syncs, c.metrics);
+    Ok(Some(run.boxed()))
+}
+
+async fn start_clusterrole_aggregation(c: Context) -> Result<Option<Running>, Error> {
+    let client = c
+        .clients
+        .client_for("clusterrole-aggregation-controller")
+        .await?;
+    Ok(Some(clusterroleaggregation::run(client).boxed()))
+}
+
+async fn start_serviceaccounts(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for("service-account-controller").await?;
+    let run = pernamespace::run(
+        c.clients.root(),
+        client,
+        serviceaccounts::ServiceAccounts,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_root_ca_publisher(c: Context) -> Result<Option<Running>, Error> {
+    let root_ca = root_ca(&c.opts, c.clients.root_config())?;
+    let client = c.clients.client_for("root-ca-cert-publisher").await?;
+    let publisher = rootcacertpublisher::Publisher::new(root_ca, &c.registry);
+    let run = pernamespace::run(c.clients.root(), client, publisher, c.metrics);
+    Ok(Some(run.boxed()))
+}
+
+async fn start_resourcequota(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for("resourcequota-controller").await?;
+    let run = resourcequota::run(
+        client,
+        c.opts.concurrent_resource_quota_syncs,
+        c.opts.resource_quota_sync_period,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_replicaset(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for(replicaset::NAME).await?;
+    let recorder = client_base::events::Recorder::new(client.clone(), replicaset::NAME, None);
+    let run = replicaset::run(
+        client,
+        c.factory,
+        recorder,
+        c.opts.concurrent_replicaset_syncs,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
 /// Runs the enabled controllers until the future is dropped (their tasks are
 /// aborted with it).
 async fn run_controllers(
-    opts: &Options,
-    clients: &clientbuilder::ClientBuilder,
+    opts: Arc<Options>,
+    clients: Arc<clientbuilder::ClientBuilder>,
     registry: &Registry,
 ) -> Result<(), Error> {
-    let controllers = opts.enabled_controllers()?;
-    // The workqueue families, registered once; every controller's queues share them.
-    let metrics = workqueue::Metrics::register(registry)?;
+    let enabled = opts.enabled_controllers()?;
+    // The informers read as the manager itself, as upstream's "shared-informers".
+    let factory = Arc::new(SharedInformerFactory::new(clients.own("shared-informers")?));
+    let ctx = Context {
+        opts: opts.clone(),
+        clients,
+        registry: registry.clone(),
+        // The workqueue families, registered once; every controller's queues share them.
+        metrics: workqueue::Metrics::register(registry)?,
+        factory: factory.clone(),
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    for name in controllers {
-        match name {
-            "garbage-collector-controller" if opts.enable_garbage_collector => {
-                tracing::info!(controller = name, "starting controller");
-                let client = clients.client_for("generic-garbage-collector").await?;
-                tasks.spawn(garbagecollector::monitors::run(
-                    client,
-                    opts.concurrent_gc_syncs,
-                    metrics.clone(),
-                ));
-            }
-            "clusterrole-aggregation-controller" => {
-                tracing::info!(controller = name, "starting controller");
-                let client = clients
-                    .client_for("clusterrole-aggregation-controller")
-                    .await?;
-                tasks.spawn(clusterroleaggregation::run(client));
-            }
-            "serviceaccount-controller" => {
-                tracing::info!(controller = name, "starting controller");
-                let client = clients.client_for("service-account-controller").await?;
-                tasks.spawn(pernamespace::run(
-                    clients.root(),
-                    client,
-                    serviceaccounts::ServiceAccounts,
-                    metrics.clone(),
-                ));
-            }
-            "root-ca-certificate-publisher-controller" => {
-                tracing::info!(controller = name, "starting controller");
-                let root_ca = root_ca(opts, clients.root_config())?;
-                let client = clients.client_for("root-ca-cert-publisher").await?;
-                tasks.spawn(pernamespace::run(
-                    clients.root(),
-                    client,
-                    rootcacertpublisher::Publisher::new(root_ca, registry),
-                    metrics.clone(),
-                ));
-            }
-            "resourcequota-controller" => {
-                tracing::info!(controller = name, "starting controller");
-                let client = clients.client_for("resourcequota-controller").await?;
-                tasks.spawn(resourcequota::run(
-                    client,
-                    opts.concurrent_resource_quota_syncs,
-                    opts.resource_quota_sync_period,
-                    metrics.clone(),
-                ));
-            }
-            "garbage-collector-controller" => {
-                tracing::info!(
+    for name in enabled {
+        let Some((_, start)) = CONTROLLERS.iter().find(|(n, _)| *n == name) else {
+            if !Options::implemented(name) {
+                tracing::warn!(
                     controller = name,
-                    "--enable-garbage-collector=false: not starting"
-                )
+                    "controller is not implemented in Keelson yet; skipping"
+                );
             }
-            _ if !Options::implemented(name) => tracing::warn!(
-                controller = name,
-                "controller is not implemented in Keelson yet; skipping"
-            ),
-            _ => {}
+            continue;
+        };
+        tracing::info!(controller = name, "starting controller");
+        if let Some(running) = start(ctx.clone()).await? {
+            tasks.spawn(running);
         }
     }
+    // Every informer the controllers asked for lists and watches from here on.
+    factory.start();
     while let Some(r) = tasks.join_next().await {
         if let Err(e) = r {
             tracing::error!(error = %e, "a controller stopped");
@@ -180,14 +259,15 @@ async fn run_controllers(
 /// Runs kube-controller-manager until SIGTERM, or until leadership is lost.
 pub async fn run(opts: Options) -> Result<(), Error> {
     opts.validate()?;
+    let opts = Arc::new(opts);
     let config =
         client_base::config::load(opts.kubeconfig.as_deref(), opts.master.as_deref()).await?;
-    let clients = clientbuilder::ClientBuilder::new(
+    let clients = Arc::new(clientbuilder::ClientBuilder::new(
         config,
         opts.use_service_account_credentials,
         opts.kube_api_qps,
         opts.kube_api_burst,
-    )?;
+    )?);
     let registry = Registry::new();
     // Leader election always talks as the manager itself, on a client of its own
     // (as upstream's), so that renewals never queue behind the controllers' requests.
@@ -216,7 +296,7 @@ pub async fn run(opts: Options) -> Result<(), Error> {
 
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel();
     let work = async {
-        if let Err(e) = run_controllers(&opts, &clients, &registry).await {
+        if let Err(e) = run_controllers(opts.clone(), clients.clone(), &registry).await {
             let _ = failed_tx.send(e);
         }
     };

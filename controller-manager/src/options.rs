@@ -45,7 +45,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("persistentvolume-protection-controller", false, true),
     ("persistentvolumeclaim-protection-controller", false, true),
     ("pod-garbage-collector-controller", false, true),
-    ("replicaset-controller", false, true),
+    ("replicaset-controller", true, true),
     ("replicationcontroller-controller", false, true),
     ("resourceclaim-controller", false, false),
     ("resourcequota-controller", true, true),
@@ -192,6 +192,11 @@ pub struct Options {
     /// The number of garbage collector workers that are allowed to sync concurrently.
     #[arg(long, default_value_t = 20)]
     pub concurrent_gc_syncs: usize,
+
+    /// The number of replica sets that are allowed to sync concurrently. Larger
+    /// number = more responsive replica management, but more CPU (and network) load.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_replicaset_syncs: usize,
 
     /// The number of resource quotas that are allowed to sync concurrently. Larger
     /// number = more responsive quota management, but more CPU (and network) load.

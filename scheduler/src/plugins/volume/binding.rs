@@ -118,13 +118,6 @@ pub struct ApiWriter {
     pub client: kube::Client,
 }
 
-fn api_message(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => s.message,
-        e => e.to_string(),
-    }
-}
-
 impl Writer for ApiWriter {
     fn update_pv(&self, pv: PersistentVolume) -> BoxFuture<'_, Result<PersistentVolume, String>> {
         Box::pin(async move {
@@ -132,7 +125,7 @@ impl Writer for ApiWriter {
             Api::<PersistentVolume>::all(self.client.clone())
                 .replace(&name, &PostParams::default(), &pv)
                 .await
-                .map_err(api_message)
+                .map_err(|e| client_base::errors::message(&e))
         })
     }
     fn update_pvc(
@@ -145,7 +138,7 @@ impl Writer for ApiWriter {
             Api::<PersistentVolumeClaim>::namespaced(self.client.clone(), &ns)
                 .replace(&name, &PostParams::default(), &pvc)
                 .await
-                .map_err(api_message)
+                .map_err(|e| client_base::errors::message(&e))
         })
     }
 }
