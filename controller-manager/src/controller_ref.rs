@@ -1,13 +1,12 @@
 //! Upstream's `ControllerRefManager` (`controller_ref_manager.go`): a controller
-//! claims the pods its selector matches. It keeps the pods it controls that still
-//! match, adopts matching orphans (after checking, against the API, that it is not
-//! being deleted), releases the pods it controls that stopped matching, and never
-//! touches another controller's pods.
+//! claims the objects (pods, or a Deployment's ReplicaSets) its selector matches.
+//! It keeps the ones it controls that still match, adopts matching orphans (after
+//! checking, against the API, that it is not being deleted), releases the ones it
+//! controls that stopped matching, and never touches another controller's.
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use serde_json::json;
 
@@ -17,8 +16,8 @@ use crate::controller_utils::controller_of;
 pub trait Claims: Send + Sync {
     /// The controller as the API has it now (`None`: gone), to check before adopting.
     fn fresh_owner(&self) -> BoxFuture<'_, Result<Option<ObjectMeta>, kube::Error>>;
-    /// A strategic merge patch of a pod's metadata.
-    fn patch_pod<'a>(
+    /// A strategic merge patch of a claimed object's metadata.
+    fn patch<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
@@ -30,8 +29,10 @@ pub trait Claims: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The controller cannot adopt (it is gone or being deleted).
-    #[error("can't adopt Pod {namespace}/{name} ({uid}): {reason}")]
+    #[error("can't adopt {kind} {namespace}/{name} ({uid}): {reason}")]
     CannotAdopt {
+        /// The claimed object's kind.
+        kind: &'static str,
         /// The pod's namespace.
         namespace: String,
         /// The pod's name.
@@ -47,7 +48,9 @@ pub enum Error {
 }
 
 /// The claimer for one controller.
-pub struct PodClaimer<'a> {
+pub struct Claimer<'a> {
+    /// The kind of what is claimed (`Pod`, `ReplicaSet`).
+    pub kind: &'static str,
     /// The controller.
     pub owner: &'a ObjectMeta,
     /// Its reference, as it puts it on the pods it adopts.
@@ -58,10 +61,10 @@ pub struct PodClaimer<'a> {
     pub api: &'a dyn Claims,
 }
 
-impl PodClaimer<'_> {
-    fn matches(&self, pod: &Pod) -> bool {
+impl Claimer<'_> {
+    fn matches(&self, meta: &ObjectMeta) -> bool {
         let empty = BTreeMap::new();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
+        let labels = meta.labels.as_ref().unwrap_or(&empty);
         client_base::selectors::matches(self.selector, labels)
     }
 
@@ -91,20 +94,21 @@ impl PodClaimer<'_> {
         }
     }
 
-    /// Upstream's `ClaimPods`: the pods this controller now controls. Errors are
-    /// collected; the pods claimed so far are still returned.
-    pub async fn claim<'p>(&self, pods: Vec<&'p Pod>) -> (Vec<&'p Pod>, Vec<Error>) {
+    /// Upstream's `ClaimPods` / `ClaimReplicaSets`: what this controller now
+    /// controls. Errors are collected; what was claimed so far is still returned.
+    pub async fn claim<'p, T: kube::Resource>(&self, objs: Vec<&'p T>) -> (Vec<&'p T>, Vec<Error>) {
         let mut claimed = Vec::new();
         let mut errors = Vec::new();
         let deleting = self.owner.deletion_timestamp.is_some();
         let uid = self.owner.uid.as_deref().unwrap_or_default();
-        for pod in pods {
-            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-            let name = pod.metadata.name.as_deref().unwrap_or_default();
-            let pod_uid = pod.metadata.uid.as_deref().unwrap_or_default();
-            match controller_of(&pod.metadata) {
+        for obj in objs {
+            let meta = obj.meta();
+            let ns = meta.namespace.as_deref().unwrap_or_default();
+            let name = meta.name.as_deref().unwrap_or_default();
+            let obj_uid = meta.uid.as_deref().unwrap_or_default();
+            match controller_of(meta) {
                 Some(r) if r.uid != uid => {}
-                Some(_) if self.matches(pod) => claimed.push(pod),
+                Some(_) if self.matches(meta) => claimed.push(obj),
                 Some(_) => {
                     // Ours, but the selector no longer matches: release it.
                     if deleting {
@@ -112,9 +116,9 @@ impl PodClaimer<'_> {
                     }
                     let patch = json!({"metadata": {
                         "ownerReferences": [{"$patch": "delete", "uid": uid}],
-                        "uid": pod_uid,
+                        "uid": obj_uid,
                     }});
-                    match self.api.patch_pod(ns, name, patch).await {
+                    match self.api.patch(ns, name, patch).await {
                         Ok(()) => {}
                         Err(e) if client_base::errors::is_not_found(&e) => {}
                         Err(e) => errors.push(Error::Api(e)),
@@ -122,27 +126,28 @@ impl PodClaimer<'_> {
                 }
                 None => {
                     if deleting
-                        || !self.matches(pod)
-                        || pod.metadata.deletion_timestamp.is_some()
-                        || pod.metadata.namespace != self.owner.namespace
+                        || !self.matches(meta)
+                        || meta.deletion_timestamp.is_some()
+                        || meta.namespace != self.owner.namespace
                     {
                         continue;
                     }
                     if let Err(reason) = self.can_adopt().await {
                         errors.push(Error::CannotAdopt {
+                            kind: self.kind,
                             namespace: ns.to_owned(),
                             name: name.to_owned(),
-                            uid: pod_uid.to_owned(),
+                            uid: obj_uid.to_owned(),
                             reason,
                         });
                         continue;
                     }
                     let patch = json!({"metadata": {
                         "ownerReferences": [self.owner_ref],
-                        "uid": pod_uid,
+                        "uid": obj_uid,
                     }});
-                    match self.api.patch_pod(ns, name, patch).await {
-                        Ok(()) => claimed.push(pod),
+                    match self.api.patch(ns, name, patch).await {
+                        Ok(()) => claimed.push(obj),
                         Err(e) if client_base::errors::is_not_found(&e) => {}
                         Err(e) => errors.push(Error::Api(e)),
                     }

@@ -30,7 +30,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use client_base::informer::{Funcs, Informer, NAMESPACE, SharedInformerFactory};
 use client_base::workqueue::{Metrics, Queue, Requeue, run_workers};
 
-use crate::controller_ref::{Claims, PodClaimer};
+use crate::controller_ref::{Claimer, Claims};
 use crate::controller_utils::{
     Expectations, SLOW_START_INITIAL_BATCH, controller_of, controller_ref, is_pod_active,
     is_pod_available, is_pod_ready, pod_from_template, pod_key, pods_to_delete, slow_start_batch,
@@ -308,7 +308,7 @@ impl Claims for OwnerClaims<'_> {
                 .map(|rs| rs.metadata))
         })
     }
-    fn patch_pod<'a>(
+    fn patch<'a>(
         &'a self,
         namespace: &'a str,
         name: &'a str,
@@ -652,7 +652,8 @@ impl Controller {
             ns,
             name,
         };
-        let claimer = PodClaimer {
+        let claimer = Claimer {
+            kind: "Pod",
             owner: &rs.metadata,
             owner_ref: controller_ref(&rs.metadata, "apps/v1", "ReplicaSet"),
             selector,
