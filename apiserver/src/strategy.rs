@@ -275,6 +275,18 @@ pub fn prepare_for_status_update(
     if let Some(rv) = meta::field(new, "resourceVersion") {
         meta::meta_mut(&mut out).insert("resourceVersion".into(), json!(rv));
     }
+    // Upstream's deployment status strategy keeps the spec and labels only: the
+    // deployment controller writes its revision annotation with the status.
+    if res.kind == "Deployment" {
+        match new.pointer("/metadata/annotations") {
+            Some(a) => {
+                meta::meta_mut(&mut out).insert("annotations".into(), a.clone());
+            }
+            None => {
+                meta::meta_mut(&mut out).remove("annotations");
+            }
+        }
+    }
     out
 }
 

@@ -9,6 +9,10 @@
 //! - A spam filter per regarding object and type, as client-go's
 //!   `EventSourceObjectSpamFilter`: a bucket of 25 events refilled at one per five
 //!   minutes, so that a hot loop cannot flood the apiserver.
+//! - [`Recorder::legacy`] writes core/v1 Events instead, as client-go's
+//!   `tools/record` (what kube-controller-manager's controllers use): an identical
+//!   event (same object, type, reason and message) bumps the first one's `count`
+//!   and `lastTimestamp`, so that different messages stay apart.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -35,6 +39,102 @@ struct Item {
     event: Event,
 }
 
+/// Where events are written.
+#[derive(Clone)]
+enum Backend {
+    /// events.k8s.io/v1, with series (kube-runtime).
+    Series(KubeRecorder),
+    /// core/v1, with client-go's record counting.
+    Legacy(std::sync::Arc<Legacy>),
+}
+
+/// core/v1 Events of one component, with the names and counts of those written.
+struct Legacy {
+    client: kube::Client,
+    component: String,
+    seen: parking_lot::Mutex<HashMap<String, (String, i32)>>,
+}
+
+impl Legacy {
+    async fn publish(&self, e: &Event, regarding: &ObjectReference) -> Result<(), kube::Error> {
+        use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let ns = regarding
+            .namespace
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let type_ = match e.type_ {
+            EventType::Normal => "Normal",
+            EventType::Warning => "Warning",
+        };
+        let message = e.note.clone().unwrap_or_default();
+        let key = format!(
+            "{}|{}|{type_}|{}|{message}",
+            spam_key(regarding, e.type_),
+            self.component,
+            e.reason
+        );
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let api: kube::Api<CoreEvent> = kube::Api::namespaced(self.client.clone(), &ns);
+        let known = self.seen.lock().get(&key).cloned();
+        if let Some((name, count)) = known {
+            let patch = serde_json::json!({"count": count + 1, "lastTimestamp": now});
+            match api
+                .patch(
+                    &name,
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.seen.lock().insert(key, (name, count + 1));
+                    return Ok(());
+                }
+                // Gone (expired): write it anew.
+                Err(err) if crate::errors::is_not_found(&err) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        let nanos = now.0.as_nanosecond();
+        let name = format!(
+            "{}.{:x}",
+            regarding.name.as_deref().unwrap_or_default(),
+            nanos
+        );
+        let event = CoreEvent {
+            metadata: kube::api::ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(ns.clone()),
+                ..Default::default()
+            },
+            involved_object: regarding.clone(),
+            reason: Some(e.reason.clone()),
+            message: Some(message),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            count: Some(1),
+            type_: Some(type_.into()),
+            reporting_component: Some(self.component.clone()),
+            reporting_instance: Some(String::new()),
+            ..Default::default()
+        };
+        api.create(&kube::api::PostParams::default(), &event)
+            .await?;
+        let mut seen = self.seen.lock();
+        if seen.len() > SPAM_KEYS {
+            seen.clear();
+        }
+        seen.insert(key, (name, 1));
+        Ok(())
+    }
+}
+
 /// Records events for one reporting controller; cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
@@ -53,7 +153,20 @@ impl Recorder {
                 instance,
             },
         );
-        tokio::spawn(write(recorder, rx));
+        tokio::spawn(write(Backend::Series(recorder), rx));
+        Recorder { tx }
+    }
+
+    /// core/v1 Events from `component` (`deployment-controller`), as client-go's
+    /// `tools/record` recorder that upstream's controllers use.
+    pub fn legacy(client: kube::Client, component: &str) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let backend = Backend::Legacy(std::sync::Arc::new(Legacy {
+            client,
+            component: component.to_owned(),
+            seen: parking_lot::Mutex::new(HashMap::new()),
+        }));
+        tokio::spawn(write(backend, rx));
         Recorder { tx }
     }
 
@@ -117,7 +230,7 @@ fn spam_key(r: &ObjectReference, t: EventType) -> String {
 /// the others back (a scheduler records one event per pod it binds).
 const IN_FLIGHT: usize = 16;
 
-async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
+async fn write(recorder: Backend, mut rx: mpsc::Receiver<Item>) {
     let mut spam: HashMap<String, TokenBucket> = HashMap::new();
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
     while let Some(item) = rx.recv().await {
@@ -143,7 +256,11 @@ async fn write(recorder: KubeRecorder, mut rx: mpsc::Receiver<Item>) {
         };
         let recorder = recorder.clone();
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&item.event, &item.regarding).await {
+            let written = match &recorder {
+                Backend::Series(r) => r.publish(&item.event, &item.regarding).await,
+                Backend::Legacy(l) => l.publish(&item.event, &item.regarding).await,
+            };
+            if let Err(e) = written {
                 tracing::info!(reason = %item.event.reason, error = %e, "unable to write event");
             }
             drop(permit);

@@ -24,6 +24,8 @@
 //!   (the `kube-root-ca.crt` ConfigMap).
 //! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
 //!   namespace holds.
+//! - [`deployment`]: each Deployment's rollout through ReplicaSets (RollingUpdate,
+//!   Recreate, revisions, progress conditions).
 //! - [`replicaset`]: each ReplicaSet's pods, with [`controller_utils`] (expectations,
 //!   readiness, deletion ranking, slow start) and [`controller_ref`] (adoption and
 //!   release), which the other workload controllers share.
@@ -41,6 +43,7 @@
 pub mod clusterroleaggregation;
 pub mod controller_ref;
 pub mod controller_utils;
+pub mod deployment;
 pub mod garbagecollector;
 pub mod options;
 pub mod pernamespace;
@@ -149,6 +152,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
         start_resourcequota(c).boxed()
     }),
     (replicaset::NAME, |c| start_replicaset(c).boxed()),
+    (deployment::NAME, |c| start_deployment(c).boxed()),
 ];
 
 async fn start_garbage_collector(c: Context) -> Result<Option<Running>, Error> {
@@ -201,12 +205,25 @@ async fn start_resourcequota(c: Context) -> Result<Option<Running>, Error> {
 
 async fn start_replicaset(c: Context) -> Result<Option<Running>, Error> {
     let client = c.clients.client_for(replicaset::NAME).await?;
-    let recorder = client_base::events::Recorder::new(client.clone(), replicaset::NAME, None);
+    let recorder = client_base::events::Recorder::legacy(client.clone(), replicaset::NAME);
     let run = replicaset::run(
         client,
         c.factory,
         recorder,
         c.opts.concurrent_replicaset_syncs,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_deployment(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for(deployment::NAME).await?;
+    let recorder = client_base::events::Recorder::legacy(client.clone(), deployment::NAME);
+    let run = deployment::run(
+        client,
+        c.factory,
+        recorder,
+        c.opts.concurrent_deployment_syncs,
         c.metrics,
     );
     Ok(Some(run.boxed()))

@@ -21,7 +21,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("clusterrole-aggregation-controller", true, true),
     ("cronjob-controller", false, true),
     ("daemonset-controller", false, true),
-    ("deployment-controller", false, true),
+    ("deployment-controller", true, true),
     ("disruption-controller", false, true),
     ("endpoints-controller", false, true),
     ("endpointslice-controller", false, true),
@@ -193,6 +193,10 @@ pub struct Options {
     #[arg(long, default_value_t = 20)]
     pub concurrent_gc_syncs: usize,
 
+    /// The number of deployment objects that are allowed to sync concurrently.
+    /// Larger number = more responsive deployments, but more CPU (and network) load.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_deployment_syncs: usize,
     /// The number of replica sets that are allowed to sync concurrently. Larger
     /// number = more responsive replica management, but more CPU (and network) load.
     #[arg(long, default_value_t = 5)]
@@ -398,7 +402,8 @@ mod tests {
                 .contains(&"deployment-controller")
         );
         assert!(Options::implemented("garbage-collector-controller"));
-        assert!(!Options::implemented("deployment-controller"));
+        assert!(Options::implemented("deployment-controller"));
+        assert!(!Options::implemented("statefulset-controller"));
         assert!(
             parse(&["--leader-elect-retry-period=0s"])
                 .validate()

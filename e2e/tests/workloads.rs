@@ -268,3 +268,237 @@ fn a_create_refused_by_quota_is_reported_as_upstream() {
         |o| !o.contains("ReplicaFailure"),
     );
 }
+
+/// Stands in for kubelets until they exist: every pod of `namespace` that is not
+/// Running is marked Running and Ready, as a kubelet reports a started pod. Stops
+/// when the returned guard is dropped.
+struct Simulator {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn simulate_kubelet(c: &'static Cluster, namespace: &'static str) -> Simulator {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let status = r#"{"status":{"phase":"Running","conditions":[{"type":"Initialized","status":"True"},{"type":"ContainersReady","status":"True"},{"type":"Ready","status":"True"}]}}"#;
+        while !s.load(std::sync::atomic::Ordering::SeqCst) {
+            let out = c.api.kubectl(
+                K,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    namespace,
+                    "-o",
+                    "jsonpath={range .items[?(@.status.phase==\"Pending\")]}{.metadata.name} {end}",
+                ],
+            );
+            for pod in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = c.api.kubectl(
+                    K,
+                    &[
+                        "patch",
+                        "pod",
+                        pod,
+                        "-n",
+                        namespace,
+                        "--subresource=status",
+                        "--type=merge",
+                        "-p",
+                        status,
+                    ],
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    Simulator {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+fn rollout_status(c: &Cluster, namespace: &str) -> String {
+    let out = c.api.kubectl(
+        K,
+        &[
+            "rollout",
+            "status",
+            "deployment/web",
+            "-n",
+            namespace,
+            "--timeout=90s",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "rollout status: {}\n{}\ncontroller-manager log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        c.kcm.log()
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn image(c: &Cluster, namespace: &str) -> String {
+    c.api.ok(
+        K,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+}
+
+#[test]
+fn a_deployment_rolls_out_scales_undoes_and_pauses_as_upstream() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = cluster();
+    ns(c, "dep");
+    let _kubelet = simulate_kubelet(c, "dep");
+    c.api.ok(
+        K,
+        &[
+            "create",
+            "deployment",
+            "web",
+            "-n",
+            "dep",
+            "--image=busybox:1",
+            "--replicas=3",
+        ],
+    );
+    let out = rollout_status(c, "dep");
+    assert!(
+        out.contains("deployment \"web\" successfully rolled out"),
+        "{out}"
+    );
+    let rs = c.api.ok(K, &["get", "rs", "-n", "dep", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 1, "{rs}");
+    assert!(rs.starts_with("replicaset.apps/web-"), "{rs}");
+    assert_eq!(pods_of(c, "dep", "app=web").len(), 3);
+    let conditions = c.api.ok(
+        K,
+        &[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "dep",
+            "-o",
+            "jsonpath={range .status.conditions[*]}{.type}={.status}/{.reason} {end}",
+        ],
+    );
+    assert!(
+        conditions.contains("Available=True/MinimumReplicasAvailable"),
+        "{conditions}"
+    );
+    assert!(
+        conditions.contains("Progressing=True/NewReplicaSetAvailable"),
+        "{conditions}"
+    );
+
+    // A new image: a second ReplicaSet, revision 2.
+    c.api.ok(
+        K,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "-n",
+            "dep",
+            "busybox=busybox:2",
+        ],
+    );
+    rollout_status(c, "dep");
+    let history = c
+        .api
+        .ok(K, &["rollout", "history", "deployment/web", "-n", "dep"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2"], "{history}");
+    eventually(
+        c,
+        &["describe", "deployment", "web", "-n", "dep"],
+        "scaling events",
+        |d| d.contains("ScalingReplicaSet") && d.contains("Scaled down replica set web-"),
+    );
+
+    // Undo: back to busybox:1 as revision 3.
+    let out = c
+        .api
+        .ok(K, &["rollout", "undo", "deployment/web", "-n", "dep"]);
+    assert_eq!(out.trim(), "deployment.apps/web rolled back");
+    rollout_status(c, "dep");
+    assert_eq!(image(c, "dep"), "busybox:1");
+    let history = c
+        .api
+        .ok(K, &["rollout", "history", "deployment/web", "-n", "dep"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["2", "3"], "{history}");
+
+    // Scale.
+    c.api
+        .ok(K, &["scale", "deployment/web", "-n", "dep", "--replicas=5"]);
+    rollout_status(c, "dep");
+    eventually(
+        c,
+        &["get", "pods", "-n", "dep", "-l", "app=web", "-o", "name"],
+        "five pods",
+        |o| o.lines().count() == 5,
+    );
+
+    // Paused: a new template makes no ReplicaSet until resumed.
+    c.api
+        .ok(K, &["rollout", "pause", "deployment/web", "-n", "dep"]);
+    c.api.ok(
+        K,
+        &[
+            "set",
+            "image",
+            "deployment/web",
+            "-n",
+            "dep",
+            "busybox=busybox:3",
+        ],
+    );
+    wait_for(
+        c,
+        "dep",
+        "deployment/web",
+        "{.status.conditions[?(@.type==\"Progressing\")].reason}",
+        "DeploymentPaused",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let rs = c.api.ok(K, &["get", "rs", "-n", "dep", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 2, "no new set while paused: {rs}");
+    c.api
+        .ok(K, &["rollout", "resume", "deployment/web", "-n", "dep"]);
+    rollout_status(c, "dep");
+    let rs = c.api.ok(K, &["get", "rs", "-n", "dep", "-o", "name"]);
+    assert_eq!(rs.lines().count(), 3, "{rs}");
+}
