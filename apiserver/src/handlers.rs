@@ -1096,8 +1096,16 @@ async fn write_update(
             });
         }
         // Finalizers gone from an object being deleted: the delete completes.
-        let deleting =
-            meta::field(&new, "deletionTimestamp").is_some() && meta::finalizers(&new).is_empty();
+        // A namespace also waits for its spec.finalizers (upstream's
+        // ShouldDeleteNamespaceDuringUpdate): the namespace controller deletes it.
+        let spec_finalizers = res.kind == "Namespace"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        let deleting = meta::field(&new, "deletionTimestamp").is_some()
+            && meta::finalizers(&new).is_empty()
+            && !spec_finalizers;
         if deleting {
             ctx.api.registry.delete(res, &new, old_rv).await?;
             ctx.api.after_delete(res, &new).await;
@@ -1522,6 +1530,52 @@ async fn delete_one(
                 audit_annotations: ctx.audit_annotations.clone(),
             })
             .await?;
+        if res.kind == "Namespace" && res.group.is_empty() {
+            // Upstream's namespace storage: the first delete only marks the
+            // namespace Terminating (the namespace controller empties it and
+            // removes its `kubernetes` finalizer); a delete while spec.finalizers
+            // remain is a conflict; then it is deleted as any object.
+            if meta::field(&cur, "deletionTimestamp").is_none() {
+                let mut next = cur.clone();
+                let m = meta::meta_mut(&mut next);
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(meta::rfc3339(meta::unix_now())),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+                let mut finalizers = meta::finalizers(&cur);
+                match opts.propagation.as_deref() {
+                    Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+                        finalizers.push("orphan".into())
+                    }
+                    Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+                        finalizers.push("foregroundDeletion".into())
+                    }
+                    _ => {}
+                }
+                meta::set_finalizers(&mut next, &finalizers);
+                next["status"]["phase"] = json!("Terminating");
+                if opts.dry_run {
+                    return Ok(Reply::ok(next));
+                }
+                match ctx.api.registry.update(res, &next, cur_rv).await {
+                    Ok(stored) => return Ok(Reply::ok(to_request_version(res, &stored))),
+                    Err(ApiError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            let pending = cur
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            if pending {
+                return Err(ApiError::Conflict {
+                    resource: res.gr(),
+                    name: name.to_owned(),
+                    message: "The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.".into(),
+                });
+            }
+        }
         let mut next = cur.clone();
         let mut finalizers = meta::finalizers(&cur);
         let propagation = opts

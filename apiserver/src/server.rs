@@ -1118,7 +1118,7 @@ async fn dispatch(ctx: &Ctx<'_>, body: &Bytes, content_type: &str) -> Result<Rep
             return Err(ApiError::MethodNotAllowed);
         }
         return match sub {
-            "status" | "approval" => match verb {
+            "status" | "approval" | "finalize" => match verb {
                 "get" => handlers::get_status(ctx).await,
                 "update" => handlers::update(ctx, body, true).await,
                 "patch" => handlers::patch(ctx, body, content_type, true).await,

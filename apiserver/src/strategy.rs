@@ -263,6 +263,22 @@ pub fn prepare_for_status_update(
     if res.kind == "CertificateSigningRequest" {
         return csr_status_update(sub, new, old);
     }
+    if res.kind == "Namespace" && sub == "finalize" {
+        // Upstream's finalize strategy: only spec.finalizers changes.
+        let mut out = old.clone();
+        match new.pointer("/spec/finalizers") {
+            Some(f) => out["spec"]["finalizers"] = f.clone(),
+            None => {
+                if let Some(spec) = out.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.remove("finalizers");
+                }
+            }
+        }
+        if let Some(rv) = meta::field(new, "resourceVersion") {
+            meta::meta_mut(&mut out).insert("resourceVersion".into(), json!(rv));
+        }
+        return out;
+    }
     let mut out = old.clone();
     match new.get("status") {
         Some(s) => out["status"] = s.clone(),

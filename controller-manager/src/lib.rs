@@ -24,6 +24,7 @@
 //!   (the `kube-root-ca.crt` ConfigMap).
 //! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
 //!   namespace holds.
+//! - [`namespace`]: namespaces being deleted are emptied, finalized and removed.
 //! - [`deployment`]: each Deployment's rollout through ReplicaSets (RollingUpdate,
 //!   Recreate, revisions, progress conditions).
 //! - [`replicaset`]: each ReplicaSet's pods, with [`controller_utils`] (expectations,
@@ -45,6 +46,7 @@ pub mod controller_ref;
 pub mod controller_utils;
 pub mod deployment;
 pub mod garbagecollector;
+pub mod namespace;
 pub mod options;
 pub mod pernamespace;
 pub mod replicaset;
@@ -153,6 +155,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     }),
     (replicaset::NAME, |c| start_replicaset(c).boxed()),
     (deployment::NAME, |c| start_deployment(c).boxed()),
+    (namespace::NAME, |c| start_namespace(c).boxed()),
 ];
 
 async fn start_garbage_collector(c: Context) -> Result<Option<Running>, Error> {
@@ -224,6 +227,17 @@ async fn start_deployment(c: Context) -> Result<Option<Running>, Error> {
         c.factory,
         recorder,
         c.opts.concurrent_deployment_syncs,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_namespace(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for(namespace::NAME).await?;
+    let run = namespace::run(
+        client,
+        c.factory,
+        c.opts.concurrent_namespace_syncs,
         c.metrics,
     );
     Ok(Some(run.boxed()))

@@ -35,7 +35,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
         false,
         true,
     ),
-    ("namespace-controller", false, true),
+    ("namespace-controller", true, true),
     ("node-ipam-controller", false, true),
     ("node-lifecycle-controller", false, true),
     ("node-route-controller", false, true),
@@ -193,6 +193,11 @@ pub struct Options {
     #[arg(long, default_value_t = 20)]
     pub concurrent_gc_syncs: usize,
 
+    /// The number of namespace objects that are allowed to sync concurrently.
+    /// Larger number = more responsive namespace termination, but more CPU (and
+    /// network) load.
+    #[arg(long, default_value_t = 10)]
+    pub concurrent_namespace_syncs: usize,
     /// The number of deployment objects that are allowed to sync concurrently.
     /// Larger number = more responsive deployments, but more CPU (and network) load.
     #[arg(long, default_value_t = 5)]

@@ -50,10 +50,33 @@ fn wait_for(c: &Cluster, namespace: &str, what: &str, jsonpath: &str, value: &st
     );
     assert!(
         out.status.success(),
-        "{what}: {jsonpath} never became {value}: {}\ncontroller-manager log:\n{}",
+        "{what}: {jsonpath} never became {value}: {}\ncontroller-manager log:\n{}\napiserver log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        c.kcm.log()
+        c.kcm.log(),
+        String::from_utf8_lossy(
+            &c.api
+                .kubectl(
+                    K,
+                    &[
+                        "get",
+                        what,
+                        "-n",
+                        namespace_of(what, namespace),
+                        "-o",
+                        "yaml"
+                    ]
+                )
+                .stdout
+        )
     );
+}
+
+fn namespace_of<'a>(what: &'a str, namespace: &'a str) -> &'a str {
+    if namespace.is_empty() {
+        what.rsplit('/').next().unwrap_or(what)
+    } else {
+        namespace
+    }
 }
 
 /// Polls `kubectl args` until `ok` holds for its output (what `kubectl wait`
@@ -501,4 +524,109 @@ fn a_deployment_rolls_out_scales_undoes_and_pauses_as_upstream() {
     rollout_status(c, "dep");
     let rs = c.api.ok(K, &["get", "rs", "-n", "dep", "-o", "name"]);
     assert_eq!(rs.lines().count(), 3, "{rs}");
+}
+
+#[test]
+fn deleting_a_namespace_empties_it_then_removes_it() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = cluster();
+    c.api.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n  name: widgets.example.com\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {plural: widgets, singular: widget, kind: Widget}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}\n",
+        ),
+    );
+    wait_for(
+        c,
+        "default",
+        "crd/widgets.example.com",
+        "{.status.conditions[?(@.type==\"Established\")].status}",
+        "True",
+    );
+    ns(c, "doomed");
+    c.api.ok(
+        K,
+        &[
+            "create",
+            "configmap",
+            "cfg",
+            "-n",
+            "doomed",
+            "--from-literal=a=b",
+        ],
+    );
+    replica_set(c, "doomed", "web", 2);
+    wait_for(c, "doomed", "rs/web", "{.status.replicas}", "2");
+    c.api.ok_stdin(
+        K,
+        &["apply", "-n", "doomed", "-f", "-"],
+        Some(
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: plain\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\n",
+        ),
+    );
+
+    // Deleting marks it Terminating at once; the held widget keeps it there, and
+    // the conditions say why, in upstream's words.
+    let out = c
+        .api
+        .ok(K, &["delete", "namespace", "doomed", "--wait=false"]);
+    assert_eq!(out.trim(), "namespace \"doomed\" deleted");
+    wait_for(c, "", "namespace/doomed", "{.status.phase}", "Terminating");
+    wait_for(
+        c,
+        "",
+        "namespace/doomed",
+        "{.status.conditions[?(@.type==\"NamespaceFinalizersRemaining\")].message}",
+        "Some content in the namespace has finalizers remaining: example.com/hold in 1 resource instances",
+    );
+    let left = c.api.ok(
+        K,
+        &[
+            "get",
+            "widgets,configmaps,rs,pods",
+            "-n",
+            "doomed",
+            "-o",
+            "name",
+        ],
+    );
+    assert_eq!(left.trim(), "widget.example.com/held", "{left}");
+    // Creating in a terminating namespace is refused.
+    let refused = c
+        .api
+        .fails(K, &["create", "configmap", "late", "-n", "doomed"], None);
+    assert!(
+        refused.contains("because it is being terminated"),
+        "{refused}"
+    );
+
+    // The finalizer goes: the namespace is finalized and deleted.
+    c.api.ok(
+        K,
+        &[
+            "patch",
+            "widget",
+            "held",
+            "-n",
+            "doomed",
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ],
+    );
+    let out = c.api.kubectl(
+        K,
+        &["wait", "--for=delete", "namespace/doomed", "--timeout=60s"],
+    );
+    assert!(
+        out.status.success(),
+        "{}\ncontroller-manager log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        c.kcm.log()
+    );
+    let gone = c.api.fails(K, &["get", "namespace", "doomed"], None);
+    assert!(gone.contains("namespaces \"doomed\" not found"), "{gone}");
 }
