@@ -24,6 +24,7 @@
 //!   (the `kube-root-ca.crt` ConfigMap).
 //! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
 //!   namespace holds.
+//! - [`replicationcontroller`]: the replicaset controller over ReplicationControllers.
 //! - [`namespace`]: namespaces being deleted are emptied, finalized and removed.
 //! - [`deployment`]: each Deployment's rollout through ReplicaSets (RollingUpdate,
 //!   Recreate, revisions, progress conditions).
@@ -50,6 +51,7 @@ pub mod namespace;
 pub mod options;
 pub mod pernamespace;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod resourcequota;
 pub mod rootcacertpublisher;
 pub mod serviceaccounts;
@@ -156,6 +158,9 @@ const CONTROLLERS: &[(&str, Start)] = &[
     (replicaset::NAME, |c| start_replicaset(c).boxed()),
     (deployment::NAME, |c| start_deployment(c).boxed()),
     (namespace::NAME, |c| start_namespace(c).boxed()),
+    (replicationcontroller::NAME, |c| {
+        start_replicationcontroller(c).boxed()
+    }),
 ];
 
 async fn start_garbage_collector(c: Context) -> Result<Option<Running>, Error> {
@@ -227,6 +232,20 @@ async fn start_deployment(c: Context) -> Result<Option<Running>, Error> {
         c.factory,
         recorder,
         c.opts.concurrent_deployment_syncs,
+        c.metrics,
+    );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_replicationcontroller(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for(replicationcontroller::ACCOUNT).await?;
+    let recorder =
+        client_base::events::Recorder::legacy(client.clone(), replicationcontroller::ACCOUNT);
+    let run = replicationcontroller::run(
+        client,
+        c.factory,
+        recorder,
+        c.opts.concurrent_rc_syncs,
         c.metrics,
     );
     Ok(Some(run.boxed()))

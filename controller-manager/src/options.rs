@@ -46,7 +46,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ("persistentvolumeclaim-protection-controller", false, true),
     ("pod-garbage-collector-controller", false, true),
     ("replicaset-controller", true, true),
-    ("replicationcontroller-controller", false, true),
+    ("replicationcontroller-controller", true, true),
     ("resourceclaim-controller", false, false),
     ("resourcequota-controller", true, true),
     ("root-ca-certificate-publisher-controller", true, true),
@@ -202,6 +202,11 @@ pub struct Options {
     /// Larger number = more responsive deployments, but more CPU (and network) load.
     #[arg(long, default_value_t = 5)]
     pub concurrent_deployment_syncs: usize,
+    /// The number of replication controllers that are allowed to sync
+    /// concurrently. Larger number = more responsive replica management, but more
+    /// CPU (and network) load.
+    #[arg(long, default_value_t = 5)]
+    pub concurrent_rc_syncs: usize,
     /// The number of replica sets that are allowed to sync concurrently. Larger
     /// number = more responsive replica management, but more CPU (and network) load.
     #[arg(long, default_value_t = 5)]

@@ -43,6 +43,25 @@ pub const BURST_REPLICAS: usize = 500;
 /// Upstream's `statusUpdateRetries`.
 const STATUS_UPDATE_RETRIES: usize = 1;
 
+/// Which kind the controller manages: ReplicaSets, or ReplicationControllers
+/// (upstream runs the same controller for both, converting the latter).
+#[derive(Debug)]
+pub struct Kind {
+    /// `ReplicaSet` or `ReplicationController`.
+    pub kind: &'static str,
+    /// `apps/v1` or `v1`.
+    pub api_version: &'static str,
+    /// The work queue's name (`replicaset`, `replicationmanager`).
+    pub queue: &'static str,
+}
+
+/// ReplicaSets.
+pub const REPLICA_SET: Kind = Kind {
+    kind: "ReplicaSet",
+    api_version: "apps/v1",
+    queue: "replicaset",
+};
+
 /// The writes the controller makes (the API, or a fake in tests).
 pub trait Cluster: Send + Sync {
     /// Creates a pod; the stored pod.
@@ -165,19 +184,26 @@ impl Cluster for ApiCluster {
     }
 }
 
-/// [`Events`] through the shared recorder.
-pub struct RecorderEvents(pub client_base::events::Recorder);
+/// [`Events`] through the shared recorder, about objects of `kind`.
+pub struct RecorderEvents(pub client_base::events::Recorder, pub &'static Kind);
 
 impl Events for RecorderEvents {
     fn event(&self, rs: &ReplicaSet, warning: bool, reason: &str, note: String) {
-        use kube::Resource;
         let t = if warning {
             client_base::events::Type::Warning
         } else {
             client_base::events::Type::Normal
         };
-        self.0
-            .event(rs.object_ref(&()), None, t, reason, reason, note);
+        let regarding = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(self.1.api_version.into()),
+            kind: Some(self.1.kind.into()),
+            name: rs.metadata.name.clone(),
+            namespace: rs.metadata.namespace.clone(),
+            uid: rs.metadata.uid.clone(),
+            resource_version: rs.metadata.resource_version.clone(),
+            ..Default::default()
+        };
+        self.0.event(regarding, None, t, reason, reason, note);
     }
 }
 
@@ -284,6 +310,7 @@ fn namespace_terminating(e: &kube::Error) -> bool {
 
 /// The controller.
 pub struct Controller {
+    kind: &'static Kind,
     store: Arc<dyn Store>,
     cluster: Arc<dyn Cluster>,
     events: Arc<dyn Events>,
@@ -319,19 +346,21 @@ impl Claims for OwnerClaims<'_> {
 }
 
 impl Controller {
-    /// A controller over `store`, writing through `cluster`.
+    /// A controller of `kind` over `store`, writing through `cluster`.
     pub fn new(
+        kind: &'static Kind,
         store: Arc<dyn Store>,
         cluster: Arc<dyn Cluster>,
         events: Arc<dyn Events>,
         metrics: Option<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Controller {
+            kind,
             store,
             cluster,
             events,
             expectations: Expectations::default(),
-            queue: Queue::new("replicaset", metrics),
+            queue: Queue::new(kind.queue, metrics),
             burst: BURST_REPLICAS,
         })
     }
@@ -343,7 +372,8 @@ impl Controller {
 
     /// The ReplicaSet a controller reference names, if it exists with that UID.
     fn resolve(&self, ns: &str, r: &OwnerReference) -> Option<Arc<ReplicaSet>> {
-        if r.kind != "ReplicaSet" || !r.api_version.starts_with("apps/") {
+        let group = |v: &str| v.rsplit_once('/').map_or("", |(g, _)| g).to_owned();
+        if r.kind != self.kind.kind || group(&r.api_version) != group(self.kind.api_version) {
             return None;
         }
         let rs = self.store.replica_set(&format!("{ns}/{}", r.name))?;
@@ -502,7 +532,7 @@ impl Controller {
                 .as_ref()
                 .and_then(|s| s.template.clone())
                 .unwrap_or_default();
-            let owner = controller_ref(&rs.metadata, "apps/v1", "ReplicaSet");
+            let owner = controller_ref(&rs.metadata, self.kind.api_version, self.kind.kind);
             let (created, err) = slow_start_batch(n, SLOW_START_INITIAL_BATCH, || {
                 let pod = pod_from_template(&template, name, owner.clone());
                 async move {
@@ -655,7 +685,7 @@ impl Controller {
         let claimer = Claimer {
             kind: "Pod",
             owner: &rs.metadata,
-            owner_ref: controller_ref(&rs.metadata, "apps/v1", "ReplicaSet"),
+            owner_ref: controller_ref(&rs.metadata, self.kind.api_version, self.kind.kind),
             selector,
             api: &claims,
         };
@@ -692,6 +722,27 @@ impl Controller {
     }
 }
 
+/// Registers `c`'s handlers on the pod informer and runs its workers once the
+/// informers have synced (shared by ReplicaSets and ReplicationControllers).
+pub async fn run_on(c: Arc<Controller>, factory: Arc<SharedInformerFactory>, workers: usize) {
+    let pods = factory.informer::<Pod>();
+    let (a, u, d) = (c.clone(), c.clone(), c.clone());
+    pods.add_handler(
+        Funcs::new()
+            .on_add(move |p: &Arc<Pod>, _| a.pod_added(p))
+            .on_update(move |o: &Arc<Pod>, n: &Arc<Pod>| u.pod_updated(o, n))
+            .on_delete(move |p: &Arc<Pod>| d.pod_deleted(p)),
+    );
+    factory.start();
+    factory.wait_for_cache_sync().await;
+    let queue = c.queue.clone();
+    run_workers(queue, workers, move |k: String| {
+        let c = c.clone();
+        async move { c.sync(&k).await }
+    })
+    .await;
+}
+
 /// Starts the controller on the shared informers; runs its workers until the
 /// queue shuts down.
 pub async fn run(
@@ -705,12 +756,13 @@ pub async fn run(
     let pods = factory.informer::<Pod>();
     let store = Arc::new(InformerStore {
         rss: rss.clone(),
-        pods: pods.clone(),
+        pods,
     });
     let c = Controller::new(
+        &REPLICA_SET,
         store,
         Arc::new(ApiCluster { client }),
-        Arc::new(RecorderEvents(recorder)),
+        Arc::new(RecorderEvents(recorder, &REPLICA_SET)),
         Some(metrics),
     );
     let (a, u, d) = (c.clone(), c.clone(), c.clone());
@@ -720,22 +772,7 @@ pub async fn run(
             .on_update(move |_, rs: &Arc<ReplicaSet>| u.queue.add(key(&rs.metadata)))
             .on_delete(move |rs: &Arc<ReplicaSet>| d.replica_set_deleted(rs)),
     );
-    let (a, u, d) = (c.clone(), c.clone(), c.clone());
-    pods.add_handler(
-        Funcs::new()
-            .on_add(move |p: &Arc<Pod>, _| a.pod_added(p))
-            .on_update(move |o: &Arc<Pod>, n: &Arc<Pod>| u.pod_updated(o, n))
-            .on_delete(move |p: &Arc<Pod>| d.pod_deleted(p)),
-    );
-    factory.start();
-    rss.wait_synced().await;
-    pods.wait_synced().await;
-    let queue = c.queue.clone();
-    run_workers(queue, workers, move |k: String| {
-        let c = c.clone();
-        async move { c.sync(&k).await }
-    })
-    .await;
+    run_on(c, factory, workers).await;
 }
 
 #[cfg(test)]

@@ -630,3 +630,44 @@ fn deleting_a_namespace_empties_it_then_removes_it() {
     let gone = c.api.fails(K, &["get", "namespace", "doomed"], None);
     assert!(gone.contains("namespaces \"doomed\" not found"), "{gone}");
 }
+
+#[test]
+fn a_replication_controller_keeps_its_pods() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = cluster();
+    ns(c, "rc");
+    c.api.ok_stdin(
+        K,
+        &["apply", "-n", "rc", "-f", "-"],
+        Some(
+            "apiVersion: v1\nkind: ReplicationController\nmetadata:\n  name: old\nspec:\n  replicas: 2\n  selector: {app: old}\n  template:\n    metadata:\n      labels: {app: old}\n    spec:\n      containers:\n      - name: c\n        image: busybox\n",
+        ),
+    );
+    wait_for(c, "rc", "rc/old", "{.status.replicas}", "2");
+    let owners = c.api.ok(
+        K,
+        &[
+            "get", "pods", "-n", "rc", "-l", "app=old", "-o",
+            "jsonpath={range .items[*]}{.metadata.ownerReferences[0].apiVersion}/{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name} {end}",
+        ],
+    );
+    assert_eq!(
+        owners.trim(),
+        "v1/ReplicationController/old v1/ReplicationController/old"
+    );
+    c.api
+        .ok(K, &["scale", "rc", "old", "-n", "rc", "--replicas=1"]);
+    wait_for(c, "rc", "rc/old", "{.status.replicas}", "1");
+    eventually(
+        c,
+        &["describe", "rc", "old", "-n", "rc"],
+        "events about the rc",
+        |d| {
+            d.contains("SuccessfulCreate")
+                && d.contains("SuccessfulDelete")
+                && d.contains("replication-controller")
+        },
+    );
+}

@@ -214,7 +214,7 @@ fn pod(name: &str, label: &str, owner: Option<&str>, node: &str, ready: bool) ->
 }
 
 fn controller(fake: &Arc<Fake>) -> Arc<Controller> {
-    Controller::new(fake.clone(), fake.clone(), fake.clone(), None)
+    Controller::new(&REPLICA_SET, fake.clone(), fake.clone(), fake.clone(), None)
 }
 
 #[tokio::test]
