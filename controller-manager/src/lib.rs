@@ -25,6 +25,7 @@
 //! - [`resourcequota`]: each ResourceQuota's `status.used`, recounted from what its
 //!   namespace holds.
 //! - [`replicationcontroller`]: the replicaset controller over ReplicationControllers.
+//! - [`nodelifecycle`]: node health (status posts and Leases) and the taints it calls for.
 //! - [`namespace`]: namespaces being deleted are emptied, finalized and removed.
 //! - [`deployment`]: each Deployment's rollout through ReplicaSets (RollingUpdate,
 //!   Recreate, revisions, progress conditions).
@@ -48,6 +49,7 @@ pub mod controller_utils;
 pub mod deployment;
 pub mod garbagecollector;
 pub mod namespace;
+pub mod nodelifecycle;
 pub mod options;
 pub mod pernamespace;
 pub mod replicaset;
@@ -158,6 +160,7 @@ const CONTROLLERS: &[(&str, Start)] = &[
     (replicaset::NAME, |c| start_replicaset(c).boxed()),
     (deployment::NAME, |c| start_deployment(c).boxed()),
     (namespace::NAME, |c| start_namespace(c).boxed()),
+    (nodelifecycle::NAME, |c| start_node_lifecycle(c).boxed()),
     (replicationcontroller::NAME, |c| {
         start_replicationcontroller(c).boxed()
     }),
@@ -248,6 +251,18 @@ async fn start_replicationcontroller(c: Context) -> Result<Option<Running>, Erro
         c.opts.concurrent_rc_syncs,
         c.metrics,
     );
+    Ok(Some(run.boxed()))
+}
+
+async fn start_node_lifecycle(c: Context) -> Result<Option<Running>, Error> {
+    let client = c.clients.client_for(nodelifecycle::ACCOUNT).await?;
+    let settings = nodelifecycle::Settings {
+        monitor_period: c.opts.node_monitor_period,
+        grace_period: c.opts.node_monitor_grace_period,
+        startup_grace_period: c.opts.node_startup_grace_period,
+        eviction_rate: c.opts.node_eviction_rate,
+    };
+    let run = nodelifecycle::run(client, c.factory, settings, c.metrics);
     Ok(Some(run.boxed()))
 }
 

@@ -37,7 +37,7 @@ pub const KNOWN_CONTROLLERS: &[(&str, Implemented, DefaultOn)] = &[
     ),
     ("namespace-controller", true, true),
     ("node-ipam-controller", false, true),
-    ("node-lifecycle-controller", false, true),
+    ("node-lifecycle-controller", true, true),
     ("node-route-controller", false, true),
     ("persistentvolume-attach-detach-controller", false, true),
     ("persistentvolume-binder-controller", false, true),
@@ -193,6 +193,22 @@ pub struct Options {
     #[arg(long, default_value_t = 20)]
     pub concurrent_gc_syncs: usize,
 
+    /// The period for syncing NodeStatus in cloud-node-lifecycle-controller and
+    /// node-lifecycle-controller.
+    #[arg(long, default_value = "5s", value_parser = component_base::duration::parse_duration)]
+    pub node_monitor_period: Duration,
+    /// Amount of time which we allow running Node to be unresponsive before
+    /// marking it unhealthy.
+    #[arg(long, default_value = "50s", value_parser = component_base::duration::parse_duration)]
+    pub node_monitor_grace_period: Duration,
+    /// Amount of time which we allow starting Node to be unresponsive before
+    /// marking it unhealthy.
+    #[arg(long, default_value = "1m0s", value_parser = component_base::duration::parse_duration)]
+    pub node_startup_grace_period: Duration,
+    /// Number of nodes per second on which pods are deleted in case of node failure
+    /// when a zone is healthy.
+    #[arg(long, default_value_t = 0.1)]
+    pub node_eviction_rate: f32,
     /// The number of namespace objects that are allowed to sync concurrently.
     /// Larger number = more responsive namespace termination, but more CPU (and
     /// network) load.

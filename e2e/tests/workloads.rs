@@ -24,7 +24,14 @@ fn cluster() -> &'static Cluster {
         let kcm = Component::start(
             &api,
             "kcm",
-            &["--leader-elect=false", "--use-service-account-credentials"],
+            &[
+                "--leader-elect=false",
+                "--use-service-account-credentials",
+                "--node-monitor-period=1s",
+                "--node-monitor-grace-period=5s",
+                "--node-startup-grace-period=5s",
+                "--node-eviction-rate=10",
+            ],
         );
         kcm.wait_log("starting controller", Duration::from_secs(60));
         Cluster { api, kcm }
@@ -669,5 +676,151 @@ fn a_replication_controller_keeps_its_pods() {
                 && d.contains("SuccessfulDelete")
                 && d.contains("replication-controller")
         },
+    );
+}
+
+fn ready_status(heartbeat: &str) -> String {
+    format!(
+        r#"{{"status":{{"conditions":[{{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status","lastHeartbeatTime":"{heartbeat}","lastTransitionTime":"{heartbeat}"}}]}}}}"#
+    )
+}
+
+#[test]
+fn node_lifecycle_taints_follow_health() {
+    if !have_kubectl() {
+        return;
+    }
+    let c = cluster();
+    c.api.ok_stdin(
+        K,
+        &["apply", "-f", "-"],
+        Some("apiVersion: v1\nkind: Node\nmetadata:\n  name: lifecycle-1\n"),
+    );
+    // Ready False: the not-ready taints; Ready True lifts them.
+    c.api.ok(
+        K,
+        &[
+            "patch",
+            "node",
+            "lifecycle-1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ready_status("2026-01-01T00:00:00Z").replace("\"True\"", "\"False\""),
+        ],
+    );
+    eventually(
+        c,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}",
+        ],
+        "not-ready taints",
+        |o| {
+            o.contains("node.kubernetes.io/not-ready:NoSchedule")
+                && o.contains("node.kubernetes.io/not-ready:NoExecute")
+        },
+    );
+    c.api.ok(
+        K,
+        &[
+            "patch",
+            "node",
+            "lifecycle-1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ready_status("2026-01-01T00:01:00Z"),
+        ],
+    );
+    eventually(
+        c,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={.spec.taints}",
+        ],
+        "not-ready lifted",
+        |o| !o.contains("not-ready"),
+    );
+    // Cordoned: the unschedulable taint.
+    c.api.ok(K, &["cordon", "lifecycle-1"]);
+    eventually(
+        c,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={.spec.taints}",
+        ],
+        "unschedulable taint",
+        |o| o.contains("node.kubernetes.io/unschedulable"),
+    );
+    c.api.ok(K, &["uncordon", "lifecycle-1"]);
+    // No posts for the grace period: Unknown, in upstream's words, and unreachable.
+    wait_for(
+        c,
+        "",
+        "node/lifecycle-1",
+        "{.status.conditions[?(@.type==\"Ready\")].reason}",
+        "NodeStatusUnknown",
+    );
+    let msg = c.api.ok(
+        K,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].message}",
+        ],
+    );
+    assert_eq!(msg, "Kubelet stopped posting node status.");
+    eventually(
+        c,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={range .spec.taints[*]}{.key}:{.effect} {end}",
+        ],
+        "unreachable taints",
+        |o| {
+            o.contains("node.kubernetes.io/unreachable:NoSchedule")
+                && o.contains("node.kubernetes.io/unreachable:NoExecute")
+                && !o.contains("unschedulable")
+        },
+    );
+    // The kubelet is back: the taints go.
+    c.api.ok(
+        K,
+        &[
+            "patch",
+            "node",
+            "lifecycle-1",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ready_status("2026-01-01T00:10:00Z"),
+        ],
+    );
+    eventually(
+        c,
+        &[
+            "get",
+            "node",
+            "lifecycle-1",
+            "-o",
+            "jsonpath={.spec.taints}",
+        ],
+        "taints removed",
+        |o| !o.contains("unreachable"),
     );
 }
