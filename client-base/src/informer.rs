@@ -412,6 +412,7 @@ pub struct SharedInformerFactory {
     informers: Mutex<HashMap<(TypeId, String), Erased>>,
     starters: Mutex<Vec<Starter>>,
     running: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    strip_managed_fields: bool,
 }
 
 impl SharedInformerFactory {
@@ -422,7 +423,15 @@ impl SharedInformerFactory {
             informers: Mutex::new(HashMap::new()),
             starters: Mutex::new(Vec::new()),
             running: Mutex::new(Vec::new()),
+            strip_managed_fields: false,
         }
+    }
+
+    /// Informers that drop every object's `managedFields` (upstream's
+    /// kube-controller-manager installs this transform on its factory).
+    pub fn without_managed_fields(mut self) -> Self {
+        self.strip_managed_fields = true;
+        self
     }
 
     /// The client the informers use.
@@ -447,6 +456,9 @@ impl SharedInformerFactory {
             return i.clone().downcast::<Informer<K>>().expect("keyed by type");
         }
         let informer = Arc::new(Informer::new(Api::<K>::all(self.client.clone()), config));
+        if self.strip_managed_fields {
+            informer.set_transform(strip_managed_fields::<K>);
+        }
         informers.insert(id, (informer.clone(), informer.synced.subscribe()));
         let i = informer.clone();
         self.starters

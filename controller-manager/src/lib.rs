@@ -286,7 +286,9 @@ async fn run_controllers(
 ) -> Result<(), Error> {
     let enabled = opts.enabled_controllers()?;
     // The informers read as the manager itself, as upstream's "shared-informers".
-    let factory = Arc::new(SharedInformerFactory::new(clients.own("shared-informers")?));
+    let factory = Arc::new(
+        SharedInformerFactory::new(clients.own("shared-informers")?).without_managed_fields(),
+    );
     let ctx = Context {
         opts: opts.clone(),
         clients,
