@@ -53,6 +53,37 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// A daemon a bench started; killed and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The directory of the running executable, where the benches find the daemons
+/// built beside them.
+pub fn exe_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    exe.parent().expect("exe dir").to_path_buf()
+}
+
+/// Writes `dir/kubeconfig` for `https://127.0.0.1:{port}` with bearer `token`
+/// (the server's certificate unchecked); its path.
+pub fn token_kubeconfig(dir: &std::path::Path, port: u16, token: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\n  name: c\ncontexts:\n- context: {{cluster: c, user: u}}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: {token}}}\n"
+        ),
+    )
+    .expect("kubeconfig");
+    path
+}
+
 /// The CPU seconds (user + system) a process has used so far, from
 /// `/proc/<pid>/stat`; 0 when unreadable.
 pub fn cpu_seconds(pid: u32) -> f64 {

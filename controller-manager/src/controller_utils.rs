@@ -359,6 +359,31 @@ pub fn pods_to_delete<'a>(
     ranked.into_iter().take(diff).map(|(p, _)| p).collect()
 }
 
+/// `namespace/name` of an object: the work queues' keys.
+pub fn key(meta: &ObjectMeta) -> String {
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Whether a controller's selector picks an orphan with `meta`'s labels, as
+/// upstream's `GetPodReplicaSets`/`getDeploymentsForReplicaSet`: an empty
+/// selector selects nothing here.
+pub fn selects_orphan(
+    sel: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    meta: &ObjectMeta,
+) -> bool {
+    let nonempty = sel.match_labels.as_ref().is_some_and(|m| !m.is_empty())
+        || sel
+            .match_expressions
+            .as_ref()
+            .is_some_and(|m| !m.is_empty());
+    let empty = BTreeMap::new();
+    nonempty && client_base::selectors::matches(sel, meta.labels.as_ref().unwrap_or(&empty))
+}
+
 /// `namespace/name` of a pod.
 pub fn pod_key(pod: &Pod) -> String {
     format!(

@@ -207,14 +207,7 @@ impl Events for RecorderEvents {
     }
 }
 
-/// `namespace/name`.
-pub fn key(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
+pub use crate::controller_utils::key;
 
 fn replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
@@ -383,20 +376,12 @@ impl Controller {
     /// The ReplicaSets whose selector matches an orphan pod.
     fn sets_selecting(&self, pod: &Pod) -> Vec<Arc<ReplicaSet>> {
         let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-        let empty = Default::default();
-        let labels = pod.metadata.labels.as_ref().unwrap_or(&empty);
         self.store
             .replica_sets_in(ns)
             .into_iter()
             .filter(|rs| {
                 rs.spec.as_ref().is_some_and(|s| {
-                    let sel = &s.selector;
-                    let nonempty = sel.match_labels.as_ref().is_some_and(|m| !m.is_empty())
-                        || sel
-                            .match_expressions
-                            .as_ref()
-                            .is_some_and(|m| !m.is_empty());
-                    nonempty && client_base::selectors::matches(sel, labels)
+                    crate::controller_utils::selects_orphan(&s.selector, &pod.metadata)
                 })
             })
             .collect()

@@ -8,13 +8,13 @@
 //! (upstream's default 20, or raised).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use component_base::bench::{cpu_seconds, free_port, rss_kib};
+use component_base::bench::{Proc, cpu_seconds, exe_dir, free_port, rss_kib};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -38,30 +38,8 @@ struct Args {
     timeout: u64,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn exe_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    exe.parent().expect("exe dir").to_path_buf()
-}
-
 fn kubeconfig(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\n  name: c\ncontexts:\n- context: {{cluster: c, user: u}}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: {TOKEN}}}\n"
-        ),
-    )
-    .expect("kubeconfig");
-    path
+    component_base::bench::token_kubeconfig(dir, port, TOKEN)
 }
 
 /// Exits non-zero, printing no figures, when the pods did not all appear.

@@ -208,14 +208,7 @@ impl Events for RecorderEvents {
     }
 }
 
-/// `namespace/name`.
-pub fn key(meta: &ObjectMeta) -> String {
-    format!(
-        "{}/{}",
-        meta.namespace.as_deref().unwrap_or_default(),
-        meta.name.as_deref().unwrap_or_default()
-    )
-}
+pub use crate::controller_utils::key;
 
 /// Why a sync failed (requeued with backoff).
 #[derive(Debug, thiserror::Error)]
@@ -300,20 +293,12 @@ impl Controller {
     /// The Deployments whose selector matches an orphan ReplicaSet's labels.
     fn selecting(&self, rs: &ReplicaSet) -> Vec<Arc<Deployment>> {
         let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
-        let empty = BTreeMap::new();
-        let labels = rs.metadata.labels.as_ref().unwrap_or(&empty);
         self.store
             .deployments_in(ns)
             .into_iter()
             .filter(|d| {
                 d.spec.as_ref().is_some_and(|s| {
-                    let sel = &s.selector;
-                    let nonempty = sel.match_labels.as_ref().is_some_and(|m| !m.is_empty())
-                        || sel
-                            .match_expressions
-                            .as_ref()
-                            .is_some_and(|m| !m.is_empty());
-                    nonempty && client_base::selectors::matches(sel, labels)
+                    crate::controller_utils::selects_orphan(&s.selector, &rs.metadata)
                 })
             })
             .collect()

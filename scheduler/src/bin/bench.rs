@@ -18,12 +18,13 @@
 //! pods, then high-priority pods that must preempt).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use component_base::bench::{Proc, cpu_seconds, exe_dir};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -58,30 +59,8 @@ struct Args {
     parallelism: u32,
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn exe_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    exe.parent().expect("exe dir").to_path_buf()
-}
-
 fn kubeconfig(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {{server: \"https://127.0.0.1:{port}\", insecure-skip-tls-verify: true}}\n  name: c\ncontexts:\n- context: {{cluster: c, user: u}}\n  name: c\ncurrent-context: c\nusers:\n- name: u\n  user: {{token: {TOKEN}}}\n"
-        ),
-    )
-    .expect("kubeconfig");
-    path
+    component_base::bench::token_kubeconfig(dir, port, TOKEN)
 }
 
 fn node(i: usize) -> Node {
@@ -182,8 +161,6 @@ fn quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
 }
 
 /// A process's user+system CPU time in seconds (`/proc/<pid>/stat`, 100 Hz ticks).
-use component_base::bench::cpu_seconds;
-
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
