@@ -27,7 +27,7 @@
 #   KEELSON_IMAGES_REBUILD  1: build and push the images even if the registry has them
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data=${KEELSON_DATA:-/tmp/keelson}
+data=$(realpath -m "${KEELSON_DATA:-/tmp/keelson}")
 port=${KEELSON_REGISTRY_PORT:-5000}
 registry=127.0.0.1:$port
 epoch=1970-01-01T00:00:00Z
