@@ -17,7 +17,7 @@ mkdir -p "$base"
 profile=${KEELSON_PROFILE:-release}
 cargo build --profile "$profile" -p keelson-apiserver --bin kube-apiserver \
   -p keelson-controller-manager --bin kube-controller-manager \
-  -p keelson-scheduler --bin kube-scheduler
+  -p keelson-scheduler --bin kube-scheduler -p keelson-kubelet --bin kubelet
 bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 for tool in openssl curl; do
   command -v "$tool" >/dev/null || {
@@ -46,8 +46,14 @@ cert() { # name subject extendedKeyUsage [subjectAltName]
     -days 365 -out "$pki/$1.crt" -extfile <(printf "$ext") 2>/dev/null
   rm -f "$pki/$1.csr"
 }
+# The node network (hack/node.sh): the host is $net.0.1 there, node-1 is $net.0.11.
+net=${KEELSON_NET:-10.99}
+gw=$net.0.1
+node=node-1
 cert apiserver "/CN=kube-apiserver" serverAuth \
-  "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1"
+  "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.0.0.1,IP:$gw"
+cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
+cert "kubelet-$node" "/O=system:nodes/CN=system:node:$node" clientAuth
 cert admin "/O=system:masters/CN=kubernetes-admin" clientAuth
 cert controller-manager "/CN=system:kube-controller-manager" clientAuth
 cert scheduler "/CN=system:kube-scheduler" clientAuth
@@ -61,7 +67,10 @@ fi
   --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$port" \
+  --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+  --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+  --kubelet-preferred-address-types InternalIP,ExternalIP,Hostname \
+  --bind-address 0.0.0.0 --advertise-address "$gw" --secure-port "$port" \
   >"$base/apiserver.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' INT TERM EXIT
@@ -71,14 +80,14 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 b64() { base64 -w0 <"$1"; }
-kubeconfig() { # user certificate-name
+kubeconfig() { # user certificate-name [server]
   cat <<CONF
 apiVersion: v1
 kind: Config
 clusters:
 - cluster:
     certificate-authority-data: $(b64 "$pki/ca.crt")
-    server: https://127.0.0.1:$port
+    server: ${3:-https://127.0.0.1:$port}
   name: keelson
 contexts:
 - context:
@@ -112,9 +121,46 @@ kubeconfig system:kube-scheduler scheduler >"$base/scheduler.conf"
   >"$base/scheduler.log" 2>&1 &
 sched=$!
 trap 'kill $pid $kcm $sched 2>/dev/null; wait $pid $kcm $sched 2>/dev/null' INT TERM EXIT
+
+# The node: the images in a local registry, a network namespace with its own
+# containerd (hack/node.sh), and the kubelet in it.
+export KEELSON_DATA=$base
+bash hack/images.sh
+bash hack/node.sh up "$node" 1
+ndir=$base/nodes/$node
+kubeconfig "system:node:$node" "kubelet-$node" "https://$gw:$port" >"$ndir/kubelet.conf"
+cat >"$ndir/kubelet-config.yaml" <<CONF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  x509:
+    clientCAFile: $pki/ca.crt
+authorization:
+  mode: Webhook
+clusterDomain: cluster.local
+cgroupRoot: /keelson-$node
+podLogsDir: $ndir/logs
+resolvConf: /etc/resolv.conf
+staticPodPath: $ndir/manifests
+containerRuntimeEndpoint: unix://$ndir/containerd/containerd.sock
+CONF
+mkdir -p "$ndir/manifests"
+setsid nsenter --net="/run/netns/keelson-$node" "$bindir/kubelet" \
+  --config "$ndir/kubelet-config.yaml" --kubeconfig "$ndir/kubelet.conf" \
+  --root-dir "$ndir/kubelet" --cert-dir "$ndir/kubelet/pki" \
+  --hostname-override "$node" --node-ip "$net.0.11" \
+  >"$base/kubelet.log" 2>&1 &
+kubelet=$!
+stop() {
+  kill $kubelet 2>/dev/null; wait $kubelet 2>/dev/null
+  bash hack/node.sh down-all >/dev/null 2>&1 || true
+  bash hack/images.sh stop >/dev/null 2>&1 || true
+  kill $pid $kcm $sched 2>/dev/null; wait $pid $kcm $sched 2>/dev/null
+}
+trap stop INT TERM EXIT
 chmod 600 "$base/admin.conf"
-echo "Keelson control plane is up on https://127.0.0.1:$port (logs: $base/apiserver.log, $base/controller-manager.log, $base/scheduler.log)."
+echo "Keelson is up on https://127.0.0.1:$port with node $node (logs: $base/*.log)."
 echo "  export KUBECONFIG=$base/admin.conf"
-echo "  kubectl get ns; kubectl create deployment web --image=nginx; kubectl get all"
-echo "Ctrl-C stops it."
+echo "  kubectl get nodes; kubectl run hello --image=busybox -- sh -c 'echo hi; sleep 1d'; kubectl logs hello"
+echo "Ctrl-C stops it and removes the node."
 wait $pid

@@ -1,8 +1,12 @@
-//! Compiles the vendored etcd protos and Keelson's own with protox, so no
+//! Compiles the vendored etcd and CRI protos and Keelson's own with protox, so no
 //! system `protoc` is needed to build this crate.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["etcd/api/etcdserverpb/rpc.proto", "keelson/peer.proto"];
+    let files = [
+        "etcd/api/etcdserverpb/rpc.proto",
+        "keelson/peer.proto",
+        "cri/runtime/v1/api.proto",
+    ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure()

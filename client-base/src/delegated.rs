@@ -26,7 +26,7 @@ use std::time::Duration;
 use component_base::status::{Caller, Guard, Refusal};
 use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
 use k8s_openapi::api::authorization::v1::{
-    NonResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    NonResourceAttributes, ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use kube::api::{Api, PostParams};
 use parking_lot::Mutex;
@@ -290,19 +290,48 @@ impl Delegated {
 
     /// Whether `user` may `verb` `path`.
     pub async fn authorize(&self, user: &User, verb: &str, path: &str) -> Result<(), Refusal> {
-        if always_allowed(&self.always, path) || user.groups.iter().any(|g| g == "system:masters") {
+        if always_allowed(&self.always, path) {
             return Ok(());
         }
-        let forbidden = || {
-            Refusal::Forbidden(format!(
-                "forbidden: User {:?} cannot {verb} path {path:?}",
-                user.name
-            ))
-        };
+        let key = format!("{}|{}|{:?}|{verb}|{path}", user.name, user.uid, user.groups);
+        let attrs = Attributes::NonResource(NonResourceAttributes {
+            path: Some(path.to_owned()),
+            verb: Some(verb.to_owned()),
+        });
+        let message = format!(
+            "forbidden: User {:?} cannot {verb} path {path:?}",
+            user.name
+        );
+        self.review(user, key, attrs, message).await
+    }
+
+    /// Whether `user` may act on `attrs` (a resource request: the kubelet's
+    /// `nodes/proxy`, `nodes/log`, ...), refused with `message`.
+    pub async fn authorize_resource(
+        &self,
+        user: &User,
+        attrs: ResourceAttributes,
+        message: String,
+    ) -> Result<(), Refusal> {
+        let key = format!("{}|{}|{:?}|{attrs:?}", user.name, user.uid, user.groups);
+        self.review(user, key, Attributes::Resource(attrs), message)
+            .await
+    }
+
+    async fn review(
+        &self,
+        user: &User,
+        key: String,
+        attrs: Attributes,
+        message: String,
+    ) -> Result<(), Refusal> {
+        if user.groups.iter().any(|g| g == "system:masters") {
+            return Ok(());
+        }
+        let forbidden = || Refusal::Forbidden(message.clone());
         let Some(client) = &self.authz else {
             return Err(forbidden());
         };
-        let key = format!("{}|{}|{:?}|{verb}|{path}", user.name, user.uid, user.groups);
         if let Some((allowed, at)) = self.decisions.lock().get(&key).copied() {
             let ttl = if allowed {
                 self.allow_ttl
@@ -313,6 +342,10 @@ impl Delegated {
                 return if allowed { Ok(()) } else { Err(forbidden()) };
             }
         }
+        let (resource_attributes, non_resource_attributes) = match attrs {
+            Attributes::Resource(r) => (Some(r), None),
+            Attributes::NonResource(n) => (None, Some(n)),
+        };
         let api: Api<SubjectAccessReview> = Api::all(client.clone());
         let review = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
@@ -320,11 +353,8 @@ impl Delegated {
                 uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
                 groups: Some(user.groups.clone()),
                 extra: (!user.extra.is_empty()).then(|| user.extra.clone()),
-                non_resource_attributes: Some(NonResourceAttributes {
-                    path: Some(path.to_owned()),
-                    verb: Some(verb.to_owned()),
-                }),
-                ..Default::default()
+                resource_attributes,
+                non_resource_attributes,
             },
             ..Default::default()
         };
@@ -338,6 +368,12 @@ impl Delegated {
         self.decisions.lock().insert(key, (allowed, Instant::now()));
         if allowed { Ok(()) } else { Err(forbidden()) }
     }
+}
+
+/// What a SubjectAccessReview asks about.
+enum Attributes {
+    Resource(ResourceAttributes),
+    NonResource(NonResourceAttributes),
 }
 
 impl Guard for Delegated {

@@ -51,6 +51,8 @@ enum Backend {
 /// core/v1 Events of one component, with the names and counts of those written.
 struct Legacy {
     client: kube::Client,
+    /// `source.host` (the kubelet's node).
+    host: Option<String>,
     component: String,
     seen: parking_lot::Mutex<HashMap<String, (String, i32)>>,
 }
@@ -114,14 +116,14 @@ impl Legacy {
             message: Some(message),
             source: Some(EventSource {
                 component: Some(self.component.clone()),
-                host: None,
+                host: self.host.clone(),
             }),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),
             type_: Some(type_.into()),
             reporting_component: Some(self.component.clone()),
-            reporting_instance: Some(String::new()),
+            reporting_instance: Some(self.host.clone().unwrap_or_default()),
             ..Default::default()
         };
         api.create(&kube::api::PostParams::default(), &event)
@@ -160,9 +162,16 @@ impl Recorder {
     /// core/v1 Events from `component` (`deployment-controller`), as client-go's
     /// `tools/record` recorder that upstream's controllers use.
     pub fn legacy(client: kube::Client, component: &str) -> Self {
+        Self::legacy_on_host(client, component, None)
+    }
+
+    /// [`Recorder::legacy`] with `source.host` set, as the kubelet's events carry
+    /// the node's name.
+    pub fn legacy_on_host(client: kube::Client, component: &str, host: Option<String>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let backend = Backend::Legacy(std::sync::Arc::new(Legacy {
             client,
+            host,
             component: component.to_owned(),
             seen: parking_lot::Mutex::new(HashMap::new()),
         }));

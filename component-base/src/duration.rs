@@ -108,3 +108,26 @@ mod tests {
         assert!(parse_duration("").is_err());
     }
 }
+
+/// A `metav1.Duration`: a [`Duration`] read and written as Go's duration string
+/// (`"10s"`, `"1m0s"`), as configuration files (KubeletConfiguration, ...) carry it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GoDuration(pub Duration);
+
+impl serde::Serialize for GoDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&go_string(
+            i64::try_from(self.0.as_nanos()).unwrap_or(i64::MAX),
+        ))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        // metav1.Duration's UnmarshalJSON: `time: invalid duration "x"`.
+        parse_duration(&s)
+            .map(GoDuration)
+            .map_err(|_| serde::de::Error::custom(format!("time: invalid duration {s:?}")))
+    }
+}

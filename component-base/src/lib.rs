@@ -5,7 +5,8 @@
 //! - [`tls`]: loads PEM certificates and keys into rustls configs, with and without
 //!   client-certificate verification.
 //! - [`metrics`]: renders a `prometheus` registry in the text exposition format.
-//! - [`duration`]: Go-style duration flags.
+//! - [`duration`]: Go-style duration flags and config fields.
+//! - [`hash`]: FNV-32a, as upstream hashes pod templates and containers.
 //! - [`signal`]: resolves when SIGTERM or SIGINT arrives.
 //! - [`spdy`]: SPDY/3.1 frames and header compression, for Kubernetes streams.
 //! - [`quantity`]: resource quantities (`500m`, `128Mi`), exact in nano-units.
@@ -23,6 +24,7 @@
 
 pub mod bench;
 pub mod duration;
+pub mod hash;
 pub mod metrics;
 pub mod quantity;
 pub mod quota;

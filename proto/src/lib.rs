@@ -3,6 +3,8 @@
 //! - [`etcdserverpb`], [`mvccpb`], [`authpb`]: the etcd v3 API, compiled from etcd's own
 //!   `.proto` files (vendored under `proto/etcd`), so the generated servers are wire
 //!   compatible with etcd 3.4 and 3.5 clients such as `etcdctl`.
+//! - [`runtime`]: the Container Runtime Interface (`runtime.v1` RuntimeService and
+//!   ImageService), the kubelet's wire to containerd; vendored under `proto/cri`.
 //! - [`peer`]: the store's member-to-member service: Raft transport, membership
 //!   discovery for joining members, and lease forwarding to the leader.
 //!
@@ -37,6 +39,16 @@ pub mod keelson {
 }
 
 pub use keelson::peer::v1 as peer;
+
+/// The CRI's `runtime` package.
+pub mod cri {
+    /// `runtime.v1`: RuntimeService and ImageService.
+    pub mod v1 {
+        tonic::include_proto!("runtime.v1");
+    }
+}
+
+pub use cri::v1 as runtime;
 
 /// The encoded `FileDescriptorSet` is not needed at run time; this keeps the names
 /// `google.api` and `grpc.gateway` (annotation packages) out of the public API.

@@ -241,19 +241,14 @@ pub fn find_new(d: &Deployment, rss: &[Arc<ReplicaSet>]) -> Option<Arc<ReplicaSe
 /// Upstream's `ComputeHash`: FNV-32a of the template (here its JSON, with its
 /// maps ordered) and the collision count, spelled with upstream's safe alphabet.
 pub fn compute_hash(t: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            h ^= u32::from(*b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(&serde_json::to_vec(t).unwrap_or_default());
+    let mut h = component_base::hash::Fnv32a::default();
+    h.write(&serde_json::to_vec(t).unwrap_or_default());
     if let Some(c) = collision_count {
-        feed(&(c as u32).to_le_bytes());
+        h.write(&(c as u32).to_le_bytes());
     }
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
+    h.finish()
+        .to_string()
         .bytes()
         .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
         .collect()
