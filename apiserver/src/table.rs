@@ -334,28 +334,159 @@ fn selector(o: &Value) -> Cell {
     ))
 }
 
-fn pod_status(o: &Value) -> String {
+/// The READY, STATUS and RESTARTS cells of a pod, as upstream's `printPod`: init
+/// containers (`Init:1/2`, `Init:CrashLoopBackOff`, `Init:ExitCode:3`), sidecars
+/// counted among the containers, the last container's waiting or terminated reason,
+/// `NotReady`, `Terminating`, and restarts with how long ago the last one was.
+fn pod_cells(o: &Value) -> (String, String, String) {
+    let arr = |path: &str| {
+        p(o, path)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let inits = arr("/spec/initContainers");
+    let sidecar = |name: &str| {
+        inits.iter().any(|c| {
+            c.get("name").and_then(Value::as_str) == Some(name)
+                && c.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+        })
+    };
+    let total = arr("/spec/containers").len()
+        + inits
+            .iter()
+            .filter(|c| c.get("restartPolicy").and_then(Value::as_str) == Some("Always"))
+            .count();
+    let mut ready = 0usize;
+    let mut restarts = 0i64;
+    let mut sidecar_restarts = 0i64;
+    let mut last: Option<i64> = None;
+    let mut sidecar_last: Option<i64> = None;
+    let later = |a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, y) => x.or(y),
+    };
+    let finished = |c: &Value| {
+        p(c, "/lastState/terminated/finishedAt")
+            .and_then(Value::as_str)
+            .and_then(meta::parse_rfc3339)
+    };
     let mut reason = s(p(o, "/status/reason"));
     if reason.is_empty() {
         reason = s(p(o, "/status/phase"));
     }
-    if let Some(cs) = p(o, "/status/containerStatuses").and_then(Value::as_array) {
-        for c in cs.iter().rev() {
-            if let Some(w) = p(c, "/state/waiting/reason").and_then(Value::as_str) {
-                reason = w.to_owned();
-            } else if let Some(t) = p(c, "/state/terminated/reason").and_then(Value::as_str) {
-                reason = t.to_owned();
+    let conditions = arr("/status/conditions");
+    let condition = |t: &str| {
+        conditions
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(t))
+    };
+    if condition("PodScheduled")
+        .and_then(|c| c.get("reason"))
+        .and_then(Value::as_str)
+        == Some("SchedulingGated")
+    {
+        reason = "SchedulingGated".into();
+    }
+    let init_statuses = arr("/status/initContainerStatuses");
+    let mut initializing = false;
+    for (i, c) in init_statuses.iter().enumerate() {
+        let name = s(c.get("name"));
+        restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+        last = later(last, finished(c));
+        if sidecar(&name) {
+            sidecar_restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+            sidecar_last = later(sidecar_last, finished(c));
+        }
+        let term = p(c, "/state/terminated");
+        let waiting = p(c, "/state/waiting/reason")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if term.and_then(|t| t.get("exitCode")).and_then(Value::as_i64) == Some(0) {
+            continue;
+        }
+        if sidecar(&name) && c.get("started") == Some(&json!(true)) {
+            if c.get("ready") == Some(&json!(true)) {
+                ready += 1;
+            }
+            continue;
+        }
+        if let Some(t) = term {
+            let r = s(t.get("reason"));
+            reason = if !r.is_empty() {
+                format!("Init:{r}")
+            } else if let Some(sig) = t.get("signal").and_then(Value::as_i64).filter(|s| *s != 0) {
+                format!("Init:Signal:{sig}")
+            } else {
+                format!(
+                    "Init:ExitCode:{}",
+                    t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                )
+            };
+        } else if !waiting.is_empty() && waiting != "PodInitializing" {
+            reason = format!("Init:{waiting}");
+        } else {
+            reason = format!("Init:{i}/{}", inits.len());
+        }
+        initializing = true;
+        break;
+    }
+    let initialized =
+        condition("Initialized").and_then(|c| c.get("status")) == Some(&json!("True"));
+    if !initializing || initialized {
+        restarts = sidecar_restarts;
+        last = sidecar_last;
+        let mut running = false;
+        for c in arr("/status/containerStatuses").iter().rev() {
+            restarts += c.get("restartCount").and_then(Value::as_i64).unwrap_or(0);
+            last = later(last, finished(c));
+            let waiting = s(p(c, "/state/waiting/reason"));
+            let term = p(c, "/state/terminated");
+            if !waiting.is_empty() {
+                reason = waiting;
+            } else if let Some(t) = term {
+                let r = s(t.get("reason"));
+                reason = if !r.is_empty() {
+                    r
+                } else if let Some(sig) =
+                    t.get("signal").and_then(Value::as_i64).filter(|s| *s != 0)
+                {
+                    format!("Signal:{sig}")
+                } else {
+                    format!(
+                        "ExitCode:{}",
+                        t.get("exitCode").and_then(Value::as_i64).unwrap_or(0)
+                    )
+                };
+            } else if c.get("ready") == Some(&json!(true)) && p(c, "/state/running").is_some() {
+                running = true;
+                ready += 1;
             }
         }
+        if reason == "Completed" && running {
+            reason = if condition("Ready").and_then(|c| c.get("status")) == Some(&json!("True")) {
+                "Running".into()
+            } else {
+                "NotReady".into()
+            };
+        }
     }
+    let phase = s(p(o, "/status/phase"));
     if meta::field(o, "deletionTimestamp").is_some() {
-        reason = if p(o, "/status/reason").and_then(Value::as_str) == Some("NodeLost") {
-            "Unknown".into()
-        } else {
-            "Terminating".into()
-        };
+        if p(o, "/status/reason").and_then(Value::as_str) == Some("NodeLost") {
+            reason = "Unknown".into();
+        } else if phase != "Succeeded" && phase != "Failed" {
+            reason = "Terminating".into();
+        }
     }
-    reason
+    let restarts = match last {
+        Some(t) if restarts != 0 => format!(
+            "{restarts} ({} ago)",
+            meta::human_duration(meta::unix_now() - t)
+        ),
+        _ => restarts.to_string(),
+    };
+    (format!("{ready}/{total}"), reason, restarts)
 }
 
 fn row(kind: &str, o: &Value) -> Vec<Cell> {
@@ -363,27 +494,12 @@ fn row(kind: &str, o: &Value) -> Vec<Cell> {
     let age = json!(meta::age(o));
     match kind {
         "Pod" => {
-            let total = p(o, "/spec/containers")
-                .and_then(Value::as_array)
-                .map(Vec::len)
-                .unwrap_or(0);
-            let statuses = p(o, "/status/containerStatuses")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let ready = statuses
-                .iter()
-                .filter(|c| c.get("ready") == Some(&json!(true)))
-                .count();
-            let restarts: i64 = statuses
-                .iter()
-                .map(|c| c.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
-                .sum();
+            let (ready, status, restarts) = pod_cells(o);
             vec![
                 name,
-                json!(format!("{ready}/{total}")),
-                json!(pod_status(o)),
-                json!(restarts.to_string()),
+                json!(ready),
+                json!(status),
+                json!(restarts),
                 age,
                 or_none(s(p(o, "/status/podIP"))),
                 or_none(s(p(o, "/spec/nodeName"))),
@@ -1281,7 +1397,7 @@ mod tests {
     fn pod_row() {
         let pod = json!({"metadata": {"name": "p", "creationTimestamp": meta::now()},
             "spec": {"containers": [{"name": "c"}], "nodeName": "n1"},
-            "status": {"phase": "Running", "podIP": "10.1.0.2", "containerStatuses": [{"ready": true, "restartCount": 2}]}});
+            "status": {"phase": "Running", "podIP": "10.1.0.2", "containerStatuses": [{"ready": true, "restartCount": 2, "state": {"running": {}}}]}});
         let t = table(
             res("Pod"),
             &[pod],
@@ -1296,6 +1412,72 @@ mod tests {
         assert_eq!(cells[6], "n1");
         assert_eq!(t["columnDefinitions"][5]["priority"], 1);
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+    }
+
+    #[test]
+    fn pod_status_cells_as_upstream_print_pod() {
+        let cells = |o: Value| {
+            let t = table(res("Pod"), &[o], None, None, IncludeObject::None);
+            let c = &t["rows"][0]["cells"];
+            (
+                c[1].as_str().unwrap().to_owned(),
+                c[2].as_str().unwrap().to_owned(),
+                c[3].as_str().unwrap().to_owned(),
+            )
+        };
+        let ago = meta::rfc3339(meta::unix_now() - 30);
+        // A sidecar counts among the containers once started.
+        let sidecar = json!({"metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "i"}, {"name": "s", "restartPolicy": "Always"}], "containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}, {"type": "Ready", "status": "True"}],
+              "initContainerStatuses": [{"name": "i", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                                        {"name": "s", "started": true, "ready": true, "state": {"running": {}}}],
+              "containerStatuses": [{"name": "c", "ready": true, "state": {"running": {}}}]}});
+        assert_eq!(cells(sidecar), ("2/2".into(), "Running".into(), "0".into()));
+        let init = json!({"metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "c"}]},
+            "status": {"phase": "Pending",
+              "initContainerStatuses": [{"name": "a", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}},
+                                        {"name": "b", "state": {"running": {}}}],
+              "containerStatuses": [{"name": "c", "state": {"waiting": {"reason": "PodInitializing"}}}]}});
+        assert_eq!(cells(init).1, "Init:1/2");
+        let init_crash = json!({"metadata": {"name": "p"},
+            "spec": {"initContainers": [{"name": "a"}], "containers": [{"name": "c"}]},
+            "status": {"phase": "Pending",
+              "initContainerStatuses": [{"name": "a", "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                                         "lastState": {"terminated": {"exitCode": 1, "finishedAt": ago}}}]}});
+        assert_eq!(
+            cells(init_crash),
+            (
+                "0/1".into(),
+                "Init:CrashLoopBackOff".into(),
+                "3 (30s ago)".into()
+            )
+        );
+        let crash = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "c", "restartCount": 2,
+              "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 3, "finishedAt": ago}}}]}});
+        assert_eq!(
+            cells(crash),
+            (
+                "0/1".into(),
+                "CrashLoopBackOff".into(),
+                "2 (30s ago)".into()
+            )
+        );
+        let exited = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Failed", "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 137, "signal": 9}}}]}});
+        assert_eq!(cells(exited).1, "Signal:9");
+        let terminating = json!({"metadata": {"name": "p", "deletionTimestamp": ago}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Running", "containerStatuses": [{"name": "c", "ready": true, "state": {"running": {}}}]}});
+        assert_eq!(cells(terminating).1, "Terminating");
+        let done = json!({"metadata": {"name": "p", "deletionTimestamp": ago}, "spec": {"containers": [{"name": "c"}]},
+            "status": {"phase": "Succeeded", "containerStatuses": [{"name": "c", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]}});
+        assert_eq!(
+            cells(done).1,
+            "Completed",
+            "a terminal pod is not Terminating"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::process::{binary, free_port, kubectl_path};
+use crate::process::{binary, free_port, kubectl_path, on_exit};
 
 /// The admin bearer token every [`ApiServer`] accepts.
 pub const ADMIN_TOKEN: &str = "admintoken";
@@ -142,17 +142,28 @@ impl ApiServer {
             .append(true)
             .open(dir.join("apiserver.log"))
             .expect("log file");
-        Command::new(binary("kube-apiserver"))
+        let child = Command::new(binary("kube-apiserver"))
             .args(["--data-dir", &path("data"), "--cert-dir", &path("certs")])
             .args(["--token-auth-file", &path("tokens.csv")])
             .args(["--client-ca-file", &path("pki/ca.crt")])
-            .args(["--bind-address", "127.0.0.1"])
+            .args(
+                (!extra.iter().any(|f| f.starts_with("--bind-address")))
+                    .then_some(["--bind-address", "127.0.0.1"])
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--secure-port", &port.to_string()])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("start kube-apiserver")
+            .expect("start kube-apiserver");
+        on_exit(&format!(
+            "kill -9 {} 2>/dev/null; rm -rf {}",
+            child.id(),
+            dir.display()
+        ));
+        child
     }
 
     /// Stops the server (SIGKILL) and starts it again on the same data and port.

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::apiserver::ApiServer;
-use crate::process::{binary, free_port};
+use crate::process::{binary, free_port, on_exit};
 
 /// A daemon against an [`ApiServer`], with its secure port on 127.0.0.1 behind
 /// delegated authentication and authorization (its own kubeconfig for both; read
@@ -82,6 +82,7 @@ impl Component {
             .stderr(file)
             .spawn()
             .unwrap_or_else(|e| panic!("start {bin}: {e}"));
+        on_exit(&format!("kill -9 {} 2>/dev/null", child.id()));
         Component {
             child: Some(child),
             log,

@@ -15,7 +15,9 @@
 //!   port-forward), and [`KubeletCluster`], an apiserver with one behind a Node;
 //! - `https`: [`https_get`], [`https_get_as`] and [`websocket_ping`], for requests
 //!   kubectl cannot make;
-//! - `webhook`: [`TestWebhook`], an HTTPS admission webhook server.
+//! - `webhook`: [`TestWebhook`], an HTTPS admission webhook server;
+//! - `node`: [`NodeEnv`] (the local registry with the images and a node network)
+//!   and [`Node`] (a network namespace with its own containerd and a real kubelet).
 //!
 //! Tests skip (with a message) when a client they need is not installed, so that the
 //! suite stays runnable on a developer machine; CI installs everything.
@@ -24,6 +26,7 @@ mod apiserver;
 mod component;
 mod https;
 mod kubelet;
+mod node;
 mod pki;
 mod process;
 mod webhook;
@@ -32,6 +35,7 @@ pub use apiserver::{ADMIN_TOKEN, ApiServer};
 pub use component::{Component, ControllerManager};
 pub use https::{https_get, https_get_as, websocket_ping};
 pub use kubelet::{KubeletCluster, TestKubelet};
+pub use node::{Node, NodeEnv};
 pub use pki::Pki;
 pub use process::{KUBECTLS, binary, free_port, have_kubectl, installed_kubectls, kubectl_path};
 pub use webhook::TestWebhook;

@@ -58,3 +58,20 @@ pub fn have_kubectl() -> bool {
     }
     true
 }
+
+/// Runs the bash `script` once this test process has exited, however it ends. The
+/// shared clusters live in statics, which Rust never drops: without this their
+/// processes, nodes and directories would outlive the test binary.
+pub fn on_exit(script: &str) {
+    let pid = std::process::id();
+    let _ = Command::new("setsid")
+        .args([
+            "bash",
+            "-c",
+            &format!("tail --pid={pid} -f /dev/null; {script}"),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn();
+}
