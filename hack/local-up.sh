@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# README command 1: a single-node Keelson control plane on this machine.
-# Starts kube-apiserver with its embedded store on https://127.0.0.1:6443,
+# README command 1: a Keelson cluster on this machine: a control plane and one node.
+# Starts kube-apiserver with its embedded store on https://127.0.0.1:6443 (listening on
+# every address, so the node reaches it on the node network),
 # kube-controller-manager (secure port 10257) and kube-scheduler (10259) against it,
 # as kubeadm would: one CA, client certificates for the admin (system:masters), the
 # controller manager and the scheduler (system:kube-scheduler),
 # Node,RBAC authorization, service account tokens signed with sa.key, and the
-# controllers on their own service accounts. Writes an admin kubeconfig and prints how
-# to use it. Ctrl-C stops them all; state lives under
-# ${KEELSON_DATA:-/tmp/keelson}.
+# controllers on their own service accounts. Then the node: the images in a local
+# registry (hack/images.sh), a network namespace with its own containerd
+# (hack/node.sh), and the kubelet in it as system:node:node-1. Writes an admin
+# kubeconfig and prints how to use it. Ctrl-C stops them all and removes the node;
+# state lives under ${KEELSON_DATA:-/tmp/keelson}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${KEELSON_DATA:-/tmp/keelson}
@@ -15,9 +18,9 @@ port=${KEELSON_PORT:-6443}
 mkdir -p "$base"
 # KEELSON_PROFILE=dev uses a debug build (faster to build, slower to run).
 profile=${KEELSON_PROFILE:-release}
-cargo build --profile "$profile" -p keelson-apiserver --bin kube-apiserver \
-  -p keelson-controller-manager --bin kube-controller-manager \
-  -p keelson-scheduler --bin kube-scheduler -p keelson-kubelet --bin kubelet
+# The whole workspace's binaries: the same build the tests make, so nothing is
+# compiled twice with other features.
+cargo build --profile "$profile" --workspace --bins
 bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
 for tool in openssl curl; do
   command -v "$tool" >/dev/null || {

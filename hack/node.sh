@@ -15,6 +15,7 @@
 #                                 cni/ipam (host-local's leases), containerd/ (config.toml,
 #                                 root, state, certs.d, runc, containerd.sock), containerd.log,
 #                                 containerd.pid
+# The node's kubelet runs with cgroupRoot /keelson-NAME; `down` removes that cgroup tree.
 # Pod traffic between nodes and to the host is routed, not translated; to anywhere else
 # it leaves masqueraded as the node (nft table `ip keelson` in the node's netns).
 #
@@ -342,6 +343,11 @@ down() { # name index
   done
   rmdir /run/containerd/fifo/* /run/containerd/runc /run/containerd/fifo /run/containerd/s \
     /run/containerd 2>/dev/null || true
+  # The node's cgroup tree: its kubelet runs with cgroupRoot /keelson-NAME (pods under
+  # kubepods/...); with every container gone the directories are empty.
+  for root in /sys/fs/cgroup/*/"$ns" /sys/fs/cgroup/"$ns"; do
+    [ -d "$root" ] && find "$root" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
   echo "node $name: down"
 }
 

@@ -314,7 +314,7 @@ impl Delegated {
         message: String,
     ) -> Result<(), Refusal> {
         let key = format!("{}|{}|{:?}|{attrs:?}", user.name, user.uid, user.groups);
-        self.review(user, key, Attributes::Resource(attrs), message)
+        self.review(user, key, Attributes::Resource(Box::new(attrs)), message)
             .await
     }
 
@@ -343,7 +343,7 @@ impl Delegated {
             }
         }
         let (resource_attributes, non_resource_attributes) = match attrs {
-            Attributes::Resource(r) => (Some(r), None),
+            Attributes::Resource(r) => (Some(*r), None),
             Attributes::NonResource(n) => (None, Some(n)),
         };
         let api: Api<SubjectAccessReview> = Api::all(client.clone());
@@ -372,7 +372,7 @@ impl Delegated {
 
 /// What a SubjectAccessReview asks about.
 enum Attributes {
-    Resource(ResourceAttributes),
+    Resource(Box<ResourceAttributes>),
     NonResource(NonResourceAttributes),
 }
 

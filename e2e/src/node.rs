@@ -180,7 +180,7 @@ impl Node {
         std::fs::write(
             &cfg,
             format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: {ca}\nclusterDomain: cluster.local\ncgroupRoot: /keelson-e2e-{name}\npodLogsDir: {dir}/logs\nstaticPodPath: {dir}/manifests\ncontainerRuntimeEndpoint: unix://{dir}/containerd/containerd.sock\nhealthzPort: 0\n{config}",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\nauthentication:\n  x509:\n    clientCAFile: {ca}\nclusterDomain: cluster.local\ncgroupRoot: /keelson-{name}\npodLogsDir: {dir}/logs\nstaticPodPath: {dir}/manifests\ncontainerRuntimeEndpoint: unix://{dir}/containerd/containerd.sock\nhealthzPort: 0\n{config}",
                 ca = env.pki.ca.display(),
                 dir = dir.display(),
             ),

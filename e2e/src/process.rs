@@ -62,7 +62,7 @@ pub fn have_kubectl() -> bool {
 /// Runs the bash `script` once this test process has exited, however it ends. The
 /// shared clusters live in statics, which Rust never drops: without this their
 /// processes, nodes and directories would outlive the test binary.
-pub fn on_exit(script: &str) {
+pub(crate) fn on_exit(script: &str) {
     let pid = std::process::id();
     let _ = Command::new("setsid")
         .args([

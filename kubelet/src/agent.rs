@@ -296,13 +296,11 @@ impl Agent {
                 .iter()
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
-        {
-            if let Some(t) = self.first_seen.lock().remove(uid) {
+            && let Some(t) = self.first_seen.lock().remove(uid) {
                 self.metrics
                     .pod_start_duration
                     .observe(t.elapsed().as_secs_f64());
             }
-        }
         self.status.set(pod, s.clone());
         s
     }
@@ -336,9 +334,8 @@ impl Agent {
         }
         for (res, scale) in [("cpu", 1_000_000i128), ("memory", 1_000_000_000i128)] {
             let req = |p: &Pod| -> i128 {
-                let spec = match p.spec.as_ref() {
-                    Some(s) => s,
-                    None => return 0,
+                let Some(spec) = p.spec.as_ref() else {
+                    return 0;
                 };
                 let sum = |cs: &[Container]| -> i128 {
                     cs.iter()
@@ -778,11 +775,10 @@ impl Agent {
             );
         }
         for r in futures::future::join_all(stops).await {
-            if let Err(e) = r {
-                if !e.is_not_found() {
+            if let Err(e) = r
+                && !e.is_not_found() {
                     tracing::warn!(pod = %pod_desc(pod), error = %e, "stopping a container");
                 }
-            }
         }
     }
 
@@ -834,19 +830,17 @@ impl Agent {
             });
         futures::future::join_all(stops).await;
         for c in &rt.containers {
-            if let Err(e) = self.runtime.remove_container(&c.id).await {
-                if !e.is_not_found() {
+            if let Err(e) = self.runtime.remove_container(&c.id).await
+                && !e.is_not_found() {
                     tracing::warn!(%uid, error = %e, "removing a container");
                 }
-            }
         }
         for s in &rt.sandboxes {
             let _ = self.runtime.stop_pod_sandbox(&s.id).await;
-            if let Err(e) = self.runtime.remove_pod_sandbox(&s.id).await {
-                if !e.is_not_found() {
+            if let Err(e) = self.runtime.remove_pod_sandbox(&s.id).await
+                && !e.is_not_found() {
                     tracing::warn!(%uid, error = %e, "removing a sandbox");
                 }
-            }
             if let Some(m) = &s.metadata {
                 let dir = PathBuf::from(&self.c.cfg.pod_logs_dir)
                     .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
@@ -856,6 +850,7 @@ impl Agent {
         if let Err(e) = self.volumes.teardown(uid) {
             tracing::warn!(%uid, error = %e, "tearing down volumes");
         }
+        remove_pod_cgroups(std::path::Path::new(CGROUP_MOUNT), &self.c.cfg.cgroup_root, uid);
         self.admitted.lock().remove(uid);
         self.waiting.lock().remove(uid);
         self.backoff.lock().forget_pod(uid);
@@ -1025,5 +1020,34 @@ impl Agent {
     /// The runtime (for the API's streaming calls).
     pub fn runtime(&self) -> &Arc<dyn cri::Runtime> {
         &self.runtime
+    }
+}
+
+/// Where the cgroup hierarchies are mounted.
+const CGROUP_MOUNT: &str = "/sys/fs/cgroup";
+
+/// Removes a pod's (empty) cgroup directories under `cgroup_root` in every
+/// hierarchy mounted at `mount` (cgroup v1's per-controller mounts, v2's unified
+/// one), as upstream's pod container manager does once the pod's containers are
+/// gone. The runtime removes the containers' own cgroups.
+pub fn remove_pod_cgroups(mount: &std::path::Path, cgroup_root: &str, uid: &str) {
+    let root = cgroup_root.trim_matches('/');
+    let mut hierarchies: Vec<PathBuf> = std::fs::read_dir(mount)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    hierarchies.push(mount.to_path_buf());
+    for h in hierarchies {
+        for qos in ["kubepods", "kubepods/burstable", "kubepods/besteffort"] {
+            let dir = h.join(root).join(qos).join(format!("pod{uid}"));
+            if dir.is_dir()
+                && let Err(e) = std::fs::remove_dir(&dir)
+            {
+                tracing::debug!(dir = %dir.display(), error = %e, "removing a pod cgroup");
+            }
+        }
     }
 }

@@ -109,8 +109,8 @@ impl ImageManager {
             .get(&key)
             .map(|t| t.elapsed())
             .unwrap_or(Duration::MAX);
-        if since != Duration::MAX {
-            if self
+        if since != Duration::MAX
+            && self
                 .backoff
                 .lock()
                 .check(&key, since, Instant::now())
@@ -123,7 +123,6 @@ impl ImageManager {
                     message,
                 });
             }
-        }
         notes.push((false, "Pulling", format!("Pulling image {image:?}")));
         let queued = Instant::now();
         let _permit = match &self.serial {

@@ -90,11 +90,10 @@ pub fn parse(line: &[u8]) -> Option<Line<'_>> {
 fn render(data: &[u8], opts: &Options, out: &mut Vec<u8>) {
     for raw in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Some(l) = parse(raw) else { continue };
-        if let Some(since) = opts.since {
-            if l.time.parse::<Timestamp>().is_ok_and(|t| t < since) {
+        if let Some(since) = opts.since
+            && l.time.parse::<Timestamp>().is_ok_and(|t| t < since) {
                 continue;
             }
-        }
         if opts.timestamps {
             out.extend_from_slice(l.time.as_bytes());
             out.push(b' ');

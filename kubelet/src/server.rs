@@ -109,9 +109,8 @@ impl Server {
             bearer,
             certs: &certs,
         };
-        let user = match d.authenticate(&caller).await {
-            Ok(u) => u,
-            Err(_) => return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized")),
+        let Ok(user) = d.authenticate(&caller).await else {
+            return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
         };
         if user.name == "system:anonymous" && !self.cfg.authentication.anonymous.enabled {
             return Err(text(StatusCode::UNAUTHORIZED, "Unauthorized"));
