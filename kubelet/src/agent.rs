@@ -296,11 +296,12 @@ impl Agent {
                 .iter()
                 .flatten()
                 .any(|c| c.type_ == "Ready" && c.status == "True")
-            && let Some(t) = self.first_seen.lock().remove(uid) {
-                self.metrics
-                    .pod_start_duration
-                    .observe(t.elapsed().as_secs_f64());
-            }
+            && let Some(t) = self.first_seen.lock().remove(uid)
+        {
+            self.metrics
+                .pod_start_duration
+                .observe(t.elapsed().as_secs_f64());
+        }
         self.status.set(pod, s.clone());
         s
     }
@@ -776,9 +777,10 @@ impl Agent {
         }
         for r in futures::future::join_all(stops).await {
             if let Err(e) = r
-                && !e.is_not_found() {
-                    tracing::warn!(pod = %pod_desc(pod), error = %e, "stopping a container");
-                }
+                && !e.is_not_found()
+            {
+                tracing::warn!(pod = %pod_desc(pod), error = %e, "stopping a container");
+            }
         }
     }
 
@@ -831,16 +833,18 @@ impl Agent {
         futures::future::join_all(stops).await;
         for c in &rt.containers {
             if let Err(e) = self.runtime.remove_container(&c.id).await
-                && !e.is_not_found() {
-                    tracing::warn!(%uid, error = %e, "removing a container");
-                }
+                && !e.is_not_found()
+            {
+                tracing::warn!(%uid, error = %e, "removing a container");
+            }
         }
         for s in &rt.sandboxes {
             let _ = self.runtime.stop_pod_sandbox(&s.id).await;
             if let Err(e) = self.runtime.remove_pod_sandbox(&s.id).await
-                && !e.is_not_found() {
-                    tracing::warn!(%uid, error = %e, "removing a sandbox");
-                }
+                && !e.is_not_found()
+            {
+                tracing::warn!(%uid, error = %e, "removing a sandbox");
+            }
             if let Some(m) = &s.metadata {
                 let dir = PathBuf::from(&self.c.cfg.pod_logs_dir)
                     .join(format!("{}_{}_{}", m.namespace, m.name, m.uid));
@@ -850,7 +854,11 @@ impl Agent {
         if let Err(e) = self.volumes.teardown(uid) {
             tracing::warn!(%uid, error = %e, "tearing down volumes");
         }
-        remove_pod_cgroups(std::path::Path::new(CGROUP_MOUNT), &self.c.cfg.cgroup_root, uid);
+        remove_pod_cgroups(
+            std::path::Path::new(CGROUP_MOUNT),
+            &self.c.cfg.cgroup_root,
+            uid,
+        );
         self.admitted.lock().remove(uid);
         self.waiting.lock().remove(uid);
         self.backoff.lock().forget_pod(uid);
