@@ -52,6 +52,15 @@ fn terminated(
     runtime_name: &str,
     message: Option<String>,
 ) -> ContainerStateTerminated {
+    // The runtime's message, then what the container wrote to its termination
+    // message path, as upstream's `toKubeContainerStatus`.
+    let mut msg = st.message.clone();
+    if let Some(m) = message.filter(|m| !m.is_empty()) {
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&m);
+    }
     ContainerStateTerminated {
         exit_code: st.exit_code,
         reason: Some(if st.reason.is_empty() {
@@ -64,9 +73,7 @@ fn terminated(
         } else {
             st.reason.clone()
         }),
-        message: message
-            .filter(|m| !m.is_empty())
-            .or_else(|| (!st.message.is_empty()).then(|| st.message.clone())),
+        message: (!msg.is_empty()).then_some(msg),
         started_at: time_ns(st.started_at),
         finished_at: time_ns(st.finished_at),
         container_id: Some(container_id(runtime_name, &st.id)),
@@ -84,133 +91,188 @@ fn termination_message(st: &v1::ContainerStatus) -> Option<String> {
     Some(String::from_utf8_lossy(data).into_owned())
 }
 
-fn container_status(
+fn waiting_state(reason: Option<&str>, message: Option<&str>) -> ContainerState {
+    ContainerState {
+        waiting: Some(ContainerStateWaiting {
+            reason: reason.filter(|r| !r.is_empty()).map(str::to_owned),
+            message: message.filter(|m| !m.is_empty()).map(str::to_owned),
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated_state(t: ContainerStateTerminated) -> ContainerState {
+    ContainerState {
+        terminated: Some(t),
+        ..Default::default()
+    }
+}
+
+fn is_terminated(s: &Option<ContainerState>) -> bool {
+    s.as_ref().is_some_and(|s| s.terminated.is_some())
+}
+
+fn is_running(s: &Option<ContainerState>) -> bool {
+    s.as_ref().is_some_and(|s| s.running.is_some())
+}
+
+/// Upstream's `convertContainerStatus`: one runtime instance as the API shows it.
+fn convert(
     c: &Container,
-    rt: &RuntimePod,
-    waiting: Option<&Waiting>,
+    st: &v1::ContainerStatus,
     runtime_name: &str,
     old: Option<&ContainerStatus>,
 ) -> ContainerStatus {
-    let mut instances = rt.instances(&c.name);
-    let latest = instances.next();
-    let previous = instances.next();
-    let restart_count = latest
-        .and_then(|s| s.annotations.get(labels::RESTART_COUNT))
+    let mut restart_count = st
+        .annotations
+        .get(labels::RESTART_COUNT)
         .and_then(|v| v.parse::<i32>().ok())
         .unwrap_or(0);
-    let mut status = ContainerStatus {
-        name: c.name.clone(),
-        image: c.image.clone().unwrap_or_default(),
-        image_id: String::new(),
-        restart_count,
-        ready: false,
-        started: Some(false),
-        ..Default::default()
-    };
-    let waiting_state = |reason: &str, message: Option<String>| ContainerState {
-        waiting: Some(ContainerStateWaiting {
-            reason: Some(reason.to_owned()),
-            message,
-        }),
-        ..Default::default()
-    };
-    match latest {
-        None => {
-            status.state = Some(match waiting {
-                Some(w) => waiting_state(&w.reason, Some(w.message.clone())),
-                None => waiting_state("ContainerCreating", None),
-            });
+    let state = match st.state {
+        s if s == cri::state::RUNNING => ContainerState {
+            running: Some(ContainerStateRunning {
+                started_at: time_ns(st.started_at),
+            }),
+            ..Default::default()
+        },
+        s if s == cri::state::EXITED => {
+            terminated_state(terminated(st, runtime_name, termination_message(st)))
         }
+        // It ran and the runtime lost track of it: it stopped, with an unknown exit.
+        s if s == cri::state::UNKNOWN && old.is_some_and(|o| is_running(&o.state)) => {
+            restart_count = old.map_or(0, |o| o.restart_count) + 1;
+            terminated_state(ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some("ContainerStatusUnknown".into()),
+                message: Some(
+                    "The container could not be located when the pod was terminated".into(),
+                ),
+                ..Default::default()
+            })
+        }
+        // Created, or unknown: waiting, with no reason.
+        _ => waiting_state(None, None),
+    };
+    ContainerStatus {
+        name: c.name.clone(),
+        // The runtime's name of the image (containerd: its first tag), as upstream.
+        image: st
+            .image
+            .as_ref()
+            .map(|i| i.image.clone())
+            .filter(|i| !i.is_empty())
+            .unwrap_or_else(|| c.image.clone().unwrap_or_default()),
+        image_id: st.image_ref.clone(),
+        container_id: Some(container_id(runtime_name, &st.id)),
+        restart_count,
+        state: Some(state),
+        ..Default::default()
+    }
+}
+
+/// Inputs of one container's status besides the runtime's view.
+struct ContainerInputs<'a> {
+    waiting: Option<&'a Waiting>,
+    runtime_name: &'a str,
+    /// What was shown last.
+    old: Option<&'a ContainerStatus>,
+    /// The pod has init containers: the default waiting reason is
+    /// `PodInitializing`, else `ContainerCreating`.
+    has_init: bool,
+    /// The pod is being deleted.
+    deleting: bool,
+    /// A regular init container the runtime no longer has while a regular
+    /// container was created: it completed.
+    init_done: bool,
+}
+
+/// Upstream's `convertToAPIContainerStatuses` for one container.
+fn container_status(c: &Container, rt: &RuntimePod, i: &ContainerInputs<'_>) -> ContainerStatus {
+    let mut instances = rt.instances(&c.name);
+    let mut status = match instances.next() {
         Some(st) => {
-            status.container_id = Some(container_id(runtime_name, &st.id));
-            status.image_id = st.image_ref.clone();
-            match st.state {
-                s if s == cri::state::RUNNING => {
-                    status.state = Some(ContainerState {
-                        running: Some(ContainerStateRunning {
-                            started_at: time_ns(st.started_at),
-                        }),
-                        ..Default::default()
-                    });
-                    status.started = Some(true);
-                    status.ready = true;
-                }
-                s if s == cri::state::CREATED => {
-                    status.state = Some(match waiting {
-                        Some(w) => waiting_state(&w.reason, Some(w.message.clone())),
-                        None => waiting_state("ContainerCreating", None),
-                    });
-                }
-                _ => {
-                    let t = terminated(st, runtime_name, termination_message(st));
-                    match waiting {
-                        // Exited and waiting to restart: the exit is the last state.
-                        Some(w) => {
-                            status.state = Some(waiting_state(&w.reason, Some(w.message.clone())));
-                            status.last_state = Some(ContainerState {
-                                terminated: Some(t),
-                                ..Default::default()
-                            });
-                        }
-                        None => {
-                            status.state = Some(ContainerState {
-                                terminated: Some(t),
-                                ..Default::default()
-                            });
+            let mut s = convert(c, st, i.runtime_name, i.old);
+            if let Some(prev) = instances.next() {
+                s.last_state = convert(c, prev, i.runtime_name, i.old).state;
+            }
+            s
+        }
+        None => {
+            let default_reason = if i.has_init {
+                "PodInitializing"
+            } else {
+                "ContainerCreating"
+            };
+            let mut s = ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                state: Some(waiting_state(Some(default_reason), None)),
+                ..Default::default()
+            };
+            match i.old {
+                // A container the runtime no longer has keeps its last exit.
+                Some(o) if is_terminated(&o.state) => s = o.clone(),
+                Some(o) => {
+                    s.restart_count = o.restart_count;
+                    s.last_state = o.last_state.clone();
+                    // It ran and is gone: it stopped, with an unknown exit.
+                    let last_terminated = s
+                        .last_state
+                        .as_ref()
+                        .is_some_and(|l| l.terminated.is_some());
+                    if is_running(&o.state) && !last_terminated {
+                        s.last_state = Some(terminated_state(ContainerStateTerminated {
+                            exit_code: 137,
+                            reason: Some("ContainerStatusUnknown".into()),
+                            message: Some(
+                                "The container could not be located when the pod was deleted.  The container used to be Running".into(),
+                            ),
+                            ..Default::default()
+                        }));
+                        if !i.deleting {
+                            s.restart_count += 1;
                         }
                     }
                 }
+                None => {}
             }
-            if status.last_state.is_none() {
-                if let Some(prev) = previous.filter(|p| p.state == cri::state::EXITED) {
-                    status.last_state = Some(ContainerState {
-                        terminated: Some(terminated(prev, runtime_name, termination_message(prev))),
-                        ..Default::default()
-                    });
-                }
+            if i.init_done && !is_terminated(&s.state) {
+                s.state = Some(terminated_state(ContainerStateTerminated {
+                    exit_code: 0,
+                    reason: Some("Completed".into()),
+                    message: Some("Unable to get init container status from container runtime and pod has been initialized, treat it as exited normally".into()),
+                    ..Default::default()
+                }));
+                s.ready = false;
+                s.started = Some(false);
+                return s;
             }
+            s
         }
-    }
-    // A container the runtime no longer has (removed) keeps what was last shown.
-    if latest.is_none() && waiting.is_none() {
-        if let Some(o) = old.filter(|o| {
-            o.state
-                .as_ref()
-                .is_some_and(|s| s.terminated.is_some() || s.running.is_some())
-        }) {
-            return o.clone();
+    };
+    // Waiting to (re)start, as the last sync found: a previous exit is the last state.
+    if let Some(w) = i.waiting {
+        if is_terminated(&status.state) {
+            status.last_state = status.state.clone();
         }
+        status.state = Some(waiting_state(Some(&w.reason), Some(&w.message)));
     }
+    // No probes: a running container is started and ready.
+    let running = is_running(&status.state);
+    status.started = Some(running);
+    status.ready = running;
     status
 }
 
-fn condition(
-    type_: &str,
-    ok: bool,
-    reason: Option<&str>,
-    message: Option<String>,
-    old: &[PodCondition],
-    now: &Time,
-) -> PodCondition {
-    let status = if ok { "True" } else { "False" };
-    let transition = old
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == status)
-        .and_then(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
-    PodCondition {
-        type_: type_.into(),
-        status: status.into(),
-        reason: if ok { None } else { reason.map(str::to_owned) },
-        message: if ok { None } else { message },
-        last_probe_time: None,
-        last_transition_time: Some(transition),
-        observed_generation: None,
-    }
-}
-
-/// Upstream's `getPhase` over the computed container statuses.
-pub fn phase(pod: &Pod, init: &[ContainerStatus], containers: &[ContainerStatus]) -> &'static str {
+/// Upstream's `getPhase` over the computed container statuses; `initialized`: a
+/// regular container of the current sandbox has started
+/// (`HasAnyActiveRegularContainerStarted`).
+pub fn phase(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    containers: &[ContainerStatus],
+    initialized: bool,
+) -> &'static str {
     let spec = pod.spec.as_ref();
     let policy = spec
         .and_then(|s| s.restart_policy.as_deref())
@@ -218,38 +280,69 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], containers: &[ContainerStatus]
     let inits: &[Container] = spec
         .and_then(|s| s.init_containers.as_deref())
         .unwrap_or_default();
-    let mut pending_init = false;
-    for (c, st) in inits.iter().zip(init) {
-        let state = st.state.as_ref();
-        if is_sidecar(c) {
-            if !st.started.unwrap_or(false) {
-                pending_init = true;
-            }
+    let regular: &[Container] = spec.map(|s| s.containers.as_slice()).unwrap_or_default();
+    fn find<'a>(
+        list: &'a [ContainerStatus],
+        name: &str,
+    ) -> Option<(ContainerState, &'a ContainerStatus)> {
+        list.iter()
+            .find(|s| s.name == name)
+            .map(|s| (s.state.clone().unwrap_or_default(), s))
+    }
+    let last_terminated = |s: &ContainerStatus| {
+        s.last_state
+            .as_ref()
+            .and_then(|l| l.terminated.as_ref())
+            .map(|t| t.exit_code)
+    };
+    let (mut pending_init, mut pending_sidecar, mut failed_init) = (0, 0, 0);
+    for c in inits.iter().filter(|c| !is_sidecar(c)) {
+        let Some((state, st)) = find(init, &c.name) else {
+            pending_init += 1;
             continue;
-        }
-        match state.and_then(|s| s.terminated.as_ref()) {
-            Some(t) if t.exit_code == 0 => {}
-            Some(_) if policy == "Never" => return "Failed",
-            _ => {
-                // Waiting after a failure with restarts allowed, or running.
-                if state.and_then(|s| s.waiting.as_ref()).is_some()
-                    && st
-                        .last_state
-                        .as_ref()
-                        .and_then(|s| s.terminated.as_ref())
-                        .is_some_and(|t| t.exit_code != 0)
-                    && policy == "Never"
-                {
-                    return "Failed";
-                }
-                pending_init = true;
+        };
+        if state.running.is_some() {
+            pending_init += 1;
+        } else if let Some(t) = &state.terminated {
+            if t.exit_code != 0 {
+                failed_init += 1;
             }
+        } else if state.waiting.is_some() {
+            match last_terminated(st) {
+                Some(code) if code != 0 => failed_init += 1,
+                Some(_) => {}
+                None => pending_init += 1,
+            }
+        } else {
+            pending_init += 1;
         }
     }
-    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
-    for st in containers {
-        let Some(state) = st.state.as_ref() else {
-            waiting += 1;
+    let (mut unknown, mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0, 0);
+    for c in inits.iter().filter(|c| is_sidecar(c)) {
+        let Some((state, st)) = find(init, &c.name) else {
+            unknown += 1;
+            continue;
+        };
+        if state.running.is_some() {
+            if !st.started.unwrap_or(false) {
+                pending_sidecar += 1;
+            }
+            running += 1;
+        } else if state.terminated.is_some() {
+            // Stopped sidecars do not count.
+        } else if state.waiting.is_some() {
+            if last_terminated(st).is_none() {
+                pending_sidecar += 1;
+                waiting += 1;
+            }
+        } else {
+            pending_sidecar += 1;
+            unknown += 1;
+        }
+    }
+    for c in regular {
+        let Some((state, st)) = find(containers, &c.name) else {
+            unknown += 1;
             continue;
         };
         if state.running.is_some() {
@@ -260,37 +353,36 @@ pub fn phase(pod: &Pod, init: &[ContainerStatus], containers: &[ContainerStatus]
                 succeeded += 1;
             }
         } else if state.waiting.is_some() {
-            if st
-                .last_state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_some()
-            {
+            if last_terminated(st).is_some() {
                 stopped += 1;
             } else {
                 waiting += 1;
             }
+        } else {
+            unknown += 1;
         }
     }
-    if pending_init && running == 0 && stopped == 0 {
+    if failed_init > 0 && policy == "Never" {
+        return "Failed";
+    }
+    if pending_init > 0 || (pending_sidecar > 0 && !initialized) || waiting > 0 {
         return "Pending";
     }
-    match () {
-        () if waiting > 0 => "Pending",
-        () if running > 0 => "Running",
-        () if running == 0 && stopped > 0 => {
-            if policy == "Always" {
-                "Running"
-            } else if stopped == succeeded {
-                "Succeeded"
-            } else if policy == "Never" {
-                "Failed"
-            } else {
-                "Running"
-            }
-        }
-        () => "Pending",
+    if running > 0 && unknown == 0 {
+        return "Running";
     }
+    if running == 0 && stopped > 0 && unknown == 0 {
+        return if policy == "Always" {
+            "Running"
+        } else if stopped == succeeded {
+            "Succeeded"
+        } else if policy == "Never" {
+            "Failed"
+        } else {
+            "Running"
+        };
+    }
+    "Pending"
 }
 
 /// The node-side inputs of a pod's status.
@@ -300,6 +392,29 @@ pub struct StatusContext {
     pub runtime_name: String,
     /// The node's IPs.
     pub host_ips: Vec<String>,
+}
+
+/// The conditions the kubelet owns (upstream's `PodConditionsByKubelet`).
+const KUBELET_CONDITIONS: [&str; 5] = [
+    "PodScheduled",
+    "Ready",
+    "Initialized",
+    "ContainersReady",
+    "PodReadyToStartContainers",
+];
+
+fn new_condition(type_: &str, ok: bool, reason: &str, message: String) -> PodCondition {
+    PodCondition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: (!reason.is_empty()).then(|| reason.to_owned()),
+        message: (!message.is_empty()).then_some(message),
+        ..Default::default()
+    }
+}
+
+fn is_terminal(phase: Option<&str>) -> bool {
+    matches!(phase, Some("Succeeded" | "Failed"))
 }
 
 /// Upstream's `generateAPIPodStatus`: the pod's status from the runtime's view, the
@@ -324,17 +439,30 @@ pub fn api_status(
     let old_of = |list: &Option<Vec<ContainerStatus>>, name: &str| {
         list.iter().flatten().find(|s| s.name == name).cloned()
     };
+    let regular_created = containers.iter().any(|c| {
+        rt.latest(&c.name).is_some_and(|s| {
+            [cri::state::CREATED, cri::state::RUNNING, cri::state::EXITED].contains(&s.state)
+        })
+    });
+    let status_of = |c: &Container, old: Option<ContainerStatus>, init: bool| {
+        container_status(
+            c,
+            rt,
+            &ContainerInputs {
+                waiting: waiting.get(&c.name),
+                runtime_name: &ctx.runtime_name,
+                old: old.as_ref(),
+                has_init: !inits.is_empty(),
+                deleting: pod.metadata.deletion_timestamp.is_some(),
+                init_done: init && !is_sidecar(c) && regular_created,
+            },
+        )
+    };
     let init_statuses: Vec<ContainerStatus> = inits
         .iter()
         .map(|c| {
-            let mut s = container_status(
-                c,
-                rt,
-                waiting.get(&c.name),
-                &ctx.runtime_name,
-                old_of(&old.init_container_statuses, &c.name).as_ref(),
-            );
-            // Regular init containers are never "ready" once done; sidecars are
+            let mut s = status_of(c, old_of(&old.init_container_statuses, &c.name), true);
+            // Regular init containers are ready once they succeeded; sidecars are
             // ready while running.
             if !is_sidecar(c) {
                 s.ready = s
@@ -348,28 +476,67 @@ pub fn api_status(
         .collect();
     let statuses: Vec<ContainerStatus> = containers
         .iter()
-        .map(|c| {
-            container_status(
-                c,
-                rt,
-                waiting.get(&c.name),
-                &ctx.runtime_name,
-                old_of(&old.container_statuses, &c.name).as_ref(),
-            )
-        })
+        .map(|c| status_of(c, old_of(&old.container_statuses, &c.name), false))
         .collect();
-    let phase = phase(pod, &init_statuses, &statuses);
+    // A regular container of the current sandbox has started.
+    let sandbox_created = rt.sandboxes.first().map_or(0, |s| s.created_at);
+    let active_started = containers.iter().any(|c| {
+        rt.latest(&c.name)
+            .is_some_and(|s| s.created_at >= sandbox_created)
+    });
+    let mut phase = phase(pod, &init_statuses, &statuses, active_started).to_owned();
+    // A terminal phase stays: the cached one, else the API's.
+    if !is_terminal(Some(&phase)) {
+        if is_terminal(old.phase.as_deref()) {
+            phase = old.phase.clone().unwrap_or_default();
+        } else if is_terminal(api.phase.as_deref()) {
+            phase = api.phase.clone().unwrap_or_default();
+        }
+    }
+    if is_terminal(api.phase.as_deref()) && api.phase.as_deref() != Some(phase.as_str()) {
+        phase = api.phase.clone().unwrap_or_default();
+    }
+    // The reason and message go with the phase.
+    let (reason, message) = if old.phase.as_deref() == Some(phase.as_str()) {
+        (
+            old.reason
+                .clone()
+                .filter(|r| !r.is_empty())
+                .or(api.reason.clone()),
+            old.message
+                .clone()
+                .filter(|m| !m.is_empty())
+                .or(api.message.clone()),
+        )
+    } else {
+        (None, None)
+    };
+
+    let api_conditions = api.conditions.clone().unwrap_or_default();
     let old_conditions = old.conditions.clone().unwrap_or_default();
-    let mut conditions: Vec<PodCondition> = Vec::new();
+    // Conditions other writers own stay; the kubelet's follow, as upstream orders
+    // them.
+    let mut conditions: Vec<PodCondition> = api_conditions
+        .iter()
+        .filter(|c| !KUBELET_CONDITIONS.contains(&c.type_.as_str()))
+        .cloned()
+        .collect();
+    if let Some(dt) = old_conditions
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget")
+    {
+        match conditions.iter_mut().find(|c| c.type_ == dt.type_) {
+            Some(c) => *c = dt.clone(),
+            None => conditions.push(dt.clone()),
+        }
+    }
     let sandbox_ready = rt.ready_sandbox().is_some()
         && (!rt.pod_ips().is_empty() || spec.and_then(|s| s.host_network).unwrap_or(false));
-    conditions.push(condition(
+    conditions.push(new_condition(
         "PodReadyToStartContainers",
         sandbox_ready,
-        None,
-        None,
-        &old_conditions,
-        &now,
+        "",
+        String::new(),
     ));
     let incomplete: Vec<&str> = inits
         .iter()
@@ -383,19 +550,26 @@ pub fn api_status(
         })
         .map(|(c, _)| c.name.as_str())
         .collect();
-    let initialized = incomplete.is_empty() || phase == "Succeeded";
-    conditions.push(condition(
-        "Initialized",
-        initialized,
-        Some("ContainersNotInitialized"),
-        Some(format!(
-            "containers with incomplete status: [{}]",
-            incomplete.join(" ")
-        )),
-        &old_conditions,
-        &now,
-    ));
-    let terminal = phase == "Succeeded" || phase == "Failed";
+    let regular_started = statuses
+        .iter()
+        .any(|s| is_running(&s.state) || is_terminated(&s.state));
+    conditions.push(if inits.is_empty() {
+        new_condition("Initialized", true, "", String::new())
+    } else if phase == "Succeeded" {
+        new_condition("Initialized", true, "PodCompleted", String::new())
+    } else if regular_started || incomplete.is_empty() {
+        new_condition("Initialized", true, "", String::new())
+    } else {
+        new_condition(
+            "Initialized",
+            false,
+            "ContainersNotInitialized",
+            format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            ),
+        )
+    });
     let unready: Vec<&str> = inits
         .iter()
         .zip(&init_statuses)
@@ -409,64 +583,64 @@ pub fn api_status(
                 .map(|(c, _)| c.name.as_str()),
         )
         .collect();
-    let (ready, reason, message) = if terminal {
-        (false, "PodCompleted", String::new())
-    } else if !unready.is_empty() {
-        (
+    let containers_ready = match phase.as_str() {
+        "Succeeded" => new_condition("ContainersReady", false, "PodCompleted", String::new()),
+        "Failed" => new_condition("ContainersReady", false, "PodFailed", String::new()),
+        _ if !unready.is_empty() => new_condition(
+            "ContainersReady",
             false,
             "ContainersNotReady",
             format!("containers with unready status: [{}]", unready.join(" ")),
-        )
-    } else {
-        (true, "", String::new())
+        ),
+        _ => new_condition("ContainersReady", true, "", String::new()),
     };
-    let msg = (!message.is_empty()).then_some(message);
-    conditions.push(condition(
-        "ContainersReady",
-        ready,
-        Some(reason),
-        msg.clone(),
-        &old_conditions,
-        &now,
-    ));
-    let api_conditions = api.conditions.clone().unwrap_or_default();
-    // Readiness gates: every gate's condition must be True too.
-    let gates: Vec<&str> = spec
-        .and_then(|s| s.readiness_gates.as_ref())
-        .into_iter()
-        .flatten()
-        .map(|g| g.condition_type.as_str())
-        .collect();
-    let missing: Vec<&str> = gates
-        .iter()
-        .copied()
-        .filter(|g| {
-            !api_conditions
-                .iter()
-                .any(|c| &c.type_ == g && c.status == "True")
-        })
-        .collect();
-    let pod_ready = if ready && !missing.is_empty() {
-        condition(
-            "Ready",
-            false,
-            Some("ReadinessGatesNotReady"),
-            Some(format!(
-                "corresponding condition of pod readiness gate {:?} does not exist.",
-                missing[0]
-            )),
-            &old_conditions,
-            &now,
-        )
-    } else {
-        condition("Ready", ready, Some(reason), msg, &old_conditions, &now)
-    };
-    conditions.push(pod_ready);
-    // Conditions other writers own (PodScheduled, DisruptionTarget, gates) stay.
-    for c in &api_conditions {
-        if !conditions.iter().any(|n| n.type_ == c.type_) {
-            conditions.push(c.clone());
+    // Ready: ContainersReady, and every readiness gate's condition True.
+    let ready = if containers_ready.status != "True" {
+        PodCondition {
+            type_: "Ready".into(),
+            ..containers_ready.clone()
         }
+    } else {
+        let gates: Vec<String> = spec
+            .and_then(|s| s.readiness_gates.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|g| {
+                let t = g.condition_type.as_str();
+                match conditions.iter().find(|c| c.type_ == t) {
+                    None => Some(format!(
+                        "corresponding condition of pod readiness gate \"{t}\" does not exist."
+                    )),
+                    Some(c) if c.status != "True" => Some(format!(
+                        "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                        c.status
+                    )),
+                    Some(_) => None,
+                }
+            })
+            .collect();
+        if gates.is_empty() {
+            new_condition("Ready", true, "", String::new())
+        } else {
+            new_condition("Ready", false, "ReadinessGatesNotReady", gates.join(", "))
+        }
+    };
+    conditions.push(ready);
+    conditions.push(containers_ready);
+    conditions.push(new_condition("PodScheduled", true, "", String::new()));
+    // A condition keeps its transition time while its status holds (upstream's
+    // `updateLastTransitionTime`).
+    for c in conditions.iter_mut() {
+        if !KUBELET_CONDITIONS.contains(&c.type_.as_str()) && c.type_ != "DisruptionTarget" {
+            continue;
+        }
+        c.last_transition_time = Some(
+            old_conditions
+                .iter()
+                .find(|o| o.type_ == c.type_ && o.status == c.status)
+                .and_then(|o| o.last_transition_time.clone())
+                .unwrap_or_else(|| now.clone()),
+        );
     }
     let mut pod_ips: Vec<String> = rt.pod_ips();
     if spec.and_then(|s| s.host_network).unwrap_or(false) {
@@ -477,7 +651,7 @@ pub fn api_status(
         pod_ips = old.pod_ips.iter().flatten().map(|p| p.ip.clone()).collect();
     }
     PodStatus {
-        phase: Some(phase.to_owned()),
+        phase: Some(phase),
         conditions: Some(conditions),
         host_ip: ctx.host_ips.first().cloned(),
         host_ips: (!ctx.host_ips.is_empty()).then(|| {
@@ -490,12 +664,12 @@ pub fn api_status(
         pod_ips: (!pod_ips.is_empty())
             .then(|| pod_ips.iter().map(|ip| PodIP { ip: ip.clone() }).collect()),
         start_time: old.start_time.clone().or(Some(now)),
-        qos_class: api.qos_class.clone().or(old.qos_class.clone()),
+        qos_class: Some(crate::kuberuntime::qos_class(pod).to_owned()),
         container_statuses: Some(statuses),
         init_container_statuses: (!init_statuses.is_empty()).then_some(init_statuses),
         nominated_node_name: old.nominated_node_name.clone(),
-        reason: old.reason.clone(),
-        message: old.message.clone(),
+        reason,
+        message,
         ..Default::default()
     }
 }

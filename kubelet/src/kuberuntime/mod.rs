@@ -154,18 +154,34 @@ pub fn pod_hostname(pod: &Pod, node_hostname: &str) -> String {
 pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext) -> v1::PodSandboxConfig {
     let (name, ns, uid) = pod_ids(pod);
     let spec = pod.spec.as_ref();
+    // Every port of the regular containers, as upstream's `MakePortMappings` (the
+    // runtime maps those with a hostPort), once per name in a container.
     let mut port_mappings = Vec::new();
     for c in spec.iter().flat_map(|s| s.containers.iter()) {
+        let mut names = std::collections::HashSet::new();
         for p in c.ports.iter().flatten() {
+            let host_ip = p.host_ip.clone().unwrap_or_default();
             let host_port = p.host_port.unwrap_or(0);
-            if host_port <= 0 && !host_network(pod) {
+            let name = p.name.clone().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+                let family = match host_ip.parse::<std::net::IpAddr>() {
+                    _ if host_ip.is_empty() => "any",
+                    Ok(std::net::IpAddr::V6(_)) => "v6",
+                    _ => "v4",
+                };
+                format!(
+                    "{family}-{}-{host_ip}:{}:{host_port}",
+                    p.protocol.as_deref().unwrap_or_default(),
+                    p.container_port
+                )
+            });
+            if !names.insert(name) {
                 continue;
             }
             port_mappings.push(v1::PortMapping {
                 protocol: protocol(p.protocol.as_deref()),
                 container_port: p.container_port,
                 host_port,
-                host_ip: p.host_ip.clone().unwrap_or_default(),
+                host_ip,
             });
         }
     }
@@ -185,7 +201,12 @@ pub fn sandbox_config(pod: &Pod, attempt: u32, ctx: &SandboxContext) -> v1::PodS
             namespace: ns.into(),
             attempt,
         }),
-        hostname: pod_hostname(pod, &ctx.node_hostname),
+        // Host-network pods keep the node's hostname: upstream leaves it unset.
+        hostname: if host_network(pod) {
+            String::new()
+        } else {
+            pod_hostname(pod, &ctx.node_hostname)
+        },
         log_directory: format!("{}/{}", ctx.pod_logs_dir, log_dir_name(pod)),
         dns_config: (!host_network(pod) || !ctx.dns.servers.is_empty()).then(|| ctx.dns.clone()),
         port_mappings,
@@ -260,16 +281,16 @@ pub fn expand(s: &str, env: &HashMap<String, String>) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    match env.get(name) {
-                        Some(v) => out.push_str(v),
-                        None => out.push_str(&s[i..i + 3 + end]),
-                    }
-                    i += 3 + end;
-                    continue;
+            if b[i + 1] == b'('
+                && let Some(end) = s[i + 2..].find(')')
+            {
+                let name = &s[i + 2..i + 2 + end];
+                match env.get(name) {
+                    Some(v) => out.push_str(v),
+                    None => out.push_str(&s[i..i + 3 + end]),
                 }
+                i += 3 + end;
+                continue;
             }
         }
         let ch = s[i..].chars().next().unwrap_or_default();
@@ -343,42 +364,94 @@ fn units(q: Option<&k8s_openapi::apimachinery::pkg::api::resource::Quantity>) ->
         .map(|n| (n / 1_000_000_000) as i64)
 }
 
+/// Upstream's `IsNodeCriticalPod`: a critical pod (static, mirror, or of system
+/// priority) of priority class `system-node-critical`.
+fn node_critical(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let critical = spec
+        .and_then(|s| s.priority)
+        .is_some_and(|p| p >= 2_000_000_000)
+        || pod.metadata.annotations.as_ref().is_some_and(|a| {
+            a.contains_key("kubernetes.io/config.mirror")
+                || a.get(labels::CONFIG_SOURCE).is_some_and(|s| s != "api")
+        });
+    critical && spec.and_then(|s| s.priority_class_name.as_deref()) == Some("system-node-critical")
+}
+
+fn memory_request(c: &Container) -> i64 {
+    units(
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|m| m.get("memory")),
+    )
+    .unwrap_or(0)
+}
+
+/// Upstream's `GetContainerOOMScoreAdjust`: -997 for Guaranteed and node-critical
+/// pods, 1000 for BestEffort, and for Burstable `1000 - 1000 × request / memory`
+/// (a sidecar no higher than the smallest regular container), kept within 3..=999.
+fn oom_score_adj(pod: &Pod, c: &Container, node_memory: u64) -> i64 {
+    const GUARANTEED: i64 = -997;
+    const BEST_EFFORT: i64 = 1000;
+    if node_critical(pod) {
+        return GUARANTEED;
+    }
+    match qos_class(pod) {
+        "Guaranteed" => return GUARANTEED,
+        "BestEffort" => return BEST_EFFORT,
+        _ => {}
+    }
+    if node_memory == 0 {
+        return BEST_EFFORT - 1;
+    }
+    let adj = |req: i64| 1000 - (1000 * i128::from(req) / i128::from(node_memory)) as i64;
+    let mut oom = adj(memory_request(c));
+    let spec = pod.spec.as_ref();
+    let sidecar = is_sidecar(c)
+        && spec.is_some_and(|s| s.init_containers.iter().flatten().any(|i| i.name == c.name));
+    if sidecar {
+        let min = spec
+            .and_then(|s| s.containers.iter().map(memory_request).min())
+            .unwrap_or(0);
+        oom = oom.min(adj(min));
+    }
+    if oom < 1000 + GUARANTEED {
+        1000 + GUARANTEED
+    } else if oom == BEST_EFFORT {
+        oom - 1
+    } else {
+        oom
+    }
+}
+
 /// The container's Linux resources, as upstream's `generateLinuxContainerResources`:
-/// cpu shares from the request (at least 2), the CFS quota from the limit, the
-/// memory limit, and the OOM score adjustment of its QoS class.
+/// cpu shares from the request (the limit when there is none; 2 to 262144), the CFS
+/// period (always, `cpuCFSQuota` being on) and quota from the limit (at least
+/// 1000), the memory limit, and the OOM score adjustment ([`oom_score_adj`]).
 pub fn linux_resources(pod: &Pod, c: &Container, node_memory: u64) -> v1::LinuxContainerResources {
     let r = c.resources.as_ref();
     let req = r.and_then(|r| r.requests.as_ref());
     let lim = r.and_then(|r| r.limits.as_ref());
-    let cpu_req = milli(req.and_then(|m| m.get("cpu"))).or(milli(lim.and_then(|m| m.get("cpu"))));
+    let cpu_limit = milli(lim.and_then(|m| m.get("cpu"))).filter(|m| *m > 0);
+    let cpu_req = milli(req.and_then(|m| m.get("cpu")))
+        .filter(|m| *m > 0)
+        .or(cpu_limit);
     let shares = match cpu_req {
-        Some(m) if m > 0 => (m * 1024 / 1000).max(2),
-        _ => 2,
+        Some(m) => (m * 1024 / 1000).clamp(2, 262_144),
+        None => 2,
     };
     let period = 100_000i64;
-    let quota = milli(lim.and_then(|m| m.get("cpu")))
+    let quota = cpu_limit
         .map(|m| (m * period / 1000).max(1000))
         .unwrap_or(0);
     let mem_limit = units(lim.and_then(|m| m.get("memory"))).unwrap_or(0);
-    let oom = match qos_class(pod) {
-        "Guaranteed" => -997,
-        "BestEffort" => 1000,
-        _ => {
-            let req = units(req.and_then(|m| m.get("memory"))).unwrap_or(0);
-            let adj = if node_memory > 0 {
-                1000 - (1000 * req as i128 / node_memory as i128) as i64
-            } else {
-                999
-            };
-            adj.clamp(2, 999)
-        }
-    };
     v1::LinuxContainerResources {
-        cpu_period: if quota > 0 { period } else { 0 },
+        cpu_period: period,
         cpu_quota: quota,
         cpu_shares: shares,
         memory_limit_in_bytes: mem_limit,
-        oom_score_adj: oom,
+        oom_score_adj: oom_score_adj(pod, c, node_memory),
         ..Default::default()
     }
 }
@@ -509,7 +582,6 @@ pub fn container_config(pod: &Pod, c: &Container, ctx: &ContainerContext) -> v1:
                     .unwrap_or(true),
                 ..Default::default()
             }),
-            ..Default::default()
         }),
         ..Default::default()
     }
@@ -621,7 +693,8 @@ pub struct Start {
 /// What one sync does, as upstream's `podActions`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Actions {
-    /// Kill every container and the sandbox first (a new sandbox is needed).
+    /// Kill every container and the sandbox first: a new sandbox is needed, an init
+    /// container failed for good, or nothing is left to run.
     pub kill_pod: bool,
     /// Create a sandbox (with this attempt number).
     pub create_sandbox: Option<u32>,
@@ -640,23 +713,141 @@ fn restart_policy(pod: &Pod) -> &str {
         .unwrap_or("Always")
 }
 
-/// Whether an exited container should run again under the pod's restart policy.
-fn should_restart(pod: &Pod, exit_code: i32) -> bool {
+fn container_name(c: &v1::ContainerStatus) -> String {
+    c.metadata
+        .as_ref()
+        .map(|m| m.name.clone())
+        .unwrap_or_default()
+}
+
+/// Upstream's `ShouldContainerBeRestarted` for a container that is not running.
+fn should_restart(pod: &Pod, st: Option<&v1::ContainerStatus>) -> bool {
+    let Some(s) = st else {
+        return true;
+    };
+    if s.state == cri::state::RUNNING {
+        return false;
+    }
+    if s.state == cri::state::UNKNOWN || s.state == cri::state::CREATED {
+        return true;
+    }
     match restart_policy(pod) {
         "Never" => false,
-        "OnFailure" => exit_code != 0,
+        "OnFailure" => s.exit_code != 0,
         _ => true,
     }
 }
 
-fn is_running(c: Option<&v1::ContainerStatus>) -> bool {
-    c.is_some_and(|c| c.state == cri::state::RUNNING)
+/// Upstream's `containerSucceeded`: the latest instance is not running and exited 0.
+fn succeeded(st: Option<&v1::ContainerStatus>) -> bool {
+    st.is_some_and(|s| s.state != cri::state::RUNNING && s.exit_code == 0)
 }
 
-/// Whether the container's latest instance exited, with its code.
-fn exited(c: Option<&v1::ContainerStatus>) -> Option<i32> {
-    c.filter(|c| c.state == cri::state::EXITED || c.state == cri::state::UNKNOWN)
-        .map(|c| c.exit_code)
+/// Upstream's `isInitContainerFailed`.
+fn init_container_failed(s: &v1::ContainerStatus) -> bool {
+    s.reason == "OOMKilled"
+        || (s.state == cri::state::EXITED && s.exit_code != 0)
+        || s.state == cri::state::UNKNOWN
+}
+
+fn unknown_state_kill(s: &v1::ContainerStatus, init: bool) -> (String, String, String) {
+    let what = if init { "Init container" } else { "Container" };
+    (
+        s.id.clone(),
+        container_name(s),
+        format!("{what} is in \"unknown\" state, try killing it before restart"),
+    )
+}
+
+/// Upstream's `computeInitContainerActions`: the init containers to start (the
+/// next regular one, sidecars to (re)start) and whether the pod is initialized.
+/// The runtime may have lost older init containers, so the scan goes backwards from
+/// the last one that has a status; once a regular container was created or runs,
+/// only sidecars matter.
+fn init_actions(pod: &Pod, rt: &RuntimePod, a: &mut Actions) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return true;
+    };
+    let inits: &[Container] = spec.init_containers.as_deref().unwrap_or_default();
+    if inits.is_empty() {
+        return true;
+    }
+    let mut initialized = spec.containers.iter().any(|c| {
+        rt.latest(&c.name)
+            .is_some_and(|s| s.state == cri::state::CREATED || s.state == cri::state::RUNNING)
+    });
+    let mut previously_initialized = initialized;
+    let restart_on_failure = restart_policy(pod) != "Never";
+    let last = inits.len() - 1;
+    let mut starts = Vec::new();
+    for (i, c) in inits.iter().enumerate().rev() {
+        let Some(st) = rt.latest(&c.name) else {
+            // Its status is gone; a sidecar of an initialized pod runs again.
+            if previously_initialized && is_sidecar(c) {
+                starts.push(i);
+            }
+            continue;
+        };
+        if previously_initialized && !is_sidecar(c) {
+            continue;
+        }
+        match st.state {
+            s if s == cri::state::CREATED => starts.push(i),
+            s if s == cri::state::RUNNING => {
+                if is_sidecar(c) {
+                    if i == last {
+                        initialized = true;
+                    } else if !previously_initialized {
+                        starts.push(i + 1);
+                    }
+                    if st.annotations.get(labels::CONTAINER_HASH) != Some(&container_hash(c)) {
+                        a.kill.push((
+                            st.id.clone(),
+                            c.name.clone(),
+                            format!("Init container {} definition changed", c.name),
+                        ));
+                        starts.push(i);
+                    }
+                }
+            }
+            s if s == cri::state::EXITED => {
+                if is_sidecar(c) {
+                    starts.push(i);
+                } else if init_container_failed(st) {
+                    if !restart_on_failure {
+                        a.kill_pod = true;
+                        a.init_failed = true;
+                        return false;
+                    }
+                    starts.push(i);
+                } else if i == last {
+                    initialized = true;
+                } else {
+                    starts.push(i + 1);
+                }
+            }
+            _ => {
+                if !is_sidecar(c) && !restart_on_failure {
+                    a.kill_pod = true;
+                    a.init_failed = true;
+                    return false;
+                }
+                a.kill.push(unknown_state_kill(st, true));
+                starts.push(i);
+            }
+        }
+        previously_initialized = true;
+    }
+    if !previously_initialized {
+        starts.push(0);
+    }
+    a.start.extend(
+        starts
+            .into_iter()
+            .rev()
+            .map(|index| Start { init: true, index }),
+    );
+    initialized
 }
 
 /// Upstream's `computePodActions`: what to kill, create and start so the runtime
@@ -686,6 +877,25 @@ pub fn compute_actions(pod: &Pod, rt: &RuntimePod) -> Actions {
             a.kill_pod = rt.any_running();
             return a;
         }
+        // Every container starts again but those that succeeded under OnFailure.
+        let to_start: Vec<Start> = spec
+            .containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !(restart_policy(pod) == "OnFailure" && succeeded(rt.latest(&c.name))))
+            .map(|(index, _)| Start { init: false, index })
+            .collect();
+        // Initialized (a regular container was created) and nothing left to run: no
+        // new sandbox.
+        let created = spec.containers.iter().any(|c| {
+            rt.latest(&c.name).is_some_and(|s| {
+                [cri::state::CREATED, cri::state::RUNNING, cri::state::EXITED].contains(&s.state)
+            })
+        });
+        if to_start.is_empty() && created {
+            a.kill_pod = rt.any_running();
+            return a;
+        }
         a.kill_pod = !rt.sandboxes.is_empty();
         a.create_sandbox = Some(attempt);
         if !inits.is_empty() {
@@ -694,104 +904,48 @@ pub fn compute_actions(pod: &Pod, rt: &RuntimePod) -> Actions {
                 index: 0,
             });
         } else {
-            a.start = (0..spec.containers.len())
-                .map(|index| Start { init: false, index })
-                .collect();
+            a.start = to_start;
         }
         return a;
     }
-    // Containers whose spec changed are killed and started again.
-    let mut changed = |c: &Container| {
-        if let Some(st) = rt
-            .latest(&c.name)
-            .filter(|s| s.state == cri::state::RUNNING)
-        {
-            if st.annotations.get(labels::CONTAINER_HASH) != Some(&container_hash(c)) {
-                a.kill.push((
-                    st.id.clone(),
-                    c.name.clone(),
-                    format!("Container {} definition changed", c.name),
-                ));
-                return true;
-            }
-        }
-        false
-    };
-    let init_changed: Vec<bool> = inits.iter().map(&mut changed).collect();
-    let app_changed: Vec<bool> = spec.containers.iter().map(&mut changed).collect();
-    // Regular init containers run one at a time, in order; sidecars start in order
-    // and keep running.
-    let initialized = inits
-        .iter()
-        .filter(|c| !is_sidecar(c))
-        .all(|c| exited(rt.latest(&c.name)) == Some(0));
-    if !initialized {
-        for (i, c) in inits.iter().enumerate() {
-            let st = rt.latest(&c.name);
-            if is_sidecar(c) {
-                if is_running(st) && !init_changed[i] {
-                    continue;
-                }
-                a.start.push(Start {
-                    init: true,
-                    index: i,
-                });
-                return a;
-            }
-            match exited(st) {
-                Some(0) => continue,
-                Some(_) if restart_policy(pod) == "Never" => {
-                    a.init_failed = true;
-                    a.kill = rt
-                        .containers
-                        .iter()
-                        .filter(|c| c.state == cri::state::RUNNING)
-                        .map(|c| {
-                            let name = c
-                                .metadata
-                                .as_ref()
-                                .map(|m| m.name.clone())
-                                .unwrap_or_default();
-                            (c.id.clone(), name, "Init container failed".to_owned())
-                        })
-                        .collect();
-                    return a;
-                }
-                Some(_) | None => {
-                    if !is_running(st) {
-                        a.start.push(Start {
-                            init: true,
-                            index: i,
-                        });
-                    }
-                    return a;
-                }
-            }
-        }
+    if !init_actions(pod, rt, &mut a) || a.kill_pod {
         return a;
     }
-    for (i, c) in inits.iter().enumerate() {
-        if is_sidecar(c) && (!is_running(rt.latest(&c.name)) || init_changed[i]) {
-            a.start.push(Start {
-                init: true,
-                index: i,
-            });
-        }
-    }
-    for (i, c) in spec.containers.iter().enumerate() {
+    // Running containers to keep.
+    let mut keep = 0;
+    let mut app_starts = 0;
+    for (index, c) in spec.containers.iter().enumerate() {
         let st = rt.latest(&c.name);
-        let start = match st {
-            None => true,
-            Some(s) if s.state == cri::state::RUNNING => app_changed[i],
-            Some(s) if s.state == cri::state::CREATED => true,
-            Some(s) => should_restart(pod, s.exit_code),
-        };
-        if start {
-            a.start.push(Start {
-                init: false,
-                index: i,
-            });
+        match st {
+            Some(s) if s.state == cri::state::RUNNING => {
+                // A container whose spec changed is killed and started again.
+                if s.annotations.get(labels::CONTAINER_HASH) != Some(&container_hash(c)) {
+                    a.kill.push((
+                        s.id.clone(),
+                        c.name.clone(),
+                        format!("Container {} definition changed", c.name),
+                    ));
+                    a.start.push(Start { init: false, index });
+                    app_starts += 1;
+                } else {
+                    keep += 1;
+                }
+            }
+            _ => {
+                if should_restart(pod, st) {
+                    a.start.push(Start { init: false, index });
+                    app_starts += 1;
+                    if let Some(s) = st.filter(|s| s.state == cri::state::UNKNOWN) {
+                        a.kill.push(unknown_state_kill(s, false));
+                    }
+                }
+            }
         }
+    }
+    // Nothing runs and nothing will: stop the pod, sidecars included.
+    if keep == 0 && app_starts == 0 {
+        a.kill_pod = true;
+        a.start.retain(|s| !s.init);
     }
     a
 }
