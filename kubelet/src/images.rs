@@ -115,14 +115,14 @@ impl ImageManager {
                 .lock()
                 .check(&key, since, Instant::now())
                 .is_some()
-            {
-                let message = format!("Back-off pulling image {image:?}");
-                notes.push((false, "BackOff", message.clone()));
-                return Err(PullFailure {
-                    reason: "ImagePullBackOff",
-                    message,
-                });
-            }
+        {
+            let message = format!("Back-off pulling image {image:?}");
+            notes.push((false, "BackOff", message.clone()));
+            return Err(PullFailure {
+                reason: "ImagePullBackOff",
+                message,
+            });
+        }
         notes.push((false, "Pulling", format!("Pulling image {image:?}")));
         let queued = Instant::now();
         let _permit = match &self.serial {

@@ -91,9 +91,10 @@ fn render(data: &[u8], opts: &Options, out: &mut Vec<u8>) {
     for raw in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
         let Some(l) = parse(raw) else { continue };
         if let Some(since) = opts.since
-            && l.time.parse::<Timestamp>().is_ok_and(|t| t < since) {
-                continue;
-            }
+            && l.time.parse::<Timestamp>().is_ok_and(|t| t < since)
+        {
+            continue;
+        }
         if opts.timestamps {
             out.extend_from_slice(l.time.as_bytes());
             out.push(b' ');
@@ -105,35 +106,30 @@ fn render(data: &[u8], opts: &Options, out: &mut Vec<u8>) {
     }
 }
 
-/// Where to start so that only the last `n` full lines are shown.
+/// Where to start so that only the last `n` lines are shown; a line written in
+/// partial pieces (`P` tags, then `F`) counts once, from its first piece.
 fn tail_offset(data: &[u8], n: i64) -> usize {
     if n < 0 {
         return 0;
     }
-    let mut count = 0i64;
-    let end = if data.ends_with(b"\n") {
-        data.len() - 1
-    } else {
-        data.len()
-    };
-    for (i, b) in data[..end].iter().enumerate().rev() {
-        if *b == b'\n' {
-            // Partial lines (tag P) belong to the full line after them.
-            let next = &data[i + 1..];
-            let is_full = parse(next.split(|b| *b == b'\n').next().unwrap_or_default())
-                .is_some_and(|l| !l.partial);
-            if is_full {
-                count += 1;
-                if count == n {
-                    return i + 1;
-                }
-            }
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    let mut continues = false;
+    for raw in data.split_inclusive(|b| *b == b'\n') {
+        if !continues {
+            starts.push(offset);
         }
+        continues = parse(raw.strip_suffix(b"\n").unwrap_or(raw)).is_some_and(|l| l.partial);
+        offset += raw.len();
     }
-    if n == 0 {
-        return data.len();
+    let n = n as usize;
+    if n >= starts.len() {
+        0
+    } else if n == 0 {
+        data.len()
+    } else {
+        starts[starts.len() - n]
     }
-    0
 }
 
 /// Streams the log at `path`; while following, `running` tells whether the

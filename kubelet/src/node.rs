@@ -540,7 +540,7 @@ mod tests {
         // 16Gi - 1Gi reserved - 100Mi hard eviction.
         assert_eq!(alloc["memory"].0, "15260Mi");
         // 100Gi less 10% nodefs.available.
-        assert_eq!(alloc["ephemeral-storage"].0, "96636764160");
+        assert_eq!(alloc["ephemeral-storage"].0, "90Gi");
     }
 
     #[test]

@@ -517,9 +517,10 @@ impl VolumeManager {
             .unwrap_or_else(|| "default".into());
         let key = format!("{ns}/{sa}/{uid}/{audience:?}/{expiration}");
         if let Some(t) = self.tokens.lock().get(&key)
-            && t.fetched.elapsed() < t.ttl.mul_f64(0.8) {
-                return Ok(t.token.clone());
-            }
+            && t.fetched.elapsed() < t.ttl.mul_f64(0.8)
+        {
+            return Ok(t.token.clone());
+        }
         let client = self
             .client
             .clone()
@@ -742,13 +743,14 @@ pub fn container_mounts(
     }
     let has = |out: &[v1::Mount], p: &str| out.iter().any(|m| m.container_path == p);
     if let Some(h) = etc_hosts
-        && !has(&out, "/etc/hosts") {
-            out.push(v1::Mount {
-                container_path: "/etc/hosts".into(),
-                host_path: h.display().to_string(),
-                ..Default::default()
-            });
-        }
+        && !has(&out, "/etc/hosts")
+    {
+        out.push(v1::Mount {
+            container_path: "/etc/hosts".into(),
+            host_path: h.display().to_string(),
+            ..Default::default()
+        });
+    }
     if let Some(t) = termination_log {
         let path = c
             .termination_message_path
