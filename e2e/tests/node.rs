@@ -677,3 +677,70 @@ fn deployment_pods_run_and_survive_a_kubelet_restart() {
     let pod = pod.lines().next().expect("a pod");
     c.api.ok(K, &["exec", "-n", "deploy", pod, "--", "true"]);
 }
+
+#[test]
+fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
+    let Some(c) = cluster() else { return };
+    ns(c, "probes");
+    apply(
+        c,
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed", "namespace": "probes"},
+  "spec": {"containers": [{"name": "c", "image": "busybox",
+    "command": ["sh", "-c", "touch /alive; mkdir -p /www; (sleep 2; echo ok > /www/ready) & httpd -f -p 8080 -h /www"],
+    "ports": [{"name": "http", "containerPort": 8080}],
+    "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+    "livenessProbe": {"exec": {"command": ["test", "-f", "/alive"]}, "periodSeconds": 1, "failureThreshold": 2}}]}}"#,
+    );
+    // Running but not ready until /ready exists.
+    wait(
+        c,
+        "probes",
+        "pod/probed",
+        "jsonpath={.status.phase}=Running",
+    );
+    wait(c, "probes", "pod/probed", "condition=Ready");
+    // The readiness probe fails on a 404: not ready, with upstream's event.
+    c.api.ok(
+        K,
+        &["exec", "-n", "probes", "probed", "--", "rm", "/www/ready"],
+    );
+    wait(c, "probes", "pod/probed", "condition=Ready=false");
+    assert_eq!(
+        jsonpath(
+            c,
+            "probes",
+            "pod/probed",
+            "{.status.containerStatuses[0].ready}"
+        ),
+        "false"
+    );
+    // The liveness probe fails twice: the container is killed and restarted (and
+    // its new instance is not ready until its readiness probe passes again).
+    c.api
+        .ok(K, &["exec", "-n", "probes", "probed", "--", "rm", "/alive"]);
+    wait(
+        c,
+        "probes",
+        "pod/probed",
+        "jsonpath={.status.containerStatuses[0].restartCount}=1",
+    );
+    wait(c, "probes", "pod/probed", "condition=Ready");
+    let events = c.api.ok(
+        K,
+        &[
+            "get",
+            "events",
+            "-n",
+            "probes",
+            "-o",
+            "jsonpath={range .items[*]}{.reason}:{.message}{\"\\n\"}{end}",
+        ],
+    );
+    for want in [
+        "Unhealthy:Readiness probe failed: HTTP probe failed with statuscode: 404",
+        "Unhealthy:Liveness probe failed: ",
+        "Killing:Container c failed liveness probe, will be restarted",
+    ] {
+        assert!(events.contains(want), "{want} missing from:\n{events}");
+    }
+}

@@ -35,6 +35,7 @@ use crate::kuberuntime::dns::{ClusterDns, HostDns, pod_dns};
 use crate::kuberuntime::{self, Backoff, RuntimePod, SandboxContext, labels, pod_desc, pod_ids};
 use crate::machine::MachineInfo;
 use crate::metrics::Metrics;
+use crate::prober;
 use crate::status::{self, StatusContext, Waiting};
 use crate::volumes::{self, VolumeManager};
 
@@ -76,6 +77,35 @@ pub struct Agent {
     workers: Mutex<HashMap<String, Arc<Notify>>>,
     /// When each pod was first seen, for `kubelet_pod_start_duration_seconds`.
     first_seen: Mutex<HashMap<String, Instant>>,
+    /// Liveness, readiness and startup probes.
+    probes: Arc<prober::Manager>,
+}
+
+impl prober::Sink for Agent {
+    fn changed(&self, uid: &str) {
+        if let Some(n) = self.workers.lock().get(uid) {
+            n.notify_one();
+        }
+    }
+
+    fn unhealthy(&self, uid: &str, container: &str, message: String) {
+        let Some(pod) = self.pods.lock().get(uid).cloned() else {
+            return;
+        };
+        let init = pod.spec.as_ref().is_some_and(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .any(|c| c.name == container)
+        });
+        self.event(
+            &pod,
+            Some(field_path(init, container)),
+            true,
+            "Unhealthy",
+            message,
+        );
+    }
 }
 
 /// How long until a worker syncs again by itself.
@@ -138,6 +168,7 @@ impl Agent {
             waiting: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             first_seen: Mutex::new(HashMap::new()),
+            probes: Arc::new(prober::Manager::default()),
         })
     }
 
@@ -272,11 +303,79 @@ impl Agent {
         }
     }
 
-    fn status_context(&self) -> StatusContext {
+    fn status_context(&self, pod: &Pod) -> StatusContext {
+        let (_, _, uid) = pod_ids(pod);
+        let probes = pod
+            .spec
+            .iter()
+            .flat_map(|s| {
+                s.containers
+                    .iter()
+                    .chain(s.init_containers.iter().flatten())
+            })
+            .filter_map(|c| Some((c.name.clone(), self.probes.state(uid, &c.name)?)))
+            .collect();
         StatusContext {
             runtime_name: self.runtime_name.clone(),
             host_ips: self.c.node_ip.iter().map(|i| i.to_string()).collect(),
+            probes,
         }
+    }
+
+    /// Starts the probe workers of the pod's running containers, and kills the
+    /// containers whose liveness or startup probe failed.
+    async fn probe(self: &Arc<Self>, pod: &Pod, rt: &RuntimePod) -> bool {
+        let (_, _, uid) = pod_ids(pod);
+        let pod_ip = rt.pod_ips().first().cloned().unwrap_or_default();
+        let mut killed = false;
+        let spec = pod.spec.clone().unwrap_or_default();
+        let all = spec.containers.iter().map(|c| (false, c)).chain(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .filter(|c| kuberuntime::is_sidecar(c))
+                .map(|c| (true, c)),
+        );
+        for (init, c) in all {
+            let Some(st) = rt
+                .latest(&c.name)
+                .filter(|s| s.state == cri::state::RUNNING)
+            else {
+                continue;
+            };
+            if let Some(why) = self
+                .probes
+                .state(uid, &c.name)
+                .filter(|s| s.container_id == st.id)
+                .and_then(|s| s.kill)
+            {
+                self.event(pod, Some(field_path(init, &c.name)), false, "Killing", why);
+                let grace = spec.termination_grace_period_seconds.unwrap_or(30).max(0) as u64;
+                let _ = self
+                    .runtime
+                    .stop_container(&st.id, Duration::from_secs(grace))
+                    .await;
+                killed = true;
+                continue;
+            }
+            if c.liveness_probe.is_some()
+                || c.readiness_probe.is_some()
+                || c.startup_probe.is_some()
+            {
+                let sink: Arc<dyn prober::Sink> = self.clone();
+                self.probes.ensure(
+                    uid,
+                    c,
+                    prober::Target {
+                        container_id: st.id.clone(),
+                        pod_ip: pod_ip.clone(),
+                    },
+                    self.runtime.clone(),
+                    sink,
+                );
+            }
+        }
+        killed
     }
 
     fn post_status(&self, pod: &Pod, rt: &RuntimePod) -> k8s_openapi::api::core::v1::PodStatus {
@@ -287,7 +386,7 @@ impl Agent {
             pod,
             rt,
             &waiting,
-            &self.status_context(),
+            &self.status_context(pod),
             cached.as_ref(),
             Timestamp::now(),
         );
@@ -389,7 +488,7 @@ impl Agent {
                     pod,
                     &rt,
                     &HashMap::new(),
-                    &self.status_context(),
+                    &self.status_context(pod),
                     None,
                     Timestamp::now(),
                 );
@@ -419,6 +518,12 @@ impl Agent {
                 return RETRY;
             }
         };
+        if self.probe(pod, &rt).await {
+            match RuntimePod::read(self.runtime.as_ref(), &uid).await {
+                Ok(r) => rt = r,
+                Err(e) => tracing::warn!(%uid, error = %e, "reading the pod from the runtime"),
+            }
+        }
         let actions = kuberuntime::compute_actions(pod, &rt);
         let mut next = self.c.cfg.sync_frequency.0;
         if actions.kill_pod {
@@ -729,6 +834,7 @@ impl Agent {
             Ok(r) => rt = r,
             Err(e) => tracing::warn!(%uid, error = %e, "reading the pod from the runtime"),
         }
+        self.probe(pod, &rt).await;
         let s = self.post_status(pod, &rt);
         // Init containers and restarts are driven by the PLEG; stay close while
         // the pod is starting.
@@ -862,6 +968,7 @@ impl Agent {
         self.admitted.lock().remove(uid);
         self.waiting.lock().remove(uid);
         self.backoff.lock().forget_pod(uid);
+        self.probes.forget_pod(uid);
         self.first_seen.lock().remove(uid);
         self.status.forget(uid);
         tracing::info!(%uid, "pod cleaned up");

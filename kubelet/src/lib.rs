@@ -32,6 +32,7 @@ pub mod machine;
 pub mod metrics;
 pub mod node;
 pub mod options;
+pub mod prober;
 pub mod server;
 pub mod status;
 pub mod volumes;

@@ -184,6 +184,8 @@ struct ContainerInputs<'a> {
     /// A regular init container the runtime no longer has while a regular
     /// container was created: it completed.
     init_done: bool,
+    /// The container's probe results.
+    probe: Option<&'a crate::prober::State>,
 }
 
 /// Upstream's `convertToAPIContainerStatuses` for one container.
@@ -257,10 +259,21 @@ fn container_status(c: &Container, rt: &RuntimePod, i: &ContainerInputs<'_>) -> 
         }
         status.state = Some(waiting_state(Some(&w.reason), Some(&w.message)));
     }
-    // No probes: a running container is started and ready.
+    // Started once its startup probe passed (at once without one); ready once
+    // started and its readiness probe passed (at once without one). Results of an
+    // earlier instance do not count.
     let running = is_running(&status.state);
-    status.started = Some(running);
-    status.ready = running;
+    let id = status
+        .container_id
+        .as_deref()
+        .and_then(|c| c.split_once("://"))
+        .map(|(_, id)| id);
+    let probe = i.probe.filter(|p| Some(p.container_id.as_str()) == id);
+    let started =
+        running && (c.startup_probe.is_none() || probe.and_then(|p| p.started) == Some(true));
+    status.started = Some(started);
+    status.ready =
+        started && (c.readiness_probe.is_none() || probe.and_then(|p| p.ready) == Some(true));
     status
 }
 
@@ -392,6 +405,8 @@ pub struct StatusContext {
     pub runtime_name: String,
     /// The node's IPs.
     pub host_ips: Vec<String>,
+    /// The pod's probe results, by container name.
+    pub probes: HashMap<String, crate::prober::State>,
 }
 
 /// The conditions the kubelet owns (upstream's `PodConditionsByKubelet`).
@@ -455,6 +470,7 @@ pub fn api_status(
                 has_init: !inits.is_empty(),
                 deleting: pod.metadata.deletion_timestamp.is_some(),
                 init_done: init && !is_sidecar(c) && regular_created,
+                probe: ctx.probes.get(&c.name),
             },
         )
     };

@@ -104,6 +104,7 @@ fn ctx() -> StatusContext {
     StatusContext {
         runtime_name: "containerd".into(),
         host_ips: vec!["192.168.1.10".into()],
+        ..Default::default()
     }
 }
 
