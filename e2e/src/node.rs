@@ -242,6 +242,11 @@ impl Node {
         }
     }
 
+    /// The kubelet's process ID (of the `nsenter` that execs it), while it runs.
+    pub fn kubelet_pid(&self) -> Option<u32> {
+        self.kubelet.as_ref().map(Child::id)
+    }
+
     /// The kubelet's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -1,6 +1,6 @@
 //! Finding the workspace's binaries and the installed kubectls, and picking ports.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -12,15 +12,19 @@ pub const KUBECTLS: [&str; 3] = ["kubectl.1.33", "kubectl.1.32", "kubectl.1.27"]
 
 /// The path of workspace binary `name` in this test's target directory. Builds it
 /// first (a no-op when it is fresh): `cargo test -p keelson-e2e` alone does not
-/// build other packages' binaries.
+/// build other packages' binaries. Bench binaries (in `target/<profile>` itself)
+/// find their siblings the same way.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
+    // target/<profile>/deps/<test>, or target/<profile>/<bench binary>.
+    let parent = exe.parent().expect("executable in a directory");
+    let dir = if parent.file_name().is_some_and(|n| n == "deps") {
+        parent.parent().expect("target/<profile>")
+    } else {
+        parent
+    };
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
