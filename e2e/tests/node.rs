@@ -51,7 +51,13 @@ fn cluster() -> Option<&'static Cluster> {
                 "--user=kube-apiserver-kubelet-client",
             ],
         );
-        let node = Node::start(&env, &api, NODE, 101, "syncFrequency: 5s\n");
+        let node = Node::start(
+            &env,
+            &api,
+            NODE,
+            101,
+            "syncFrequency: 5s\nfileCheckFrequency: 1s\n",
+        );
         let restart = Node::start(
             &env,
             &api,
@@ -229,6 +235,23 @@ fn busybox_runs_logs_execs_and_port_forwards() {
         ),
         "from-stdin\n"
     );
+    // Older kubectls (SPDY exec, older log and port-forward clients) too.
+    for k in e2e::installed_kubectls() {
+        assert_eq!(
+            c.api.ok(k, &["logs", "-n", "run", "hello"]),
+            "hi from hello\n",
+            "{k}"
+        );
+        assert_eq!(
+            c.api.ok_stdin(
+                k,
+                &["exec", "-i", "-n", "run", "hello", "--", "cat"],
+                Some("echo via {k}\n")
+            ),
+            "echo via {k}\n",
+            "{k}"
+        );
+    }
     // The service account token and the kubelet-managed /etc/hosts.
     let files = c.api.ok(
         K,
@@ -743,4 +766,88 @@ fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_container() {
     ] {
         assert!(events.contains(want), "{want} missing from:\n{events}");
     }
+}
+
+#[test]
+fn a_static_pod_runs_from_its_file_and_the_api_shows_its_mirror() {
+    let Some(c) = cluster() else { return };
+    ns(c, "static");
+    let file = c.node.dir.join("manifests/web.yaml");
+    let manifest = |msg: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  namespace: static\nspec:\n  containers:\n  - name: c\n    image: busybox\n    command: [sh, -c, 'echo {msg}; sleep 1d']\n"
+        )
+    };
+    std::fs::write(&file, manifest("v1")).expect("write manifest");
+    let mirror = format!("pod/web-{NODE}");
+    wait(c, "static", &mirror, "create");
+    wait(c, "static", &mirror, "condition=Ready");
+    let hash = jsonpath(
+        c,
+        "static",
+        &mirror,
+        "{.metadata.annotations.kubernetes\\.io/config\\.mirror}",
+    );
+    assert_eq!(
+        hash.len(),
+        32,
+        "the mirror annotation holds the static pod's hash"
+    );
+    assert_eq!(
+        jsonpath(
+            c,
+            "static",
+            &mirror,
+            "{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}"
+        ),
+        format!("Node/{NODE}")
+    );
+    assert_eq!(c.api.ok(K, &["logs", "-n", "static", &mirror]), "v1\n");
+    // Deleting the mirror pod does not stop the static pod: the kubelet recreates it.
+    let container = || {
+        jsonpath(
+            c,
+            "static",
+            &mirror,
+            "{.status.containerStatuses[0].containerID}",
+        )
+    };
+    let before = container();
+    // `kubectl delete` waits for this object (by UID) to be gone.
+    c.api.ok(K, &["delete", "-n", "static", &mirror]);
+    wait(c, "static", &mirror, "create");
+    wait(c, "static", &mirror, "condition=Ready");
+    assert_eq!(container(), before, "the container kept running");
+    // An edited file is a new pod: the old mirror is replaced, the new pod runs.
+    std::fs::write(&file, manifest("v2")).expect("rewrite manifest");
+    let replaced = (0..600).any(|_| {
+        let h = c.api.kubectl(
+            K,
+            &[
+                "get",
+                "-n",
+                "static",
+                &mirror,
+                "-o",
+                "jsonpath={.metadata.annotations.kubernetes\\.io/config\\.mirror}",
+            ],
+        );
+        let now = String::from_utf8_lossy(&h.stdout).into_owned();
+        if h.status.success() && !now.is_empty() && now != hash {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        false
+    });
+    assert!(
+        replaced,
+        "the mirror pod was never replaced:\n{}",
+        kubelet_log(c)
+    );
+    wait(c, "static", &mirror, "condition=Ready");
+    assert_eq!(c.api.ok(K, &["logs", "-n", "static", &mirror]), "v2\n");
+    assert_ne!(container(), before);
+    // A removed file: the pod stops and its mirror leaves the API.
+    std::fs::remove_file(&file).expect("remove manifest");
+    wait(c, "static", &mirror, "delete");
 }

@@ -36,6 +36,7 @@ use crate::kuberuntime::{self, Backoff, RuntimePod, SandboxContext, labels, pod_
 use crate::machine::MachineInfo;
 use crate::metrics::Metrics;
 use crate::prober;
+use crate::static_pods;
 use crate::status::{self, StatusContext, Waiting};
 use crate::volumes::{self, VolumeManager};
 
@@ -79,6 +80,14 @@ pub struct Agent {
     first_seen: Mutex<HashMap<String, Instant>>,
     /// Liveness, readiness and startup probes.
     probes: Arc<prober::Manager>,
+    /// The API client (none in standalone mode).
+    client: Option<kube::Client>,
+    /// The Node's UID once registered (mirror pods' owner).
+    node_uid: Mutex<String>,
+    /// Mirror pods in the API: `ns/name` → (UID, the static pod's hash).
+    mirrors: Mutex<HashMap<String, (String, String)>>,
+    /// Static pods by UID: `ns/name`, to delete the mirror once the pod is gone.
+    statics: Mutex<HashMap<String, String>>,
 }
 
 impl prober::Sink for Agent {
@@ -143,6 +152,7 @@ impl Agent {
         volumes: VolumeManager,
         recorder: Option<Recorder>,
         metrics: Metrics,
+        client: Option<kube::Client>,
     ) -> Arc<Self> {
         let host_dns =
             HostDns::parse(&std::fs::read_to_string(&c.cfg.resolv_conf).unwrap_or_default());
@@ -169,6 +179,10 @@ impl Agent {
             workers: Mutex::new(HashMap::new()),
             first_seen: Mutex::new(HashMap::new()),
             probes: Arc::new(prober::Manager::default()),
+            client,
+            node_uid: Mutex::new(String::new()),
+            mirrors: Mutex::new(HashMap::new()),
+            statics: Mutex::new(HashMap::new()),
         })
     }
 
@@ -190,9 +204,109 @@ impl Agent {
         }
     }
 
-    /// A pod was added or changed in the API.
+    /// The Node is registered with this UID.
+    pub fn set_node_uid(&self, uid: String) {
+        *self.node_uid.lock() = uid;
+    }
+
+    /// A mirror pod was added or changed in the API.
+    pub fn mirror_seen(self: &Arc<Self>, pod: &Pod) {
+        let (name, ns, uid) = pod_ids(pod);
+        let hash = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(static_pods::CONFIG_MIRROR))
+            .cloned()
+            .unwrap_or_default();
+        // A mirror being deleted (gracefully) mirrors nothing: the static pod's
+        // sync deletes it at once and posts a new one, as upstream's.
+        let mirrored = if pod.metadata.deletion_timestamp.is_some() {
+            String::new()
+        } else {
+            hash.clone()
+        };
+        self.mirrors
+            .lock()
+            .insert(format!("{ns}/{name}"), (uid.to_owned(), mirrored));
+        self.wake_if_known(&hash);
+    }
+
+    /// A mirror pod was deleted from the API: its static pod recreates it.
+    pub fn mirror_gone(self: &Arc<Self>, pod: &Pod) {
+        let (name, ns, _) = pod_ids(pod);
+        let gone = self.mirrors.lock().remove(&format!("{ns}/{name}"));
+        if let Some((_, hash)) = gone {
+            self.wake_if_known(&hash);
+        }
+    }
+
+    fn wake_if_known(self: &Arc<Self>, uid: &str) {
+        if self.pods.lock().contains_key(uid) {
+            self.wake(uid);
+        }
+    }
+
+    /// Makes the API show a static pod through its mirror pod: created (owned by the
+    /// Node) when missing, replaced when it mirrors another version of the file.
+    async fn ensure_mirror(&self, pod: &Pod) {
+        let Some(client) = &self.client else {
+            return;
+        };
+        let (name, ns, uid) = pod_ids(pod);
+        let key = format!("{ns}/{name}");
+        let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
+        let known = self.mirrors.lock().get(&key).cloned();
+        match known {
+            Some((muid, hash)) if hash == uid => {
+                self.status.set_api_uid(uid, &muid);
+                return;
+            }
+            Some((muid, _)) => {
+                let dp = kube::api::DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: Some(muid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                if let Err(e) = api.delete(name, &dp).await
+                    && !client_base::errors::is_not_found(&e)
+                {
+                    tracing::warn!(pod = %key, error = %e, "deleting an outdated mirror pod");
+                    return;
+                }
+                self.mirrors.lock().remove(&key);
+            }
+            None => {}
+        }
+        let node_uid = self.node_uid.lock().clone();
+        if node_uid.is_empty() {
+            return;
+        }
+        let mirror = static_pods::mirror_pod(pod, &self.c.node_name, &node_uid);
+        match api.create(&kube::api::PostParams::default(), &mirror).await {
+            Ok(m) => {
+                let muid = m.metadata.uid.unwrap_or_default();
+                self.mirrors
+                    .lock()
+                    .insert(key, (muid.clone(), uid.to_owned()));
+                self.status.set_api_uid(uid, &muid);
+            }
+            Err(e) => tracing::warn!(pod = %key, error = %e, "Failed creating a mirror pod"),
+        }
+    }
+
+    /// A pod was added or changed in the API, or read from the static pod path.
     pub fn upsert(self: &Arc<Self>, pod: Arc<Pod>) {
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        if static_pods::is_static(&pod) {
+            let (name, ns, _) = pod_ids(&pod);
+            self.statics
+                .lock()
+                .insert(uid.clone(), format!("{ns}/{name}"));
+        }
         self.first_seen
             .lock()
             .entry(uid.clone())
@@ -283,7 +397,11 @@ impl Agent {
             }
             return Some(self.c.cfg.sync_frequency.0);
         }
-        Some(self.sync_pod(&pod, rt).await)
+        let next = self.sync_pod(&pod, rt).await;
+        if static_pods::is_static(&pod) {
+            self.ensure_mirror(&pod).await;
+        }
+        Some(next)
     }
 
     fn node_values(&self, pod_ips: Vec<String>) -> NodeValues {
@@ -969,6 +1087,28 @@ impl Agent {
         self.waiting.lock().remove(uid);
         self.backoff.lock().forget_pod(uid);
         self.probes.forget_pod(uid);
+        let stat = self.statics.lock().remove(uid);
+        if let (Some(key), Some(client)) = (stat, &self.client) {
+            let mirror = self.mirrors.lock().get(&key).cloned();
+            if let Some((muid, hash)) = mirror.filter(|(_, h)| h == uid)
+                && let Some((ns, name)) = key.split_once('/')
+            {
+                let _ = hash;
+                let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
+                let dp = kube::api::DeleteParams {
+                    grace_period_seconds: Some(0),
+                    preconditions: Some(kube::api::Preconditions {
+                        uid: Some(muid),
+                        resource_version: None,
+                    }),
+                    ..Default::default()
+                };
+                if let Err(e) = api.delete(name, &dp).await {
+                    tracing::debug!(pod = %key, error = %e, "deleting the mirror pod");
+                }
+                self.mirrors.lock().remove(&key);
+            }
+        }
         self.first_seen.lock().remove(uid);
         self.status.forget(uid);
         tracing::info!(%uid, "pod cleaned up");

@@ -34,6 +34,7 @@ pub mod node;
 pub mod options;
 pub mod prober;
 pub mod server;
+pub mod static_pods;
 pub mod status;
 pub mod volumes;
 
@@ -190,6 +191,7 @@ pub async fn run(opts: options::Options) -> Result<(), Error> {
         volumes,
         Some(recorder),
         metrics,
+        Some(client.clone()),
     );
     tokio::spawn(agent.status.clone().run(client.clone()));
 
@@ -221,9 +223,19 @@ pub async fn run(opts: options::Options) -> Result<(), Error> {
             }
         });
     }
+    // Static pods run from the start, with or without the apiserver.
+    if !cfg.static_pod_path.is_empty() {
+        tokio::spawn(static_pod_source(
+            agent.clone(),
+            cfg.static_pod_path.clone().into(),
+            node_name.clone(),
+            cfg.file_check_frequency.0,
+        ));
+    }
     if cfg.register_node {
         let node = node_agent.register().await;
         let uid = node.metadata.uid.unwrap_or_default();
+        agent.set_node_uid(uid.clone());
         tokio::spawn(node_agent.clone().lease_loop(uid));
     }
     tokio::spawn(node_agent.clone().status_loop());
@@ -234,13 +246,30 @@ pub async fn run(opts: options::Options) -> Result<(), Error> {
         watcher::Config::default().fields(&format!("spec.nodeName={node_name}")),
     );
     {
+        // Mirror pods are the API's view of static pods, not pods to run.
         let (a1, a2, a3) = (agent.clone(), agent.clone(), agent.clone());
         pods.add_handler(
             client_base::informer::Funcs::new()
-                .on_add(move |p: &Arc<Pod>, _| a1.upsert(p.clone()))
-                .on_update(move |_, p: &Arc<Pod>| a2.upsert(p.clone()))
+                .on_add(move |p: &Arc<Pod>, _| {
+                    if static_pods::is_mirror(p) {
+                        a1.mirror_seen(p);
+                    } else {
+                        a1.upsert(p.clone());
+                    }
+                })
+                .on_update(move |_, p: &Arc<Pod>| {
+                    if static_pods::is_mirror(p) {
+                        a2.mirror_seen(p);
+                    } else {
+                        a2.upsert(p.clone());
+                    }
+                })
                 .on_delete(move |p: &Arc<Pod>| {
-                    a3.remove(p.metadata.uid.as_deref().unwrap_or_default())
+                    if static_pods::is_mirror(p) {
+                        a3.mirror_gone(p);
+                    } else {
+                        a3.remove(p.metadata.uid.as_deref().unwrap_or_default());
+                    }
                 }),
         );
     }
@@ -324,6 +353,37 @@ pub async fn run(opts: options::Options) -> Result<(), Error> {
     component_base::signal::shutdown().await;
     tracing::info!("kubelet shutting down");
     Ok(())
+}
+
+/// Reads the static pod path every `period` and hands new, changed (a new UID) and
+/// removed static pods to the agent.
+async fn static_pod_source(
+    agent: Arc<agent::Agent>,
+    dir: std::path::PathBuf,
+    node: String,
+    period: Duration,
+) {
+    let mut known: std::collections::HashSet<String> = Default::default();
+    let mut tick = tokio::time::interval(period.max(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let seen = k8s_openapi::jiff::Timestamp::now().to_string();
+        let pods = static_pods::read_dir(&dir, &node, &seen);
+        let now: std::collections::HashSet<String> =
+            pods.iter().filter_map(|p| p.metadata.uid.clone()).collect();
+        for p in pods {
+            let uid = p.metadata.uid.clone().unwrap_or_default();
+            if !known.contains(&uid) {
+                tracing::info!(pod = ?p.metadata.name, "static pod added");
+                agent.upsert(Arc::new(p));
+            }
+        }
+        for uid in known.difference(&now) {
+            agent.remove(uid);
+        }
+        known = now;
+    }
 }
 
 /// The plain-HTTP `/healthz` on `healthzBindAddress:healthzPort`.

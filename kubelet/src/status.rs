@@ -743,6 +743,9 @@ struct Entry {
     posted: u64,
     /// Delete the pod (grace 0) once this status is posted.
     delete: bool,
+    /// The UID the API knows the pod by: its own, or its mirror pod's for a static
+    /// pod (`None` until the mirror exists: nothing is posted before).
+    api_uid: Option<String>,
 }
 
 /// Writes pod statuses to the apiserver.
@@ -779,10 +782,27 @@ impl Manager {
             version: 0,
             posted: 0,
             delete: false,
+            // Static pods are known to the API by their mirror pods' UIDs.
+            api_uid: (!crate::static_pods::is_static(pod)).then(|| uid.to_owned()),
         });
         if e.version == 0 || e.status != status {
             e.status = status;
             e.version += 1;
+            drop(entries);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The API knows the (static) pod `uid` as `api_uid` (its mirror pod).
+    pub fn set_api_uid(&self, uid: &str, api_uid: &str) {
+        let mut entries = self.entries.lock();
+        if let Some(e) = entries.get_mut(uid)
+            && e.api_uid.as_deref() != Some(api_uid)
+        {
+            e.api_uid = Some(api_uid.to_owned());
+            // The new mirror has none of the status: post it all again.
+            e.last = serde_json::Value::Null;
+            e.posted = 0;
             drop(entries);
             self.wake.notify_one();
         }
@@ -807,7 +827,9 @@ impl Manager {
     /// Posts changed statuses until the process ends.
     pub async fn run(self, client: kube::Client) {
         loop {
+            #[allow(clippy::type_complexity)]
             let due: Vec<(
+                String,
                 String,
                 String,
                 String,
@@ -819,10 +841,11 @@ impl Manager {
                 .entries
                 .lock()
                 .iter()
-                .filter(|(_, e)| e.posted < e.version)
+                .filter(|(_, e)| e.posted < e.version && e.api_uid.is_some())
                 .map(|(uid, e)| {
                     (
                         uid.clone(),
+                        e.api_uid.clone().unwrap_or_default(),
                         e.namespace.clone(),
                         e.name.clone(),
                         e.last.clone(),
@@ -837,10 +860,10 @@ impl Manager {
                 continue;
             }
             let mut failed = false;
-            for (uid, ns, name, last, status, version, delete) in due {
+            for (uid, api_uid, ns, name, last, status, version, delete) in due {
                 let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
                 let new = serde_json::to_value(&status).unwrap_or_default();
-                let patch = serde_json::json!({"metadata": {"uid": uid}, "status": merge_patch(&last, &new)});
+                let patch = serde_json::json!({"metadata": {"uid": api_uid}, "status": merge_patch(&last, &new)});
                 let r = api
                     .patch_status(&name, &PatchParams::default(), &Patch::Strategic(patch))
                     .await;
@@ -859,7 +882,7 @@ impl Manager {
                     let dp = DeleteParams {
                         grace_period_seconds: Some(0),
                         preconditions: Some(Preconditions {
-                            uid: Some(uid.clone()),
+                            uid: Some(api_uid.clone()),
                             resource_version: None,
                         }),
                         ..Default::default()

@@ -80,7 +80,9 @@ async fn kubelet_round(client: &kube::Client, node: &str, n: usize, round: usize
                         .status
                         .as_ref()
                         .and_then(|s| s.conditions.as_ref())
-                        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                        .is_some_and(|cs| {
+                            cs.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                        });
                     if is_ready {
                         let mut r = ready.lock();
                         r.entry(p.metadata.name.clone().unwrap_or_default())
@@ -100,7 +102,9 @@ async fn kubelet_round(client: &kube::Client, node: &str, n: usize, round: usize
         let name = format!("p{round}-{i}");
         created.insert(name.clone(), Instant::now());
         let (api, p) = (api.clone(), pod(&name, node));
-        calls.push(tokio::spawn(async move { api.create(&PostParams::default(), &p).await }));
+        calls.push(tokio::spawn(async move {
+            api.create(&PostParams::default(), &p).await
+        }));
     }
     for c in calls {
         c.await.expect("join").expect("create pod");
@@ -121,14 +125,27 @@ async fn delete_round(client: &kube::Client, n: usize, round: usize) {
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench");
     for i in 0..n {
         let _ = api
-            .delete(&format!("p{round}-{i}"), &DeleteParams::default().grace_period(0))
+            .delete(
+                &format!("p{round}-{i}"),
+                &DeleteParams::default().grace_period(0),
+            )
             .await;
     }
 }
 
 /// The same pods as raw CRI calls: sandbox, container, start, all at once.
-async fn raw_round(rt: Arc<dyn Runtime>, node: &str, logs: &str, cgroup_root: &str, n: usize, round: usize) -> Vec<f64> {
-    let image = rt.pull_image("busybox:1.36", None, None).await.expect("pull");
+async fn raw_round(
+    rt: Arc<dyn Runtime>,
+    node: &str,
+    logs: &str,
+    cgroup_root: &str,
+    n: usize,
+    round: usize,
+) -> Vec<f64> {
+    let image = rt
+        .pull_image("busybox:1.36", None, None)
+        .await
+        .expect("pull");
     let mut tasks = Vec::new();
     for i in 0..n {
         let rt = rt.clone();
@@ -178,7 +195,12 @@ async fn raw_round(rt: Arc<dyn Runtime>, node: &str, logs: &str, cgroup_root: &s
 /// Waits until the runtime holds no sandbox (the kubelet cleaned up).
 async fn drained(rt: &dyn Runtime) {
     for _ in 0..600 {
-        if rt.list_pod_sandbox(None).await.map(|s| s.is_empty()).unwrap_or(false) {
+        if rt
+            .list_pod_sandbox(None)
+            .await
+            .map(|s| s.is_empty())
+            .unwrap_or(false)
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -196,11 +218,25 @@ fn main() {
     flags.push("--enable-admission-plugins=ServiceAccount".into());
     let api = e2e::ApiServer::start_with(&flags.iter().map(String::as_str).collect::<Vec<_>>());
     let ca = api.dir.path().join("pki/ca.crt").display().to_string();
-    let _kcm = e2e::Component::start(&api, "kcm", &["--leader-elect=false", &format!("--root-ca-file={ca}")]);
+    let _kcm = e2e::Component::start(
+        &api,
+        "kcm",
+        &["--leader-elect=false", &format!("--root-ca-file={ca}")],
+    );
     let node = e2e::Node::start(&env, &api, "bench", 1, "");
     node.wait_ready(&api, Duration::from_secs(120));
     api.ok("kubectl.1.33", &["create", "namespace", "bench"]);
-    api.ok("kubectl.1.33", &["wait", "--for=create", "-n", "bench", "serviceaccount/default", "--timeout=60s"]);
+    api.ok(
+        "kubectl.1.33",
+        &[
+            "wait",
+            "--for=create",
+            "-n",
+            "bench",
+            "serviceaccount/default",
+            "--timeout=60s",
+        ],
+    );
     let pid = node.kubelet_pid().expect("kubelet pid");
     let sock = format!("unix://{}/containerd/containerd.sock", node.dir.display());
     let logs = node.dir.join("raw-logs").display().to_string();
