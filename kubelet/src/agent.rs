@@ -120,6 +120,24 @@ impl prober::Sink for Agent {
 /// How long until a worker syncs again by itself.
 const RETRY: Duration = Duration::from_secs(2);
 
+/// What starting a pod's containers needs besides the pod.
+struct StartContext<'a> {
+    uid: &'a str,
+    rt: &'a RuntimePod,
+    sandbox_id: &'a str,
+    sandbox: &'a crate::cri::v1::PodSandboxConfig,
+    volumes: &'a volumes::PodVolumes,
+    /// The pod's `/etc/hosts` (none on the host network).
+    hosts: Option<&'a std::path::Path>,
+    node: &'a NodeValues,
+}
+
+/// Why a container was not started: what it waits with, and when to try again.
+struct NotStarted {
+    waiting: Waiting,
+    retry: Duration,
+}
+
 /// A reference to a pod (or one of its containers) for events.
 fn pod_ref(pod: &Pod, field_path: Option<String>) -> ObjectReference {
     ObjectReference {
@@ -763,187 +781,27 @@ impl Agent {
         let node = self.node_values(pod_ips);
         let mut waiting: HashMap<String, Waiting> = HashMap::new();
         let spec = pod.spec.clone().unwrap_or_default();
+        let sctx = StartContext {
+            uid: &uid,
+            rt: &rt,
+            sandbox_id: &sandbox_id,
+            sandbox: &sandbox,
+            volumes: &vols,
+            hosts: (!host_network).then_some(hosts.as_path()),
+            node: &node,
+        };
         for start in &actions.start {
             let c: &Container = if start.init {
                 &spec.init_containers.as_ref().expect("index from the spec")[start.index]
             } else {
                 &spec.containers[start.index]
             };
-            let fp = Some(field_path(start.init, &c.name));
-            // A container that ran before waits out its back-off.
-            if let Some(prev) = rt.latest(&c.name).filter(|s| s.state == cri::state::EXITED) {
-                let finished = Timestamp::from_nanosecond(i128::from(prev.finished_at))
-                    .unwrap_or(Timestamp::UNIX_EPOCH);
-                let since = Timestamp::now().duration_since(finished).unsigned_abs();
-                let key = Backoff::key(&uid, &c.name);
-                if let Some(d) = self.backoff.lock().check(&key, since, Instant::now()) {
-                    let remaining = d.saturating_sub(since);
-                    next = next.min(remaining + Duration::from_millis(100));
-                    waiting.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "CrashLoopBackOff".into(),
-                            message: format!(
-                                "back-off {} restarting failed container={} pod={}",
-                                component_base::duration::go_string(d.as_nanos() as i64),
-                                c.name,
-                                pod_desc(pod)
-                            ),
-                        },
-                    );
-                    self.event(
-                        pod,
-                        fp.clone(),
-                        true,
-                        "BackOff",
-                        format!(
-                            "Back-off restarting failed container {} in pod {}",
-                            c.name,
-                            pod_desc(pod)
-                        ),
-                    );
-                    if start.init {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            let mut notes = Vec::new();
-            let pulled = self
-                .images
-                .ensure(&uid, c, Some(sandbox.clone()), &mut notes)
-                .await;
-            for (warn, reason, msg) in notes {
-                self.event(pod, fp.clone(), warn, reason, msg);
-            }
-            let image_ref = match pulled {
-                Ok(r) => r,
-                Err(f) => {
-                    waiting.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: f.reason.into(),
-                            message: f.message,
-                        },
-                    );
-                    next = next.min(RETRY);
-                    if start.init {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let env = match crate::env::container_env(pod, c, self.objects.as_ref(), &node).await {
-                Ok(e) => e,
-                Err(e) => {
-                    self.event(pod, fp.clone(), true, "Failed", format!("Error: {e}"));
-                    waiting.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "CreateContainerConfigError".into(),
-                            message: e.to_string(),
-                        },
-                    );
-                    next = next.min(RETRY);
-                    if start.init {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let restart_count = rt.next_restart_count(&c.name);
-            let term_dir = self.volumes.pod_dir(&uid).join("containers").join(&c.name);
-            let term = term_dir.join(format!("{:08x}", rand::random::<u32>()));
-            let term_ok = std::fs::create_dir_all(&term_dir)
-                .and_then(|()| std::fs::write(&term, b""))
-                .and_then(|()| {
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o666))
-                })
-                .is_ok();
-            let mounts = match volumes::container_mounts(
-                c,
-                &vols,
-                (!host_network).then_some(hosts.as_path()),
-                term_ok.then_some(term.as_path()),
-            ) {
-                Ok(m) => m,
-                Err(e) => {
-                    self.event(pod, fp.clone(), true, "Failed", format!("Error: {e}"));
-                    waiting.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "CreateContainerConfigError".into(),
-                            message: e,
-                        },
-                    );
-                    next = next.min(RETRY);
-                    if start.init {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            let ctx = kuberuntime::ContainerContext {
-                image_ref,
-                env,
-                mounts,
-                restart_count,
-                node_memory: self.c.machine.memory,
-            };
-            let config = kuberuntime::container_config(pod, c, &ctx);
-            let id = match self
-                .runtime
-                .create_container(&sandbox_id, config, sandbox.clone())
-                .await
-            {
-                Ok(id) => id,
-                Err(e) => {
-                    self.event(pod, fp.clone(), true, "Failed", format!("Error: {e}"));
-                    waiting.insert(
-                        c.name.clone(),
-                        Waiting {
-                            reason: "CreateContainerError".into(),
-                            message: e.to_string(),
-                        },
-                    );
-                    next = next.min(RETRY);
-                    if start.init {
-                        break;
-                    }
-                    continue;
-                }
-            };
-            self.event(
-                pod,
-                fp.clone(),
-                false,
-                "Created",
-                format!("Created container: {}", c.name),
-            );
-            if let Err(e) = self.runtime.start_container(&id).await {
-                self.event(pod, fp.clone(), true, "Failed", format!("Error: {e}"));
-                waiting.insert(
-                    c.name.clone(),
-                    Waiting {
-                        reason: "RunContainerError".into(),
-                        message: e.to_string(),
-                    },
-                );
-                next = next.min(RETRY);
-                continue;
-            }
-            self.event(
-                pod,
-                fp.clone(),
-                false,
-                "Started",
-                format!("Started container {}", c.name),
-            );
-            // Keep the newest exited instance (lastState); remove older ones.
-            for old in rt.instances(&c.name).skip(1) {
-                if old.state != cri::state::RUNNING {
-                    let _ = self.runtime.remove_container(&old.id).await;
+            if let Err(not) = self.start_container(pod, c, start.init, &sctx).await {
+                waiting.insert(c.name.clone(), not.waiting);
+                next = next.min(not.retry);
+                // Init containers run in order: the next waits for this one.
+                if start.init {
+                    break;
                 }
             }
         }
@@ -960,6 +818,138 @@ impl Agent {
             next = next.min(RETRY);
         }
         next
+    }
+
+    /// Starts one container of `pod` in its sandbox: its back-off, image, env,
+    /// mounts, then CreateContainer and StartContainer, with upstream's events. `Err`
+    /// says why it waits and when to try again.
+    async fn start_container(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        init: bool,
+        ctx: &StartContext<'_>,
+    ) -> Result<(), NotStarted> {
+        let fp = Some(field_path(init, &c.name));
+        // Every failure below is an event and a waiting reason, retried soon.
+        let failed = |reason: &str, message: String| {
+            self.event(pod, fp.clone(), true, "Failed", format!("Error: {message}"));
+            NotStarted {
+                waiting: Waiting {
+                    reason: reason.into(),
+                    message,
+                },
+                retry: RETRY,
+            }
+        };
+        // A container that ran before waits out its back-off.
+        if let Some(prev) = ctx
+            .rt
+            .latest(&c.name)
+            .filter(|s| s.state == cri::state::EXITED)
+        {
+            let finished = Timestamp::from_nanosecond(i128::from(prev.finished_at))
+                .unwrap_or(Timestamp::UNIX_EPOCH);
+            let since = Timestamp::now().duration_since(finished).unsigned_abs();
+            let key = Backoff::key(ctx.uid, &c.name);
+            if let Some(d) = self.backoff.lock().check(&key, since, Instant::now()) {
+                self.event(
+                    pod,
+                    fp.clone(),
+                    true,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {} in pod {}",
+                        c.name,
+                        pod_desc(pod)
+                    ),
+                );
+                return Err(NotStarted {
+                    waiting: Waiting {
+                        reason: "CrashLoopBackOff".into(),
+                        message: format!(
+                            "back-off {} restarting failed container={} pod={}",
+                            component_base::duration::go_string(d.as_nanos() as i64),
+                            c.name,
+                            pod_desc(pod)
+                        ),
+                    },
+                    retry: d.saturating_sub(since) + Duration::from_millis(100),
+                });
+            }
+        }
+        let mut notes = Vec::new();
+        let pulled = self
+            .images
+            .ensure(ctx.uid, c, Some(ctx.sandbox.clone()), &mut notes)
+            .await;
+        for (warn, reason, msg) in notes {
+            self.event(pod, fp.clone(), warn, reason, msg);
+        }
+        let image_ref = pulled.map_err(|f| NotStarted {
+            waiting: Waiting {
+                reason: f.reason.into(),
+                message: f.message,
+            },
+            retry: RETRY,
+        })?;
+        let env = crate::env::container_env(pod, c, self.objects.as_ref(), ctx.node)
+            .await
+            .map_err(|e| failed("CreateContainerConfigError", e.to_string()))?;
+        let term_dir = self
+            .volumes
+            .pod_dir(ctx.uid)
+            .join("containers")
+            .join(&c.name);
+        let term = term_dir.join(format!("{:08x}", rand::random::<u32>()));
+        let term_ok = std::fs::create_dir_all(&term_dir)
+            .and_then(|()| std::fs::write(&term, b""))
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&term, std::fs::Permissions::from_mode(0o666))
+            })
+            .is_ok();
+        let mounts =
+            volumes::container_mounts(c, ctx.volumes, ctx.hosts, term_ok.then_some(term.as_path()))
+                .map_err(|e| failed("CreateContainerConfigError", e))?;
+        let cc = kuberuntime::ContainerContext {
+            image_ref,
+            env,
+            mounts,
+            restart_count: ctx.rt.next_restart_count(&c.name),
+            node_memory: self.c.machine.memory,
+        };
+        let config = kuberuntime::container_config(pod, c, &cc);
+        let id = self
+            .runtime
+            .create_container(ctx.sandbox_id, config, ctx.sandbox.clone())
+            .await
+            .map_err(|e| failed("CreateContainerError", e.to_string()))?;
+        self.event(
+            pod,
+            fp.clone(),
+            false,
+            "Created",
+            format!("Created container: {}", c.name),
+        );
+        self.runtime
+            .start_container(&id)
+            .await
+            .map_err(|e| failed("RunContainerError", e.to_string()))?;
+        self.event(
+            pod,
+            fp.clone(),
+            false,
+            "Started",
+            format!("Started container {}", c.name),
+        );
+        // Keep the newest exited instance (lastState); remove older ones.
+        for old in ctx.rt.instances(&c.name).skip(1) {
+            if old.state != cri::state::RUNNING {
+                let _ = self.runtime.remove_container(&old.id).await;
+            }
+        }
+        Ok(())
     }
 
     /// Stops the running containers of `pod` (all of them, or those not in `keep`)
