@@ -281,15 +281,7 @@ impl Agent {
                 return;
             }
             Some((muid, _)) => {
-                let dp = kube::api::DeleteParams {
-                    grace_period_seconds: Some(0),
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: Some(muid),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                if let Err(e) = api.delete(name, &dp).await
+                if let Err(e) = api.delete(name, &status::delete_now(&muid)).await
                     && !client_base::errors::is_not_found(&e)
                 {
                     tracing::warn!(pod = %key, error = %e, "deleting an outdated mirror pod");
@@ -1080,20 +1072,11 @@ impl Agent {
         let stat = self.statics.lock().remove(uid);
         if let (Some(key), Some(client)) = (stat, &self.client) {
             let mirror = self.mirrors.lock().get(&key).cloned();
-            if let Some((muid, hash)) = mirror.filter(|(_, h)| h == uid)
+            if let Some((muid, _)) = mirror.filter(|(_, h)| h == uid)
                 && let Some((ns, name)) = key.split_once('/')
             {
-                let _ = hash;
                 let api: kube::Api<Pod> = kube::Api::namespaced(client.clone(), ns);
-                let dp = kube::api::DeleteParams {
-                    grace_period_seconds: Some(0),
-                    preconditions: Some(kube::api::Preconditions {
-                        uid: Some(muid),
-                        resource_version: None,
-                    }),
-                    ..Default::default()
-                };
-                if let Err(e) = api.delete(name, &dp).await {
+                if let Err(e) = api.delete(name, &status::delete_now(&muid)).await {
                     tracing::debug!(pod = %key, error = %e, "deleting the mirror pod");
                 }
                 self.mirrors.lock().remove(&key);

@@ -731,6 +731,19 @@ pub fn merge_patch(old: &serde_json::Value, new: &serde_json::Value) -> serde_js
     }
 }
 
+/// Deletion with grace period 0 of the object with UID `uid` only: how the kubelet
+/// removes a terminated pod and a mirror pod (never a same-named successor).
+pub fn delete_now(uid: &str) -> DeleteParams {
+    DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    }
+}
+
 /// What the manager holds of one pod.
 struct Entry {
     namespace: String,
@@ -879,15 +892,7 @@ impl Manager {
                     }
                 };
                 if ok && delete {
-                    let dp = DeleteParams {
-                        grace_period_seconds: Some(0),
-                        preconditions: Some(Preconditions {
-                            uid: Some(api_uid.clone()),
-                            resource_version: None,
-                        }),
-                        ..Default::default()
-                    };
-                    match api.delete(&name, &dp).await {
+                    match api.delete(&name, &delete_now(&api_uid)).await {
                         Ok(_) => {
                             tracing::info!(pod = %format!("{ns}/{name}"), "Pod fully terminated and removed from etcd");
                             self.forget(&uid);
