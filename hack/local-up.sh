@@ -21,7 +21,7 @@ profile=${KEELSON_PROFILE:-release}
 # The whole workspace's binaries: the same build the tests make, so nothing is
 # compiled twice with other features.
 cargo build --profile "$profile" --workspace --bins
-bindir=target/$([ "$profile" = dev ] && echo debug || echo "$profile")
+bindir=${CARGO_TARGET_DIR:-target}/$([ "$profile" = dev ] && echo debug || echo "$profile")
 for tool in openssl curl; do
   command -v "$tool" >/dev/null || {
     export DEBIAN_FRONTEND=noninteractive
